@@ -1,0 +1,28 @@
+# defacebench: what defacing MRI does to automated image analysis (after de Sitter et al. 2020).
+# Default study: `snakemake --cores all`. Another study: add `--configfile config/studies/desitter2020.yaml`.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/simulate.smk"
+include: "workflow/rules/deface.smk"
+include: "workflow/rules/analyse.smk"
+include: "workflow/rules/tables.smk"
+
+
+rule all:
+    input:
+        study_outputs(),
+    default_target: True
+
+
+onsuccess:
+    print_summary()

@@ -1,0 +1,133 @@
+"""Study reports: the per-cohort tables and the end-of-run summary.
+
+Agreement and failure statistics come from :mod:`defacebench.tables`; this module
+adds the defacing (integrity and privacy) table and ties the files together.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .io import read_json, write_text
+from . import tables
+
+#: Columns of the defacing table, with their meaning.
+DEFACING_COLUMNS = {
+    "method": "defacing method as configured",
+    "backend": "what actually ran (a re-implementation says so)",
+    "modality": "image defaced (T1w, ceT1w, T2w, FLAIR)",
+    "n_images": "images the method was applied to",
+    "n_failed": "images the method failed on (no defaced image; analyses of it are failures)",
+    "face_region_changed_mean": "mean fraction of the template face region whose voxels changed (1 = whole face altered)",
+    "face_region_changed_min": "lowest such fraction over the images",
+    "brain_voxels_changed_mean": "mean fraction of the full image's brain-mask voxels changed by defacing (0 = brain untouched)",
+    "brain_voxels_changed_max": "highest such fraction over the images",
+    "face_detected_full": "images whose frontal surface render of the FULL head had a face detected (OpenCV Haar cascade)",
+    "face_detected_defaced": "images whose render of the DEFACED head still had a face detected (lower is better for privacy)",
+    "runtime_s_mean": "mean wall time of defacing per image, seconds",
+}
+
+
+def defacing_records(paths) -> pd.DataFrame:
+    """One row per defaced image from the integrity records written by the deface rule."""
+    rows = []
+    for path in paths:
+        record = read_json(path)
+        images = record.get("images") or {}
+        base = {
+            "cohort": record.get("cohort"),
+            "subject": record.get("subject"),
+            "method": record.get("method"),
+            "backend": record.get("backend"),
+            "subject_status": record.get("status"),
+            "subject_message": record.get("message", ""),
+        }
+        if not images:
+            rows.append({**base, "modality": "", "status": record.get("status", "failed"),
+                         "failed_stage": record.get("failed_stage", ""), "message": record.get("message", "")})
+        for modality, info in images.items():
+            row = {**base, "modality": modality}
+            row.update({k: v for k, v in info.items() if not isinstance(v, (dict, list))})
+            row.setdefault("status", record.get("status"))
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def defacing_table(long: pd.DataFrame) -> pd.DataFrame:
+    """Summarise integrity and privacy per method and modality."""
+    if long.empty:
+        return pd.DataFrame(columns=list(DEFACING_COLUMNS))
+    out = []
+    for (method, modality), group in long.groupby(["method", "modality"], sort=True):
+        ok = group[group["status"] == "ok"]
+
+        def col(name, how):
+            if name not in ok or ok[name].dropna().empty:
+                return float("nan")
+            return getattr(ok[name].astype(float), how)()
+
+        def count_true(name):
+            return int(ok[name].fillna(False).astype(bool).sum()) if name in ok else 0
+
+        out.append({
+            "method": method,
+            "backend": "; ".join(sorted({str(b) for b in group["backend"].dropna()})),
+            "modality": modality,
+            "n_images": len(group),
+            "n_failed": int((group["status"] != "ok").sum()),
+            "face_region_changed_mean": col("face_region_changed_fraction", "mean"),
+            "face_region_changed_min": col("face_region_changed_fraction", "min"),
+            "brain_voxels_changed_mean": col("brain_voxels_changed_fraction", "mean"),
+            "brain_voxels_changed_max": col("brain_voxels_changed_fraction", "max"),
+            "face_detected_full": count_true("face_detected_full"),
+            "face_detected_defaced": count_true("face_detected_defaced"),
+            "runtime_s_mean": col("runtime_s", "mean"),
+        })
+    return pd.DataFrame(out, columns=list(DEFACING_COLUMNS))
+
+
+def _markdown(df: pd.DataFrame, title: str, legend: dict) -> str:
+    lines = [f"# {title}", "", df.to_markdown(index=False, floatfmt=".4g") if not df.empty else "(no rows)", "", "## Columns", ""]
+    lines += [f"- `{c}`: {legend[c]}" for c in df.columns if c in legend]
+    return "\n".join(lines) + "\n"
+
+
+def write_cohort_tables(analysis_paths, deface_paths, out_dir: str | Path, cohort: str) -> None:
+    """Write every table of one cohort under ``out_dir``."""
+    out_dir = Path(out_dir)
+    records = tables.load_records(analysis_paths)
+    tables.write_tables(records, out_dir, cohort)
+    tables.plot_agreement(records, out_dir / f"{cohort}_agreement.png", cohort)
+    long = defacing_records(deface_paths)
+    summary = defacing_table(long)
+    write_text(summary.to_csv(sep="\t", index=False, na_rep="n/a"), out_dir / f"{cohort}_defacing.tsv")
+    write_text(
+        _markdown(summary, f"Defacing integrity and privacy: cohort {cohort}", DEFACING_COLUMNS),
+        out_dir / f"{cohort}_defacing.md",
+    )
+
+
+def write_study_summary(records_tsvs, defacing_tsvs, out_path: str | Path, study: str) -> str:
+    """Write (and return) the plain-text summary of the whole study."""
+    frames = [pd.read_csv(p, sep="\t") for p in records_tsvs]
+    records = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    text = [f"defacebench study '{study}'", "=" * (19 + len(study)), "", tables.summary_text(records), ""]
+    for path in defacing_tsvs:
+        df = pd.read_csv(path, sep="\t")
+        if df.empty:
+            continue
+        text.append(f"Defacing ({Path(path).name.removesuffix('_defacing.tsv')}):")
+        for row in df.itertuples():
+            text.append(
+                f"  {row.method:<12} {row.modality:<6} failed {row.n_failed}/{row.n_images}; "
+                f"face region changed {row.face_region_changed_mean:.0%}; brain voxels changed "
+                f"{row.brain_voxels_changed_mean:.3%}; face detected {row.face_detected_defaced}/{row.face_detected_full} "
+                f"(defaced/full renders)"
+            )
+        text.append("")
+    text.append(f"Tables: {Path(out_path).parent}/")
+    out = "\n".join(text) + "\n"
+    write_text(out, out_path)
+    return out

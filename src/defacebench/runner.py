@@ -1,0 +1,118 @@
+"""Run one outcome's analysis on one subject's image variant and make its records.
+
+This is the seam between the workflow and the arms: it turns a defacing step
+that failed, a missing or unreadable image, or an arm's
+:class:`~defacebench.records.AnalysisFailure` into failed records, and lets
+every other exception (a bug) propagate.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import import_module
+from pathlib import Path
+
+import nibabel as nib
+
+from .cohorts import OUTCOME_MODALITIES, OUTCOME_RECORDS, TRUTH_KEYS
+from .io import load_image, read_json
+from .records import AnalysisFailure, Record, package_versions, run_recorded
+
+#: Outcome -> (module, function) of its arm.
+ARMS = {
+    "NBV": ("defacebench.analysis.nbv", "normalised_brain_volume"),
+    "WMLV": ("defacebench.analysis.lesion", "white_matter_lesion_volume"),
+    "GBV": ("defacebench.analysis.tumour", "glioblastoma_volume"),
+}
+
+#: Distributions whose versions each record carries.
+TOOLS = ("antspyx", "deepbet", "torch", "nibabel", "numpy", "scipy", "scikit-learn")
+
+
+def set_threads(threads: int) -> None:
+    """Tell ITK, OpenMP/BLAS and torch how many threads this job was given."""
+    for var in ("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "OMP_NUM_THREADS", "DEFACEBENCH_THREADS"):
+        os.environ[var] = str(threads)
+
+
+def load_images(paths: dict[str, str | Path], modalities) -> dict[str, nib.Nifti1Image]:
+    """Load the images an outcome needs; a missing or unreadable one is a study failure."""
+    images = {}
+    for modality in modalities:
+        path = paths.get(modality)
+        if path is None or not Path(path).exists():
+            raise AnalysisFailure("input", f"no {modality} image for this subject")
+        try:
+            images[modality] = load_image(path)
+        except (nib.filebasedimages.ImageFileError, ValueError, OSError) as exc:
+            raise AnalysisFailure("input", f"cannot read {Path(path).name}: {exc}") from exc
+    return images
+
+
+def _deface_failure(deface_record: dict | None, modalities) -> str | None:
+    if deface_record is None:
+        return None
+    if deface_record.get("status") == "failed":
+        return f"{deface_record.get('failed_stage') or 'deface'}: {deface_record.get('message', '')}".strip()
+    per_image = deface_record.get("images", {})
+    for modality in modalities:
+        info = per_image.get(modality, {})
+        if info.get("status") == "failed":
+            return f"{modality}: {info.get('failed_stage', 'deface')}: {info.get('message', '')}"
+    return None
+
+
+def analyse(
+    outcome: str,
+    image_paths: dict[str, str | Path],
+    *,
+    cohort: str,
+    subject: str,
+    variant: str,
+    settings: dict | None = None,
+    truth_path: str | Path | None = None,
+    deface_record_path: str | Path | None = None,
+    threads: int = 1,
+) -> list[dict]:
+    """Analyse one image variant for ``outcome``; returns the records (dicts) it produced.
+
+    GBV yields two records: the tumour core (GBV) and the whole tumour with oedema (WTV).
+    """
+    settings = dict(settings or {})
+    set_threads(threads)
+    backend = settings.get("backend", "")
+    modalities = OUTCOME_MODALITIES[outcome]
+    if outcome == "WMLV":  # the lesion arm runs on FLAIR alone when there is no T1w
+        modalities = ("FLAIR",)
+    truth = read_json(truth_path) if truth_path and Path(truth_path).exists() else {}
+    deface_record = read_json(deface_record_path) if deface_record_path else None
+    module_name, function_name = ARMS[outcome]
+    arm = getattr(import_module(module_name), function_name)
+
+    def run():
+        failed = _deface_failure(deface_record, modalities)
+        if failed:
+            raise AnalysisFailure("deface", f"defacing failed, no image to analyse ({failed})")
+        images = load_images(image_paths, modalities)
+        if outcome == "WMLV" and "T1w" in image_paths and Path(image_paths["T1w"]).exists():
+            images["T1w"] = load_image(image_paths["T1w"])
+        arm_settings = {k: v for k, v in settings.items() if k != "backend"}
+        return arm(images, backend=backend, threads=threads, **arm_settings) if backend else arm(
+            images, threads=threads, **arm_settings
+        )
+
+    primary = run_recorded(
+        run, cohort=cohort, subject=subject, variant=variant, outcome=outcome,
+        unit="ml", backend=backend, tool_versions=package_versions(*TOOLS),
+        truth=truth.get(TRUTH_KEYS[outcome]),
+    )
+    records = [primary]
+    for extra in OUTCOME_RECORDS[outcome][1:]:
+        record = Record(**{**primary.to_dict(), "outcome": extra, "truth": truth.get(TRUTH_KEYS[extra])})
+        if primary.status == "ok":
+            key = {"WTV": "whole_tumour_ml"}[extra]
+            record.value = primary.details.get(key)
+            if record.value is None:
+                raise KeyError(f"the {outcome} arm did not report {key}")
+        records.append(record)
+    return [r.to_dict() for r in records]

@@ -1,0 +1,89 @@
+"""Records from the runner: study failures are recorded, bugs fail loudly."""
+
+import json
+import sys
+import types
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from defacebench import runner
+from defacebench.records import AnalysisFailure
+
+
+@pytest.fixture
+def fake_arms(monkeypatch):
+    """Arms whose behaviour the test chooses, so the runner's bookkeeping is tested alone."""
+    module = types.ModuleType("fake_arms")
+
+    def volume(images, **settings):
+        data = np.asarray(images["T1w"].dataobj)
+        if data.max() == 0:
+            raise AnalysisFailure("segmentation", "no tissue found")
+        return {"value": float((data > 0).sum()) / 1000.0, "backend": "fake-volume", "whole_tumour_ml": 2.0}
+
+    def buggy(images, **settings):
+        return {}["value"]
+
+    module.volume, module.buggy = volume, buggy
+    monkeypatch.setitem(sys.modules, "fake_arms", module)
+    monkeypatch.setitem(runner.ARMS, "NBV", ("fake_arms", "volume"))
+    monkeypatch.setitem(runner.ARMS, "GBV", ("fake_arms", "volume"))
+    monkeypatch.setitem(runner.OUTCOME_MODALITIES, "GBV", ("T1w",))
+    return module
+
+
+def write(tmp_path, name, data):
+    path = tmp_path / name
+    nib.save(nib.Nifti1Image(np.asarray(data, dtype=np.int16), np.eye(4)), path)
+    return path
+
+
+def run(outcome, paths, **kw):
+    return runner.analyse(outcome, paths, cohort="c", subject="01", variant=kw.pop("variant", "none"), **kw)
+
+
+def test_ok_record_has_value_backend_truth_and_versions(fake_arms, tmp_path):
+    t1 = write(tmp_path, "t1.nii.gz", np.ones((10, 10, 10)))
+    truth = tmp_path / "truth.json"
+    truth.write_text(json.dumps({"nbv_ml": 1.5}))
+    [record] = run("NBV", {"T1w": t1}, truth_path=truth, settings={"backend": "x"})
+    assert record["status"] == "ok" and record["value"] == pytest.approx(1.0)
+    assert record["backend"] == "fake-volume" and record["truth"] == 1.5
+    assert record["tool_versions"]["nibabel"] == nib.__version__
+
+
+def test_arm_failure_is_a_failed_record(fake_arms, tmp_path):
+    empty = write(tmp_path, "t1.nii.gz", np.zeros((10, 10, 10)))
+    [record] = run("NBV", {"T1w": empty})
+    assert record["status"] == "failed" and record["value"] is None
+    assert (record["failed_stage"], record["message"]) == ("segmentation", "no tissue found")
+
+
+def test_missing_image_is_a_failed_record(fake_arms, tmp_path):
+    [record] = run("NBV", {"T1w": tmp_path / "absent.nii.gz"})
+    assert record["status"] == "failed" and record["failed_stage"] == "input"
+
+
+def test_failed_defacing_fails_the_analysis_of_that_variant(fake_arms, tmp_path):
+    t1 = write(tmp_path, "t1.nii.gz", np.ones((10, 10, 10)))
+    deface = tmp_path / "deface.json"
+    deface.write_text(json.dumps({"status": "failed", "failed_stage": "registration", "message": "diverged"}))
+    [record] = run("NBV", {"T1w": t1}, variant="quickshear", deface_record_path=deface)
+    assert record["status"] == "failed" and record["failed_stage"] == "deface"
+    assert "registration: diverged" in record["message"]
+
+
+def test_bug_in_an_arm_propagates(fake_arms, tmp_path, monkeypatch):
+    monkeypatch.setitem(runner.ARMS, "NBV", ("fake_arms", "buggy"))
+    t1 = write(tmp_path, "t1.nii.gz", np.ones((10, 10, 10)))
+    with pytest.raises(KeyError):
+        run("NBV", {"T1w": t1})
+
+
+def test_gbv_also_records_whole_tumour(fake_arms, tmp_path):
+    t1 = write(tmp_path, "t1.nii.gz", np.ones((10, 10, 10)))
+    records = run("GBV", {"T1w": t1})
+    assert [r["outcome"] for r in records] == ["GBV", "WTV"]
+    assert records[1]["value"] == 2.0 and records[1]["status"] == "ok"

@@ -1,0 +1,142 @@
+# Input functions and study bookkeeping; rules stay thin.
+import json
+from pathlib import Path
+
+from defacebench.study import ConfigError, plan_cohorts
+from defacebench.cohorts import OUTCOME_RECORDS
+
+try:
+    COHORTS = plan_cohorts(config, Path.cwd())
+except ConfigError as exc:
+    raise WorkflowError(f"Invalid study configuration: {exc}")
+
+RESULTS = config["results"]
+METHODS = list(config["methods"])
+VARIANTS = ["none"] + METHODS
+ANALYSIS = config.get("analysis", {})
+DEFACE = config.get("deface", {})
+SIMULATION = config.get("simulation", {})
+
+
+wildcard_constraints:
+    cohort="[A-Za-z0-9]+",
+    subject="[A-Za-z0-9]+",
+    method="[A-Za-z0-9_]+",
+    variant="[A-Za-z0-9_]+",
+    outcome="NBV|WMLV|GBV",
+
+
+def rule_resources(rule_name, threads=1, mem_mb=2000, runtime=10):
+    """Defaults sized from bench/ figures, overridable per rule under `resources:` in the config."""
+    own = config.get("resources", {}).get(rule_name, {})
+    return {
+        "threads": own.get("threads", threads),
+        "mem_mb": own.get("mem_mb", mem_mb),
+        "runtime": own.get("runtime", runtime),
+    }
+
+
+def full_image_paths(cohort, subject):
+    """Modality -> path of a subject's full (not defaced) images."""
+    return {m: str(p) for m, p in COHORTS[cohort].images[subject].items()}
+
+
+def defaced_dir(cohort, method, subject):
+    return f"{RESULTS}/defaced/{cohort}/{method}/sub-{subject}"
+
+
+def variant_image_paths(cohort, subject, variant):
+    """Modality -> path of one image variant (the defaced copies keep the BIDS file names)."""
+    full = full_image_paths(cohort, subject)
+    if variant == "none":
+        return full
+    anat = Path(defaced_dir(cohort, variant, subject)) / "anat"
+    return {m: str(anat / Path(p).name) for m, p in full.items()}
+
+
+def subject_source(wildcards):
+    """What the full images of a subject depend on: the simulation job, or nothing for real data."""
+    cohort = COHORTS[wildcards.cohort]
+    if cohort.simulated:
+        return {
+            "subject_dir": f"{cohort.bids_root}/sub-{wildcards.subject}",
+            "truth_dir": f"{cohort.bids_root}/derivatives/truth/sub-{wildcards.subject}",
+        }
+    return {}
+
+
+def truth_json(cohort, subject):
+    c = COHORTS[cohort]
+    if not c.simulated:
+        return None
+    return f"{c.bids_root}/derivatives/truth/sub-{subject}/anat/sub-{subject}_truth.json"
+
+
+def deface_record(cohort, method, subject):
+    return f"{RESULTS}/records/{cohort}/deface/sub-{subject}_method-{method}.json"
+
+
+def analysis_inputs(wildcards):
+    inputs = dict(subject_source(wildcards))
+    if wildcards.variant != "none":
+        inputs["defaced"] = defaced_dir(wildcards.cohort, wildcards.variant, wildcards.subject)
+        inputs["deface_record"] = deface_record(wildcards.cohort, wildcards.variant, wildcards.subject)
+    return inputs
+
+
+def analysis_record(cohort, outcome, subject, variant):
+    return f"{RESULTS}/records/{cohort}/{outcome}/sub-{subject}_variant-{variant}.json"
+
+
+def cohort_analysis_records(wildcards):
+    c = COHORTS[wildcards.cohort]
+    return [
+        analysis_record(c.name, outcome, subject, variant)
+        for outcome in c.outcomes
+        for subject in c.subjects
+        for variant in VARIANTS
+    ]
+
+
+def cohort_deface_records(wildcards):
+    c = COHORTS[wildcards.cohort]
+    return [deface_record(c.name, method, subject) for method in METHODS for subject in c.subjects]
+
+
+def cohort_simulation_inputs(wildcards):
+    c = COHORTS[wildcards.cohort]
+    return {
+        "subjects": [f"{c.bids_root}/sub-{s}" for s in c.subjects],
+        "truths": [f"{c.bids_root}/derivatives/truth/sub-{s}" for s in c.subjects],
+    }
+
+
+def table_files(cohort):
+    return [
+        f"{RESULTS}/tables/{cohort}_{name}"
+        for name in (
+            "records.tsv",
+            "failures.tsv",
+            "failures.md",
+            "agreement.tsv",
+            "agreement.md",
+            "defacing.tsv",
+            "defacing.md",
+            "agreement.png",
+        )
+    ]
+
+
+def study_outputs():
+    outputs = [f"{RESULTS}/tables/summary.txt"]
+    for name, c in COHORTS.items():
+        outputs += table_files(name)
+        if c.simulated:
+            outputs.append(f"{c.bids_root}/participants.tsv")
+    return outputs
+
+
+def print_summary():
+    path = Path(f"{RESULTS}/tables/summary.txt")
+    if path.exists():
+        print(path.read_text())

@@ -1,0 +1,53 @@
+# Aggregation once per cohort: failure log, complete cases, agreement statistics, study tables.
+
+
+rule cohort_tables:
+    input:
+        analyses=cohort_analysis_records,
+        defacing=cohort_deface_records,
+    output:
+        [
+            f"{RESULTS}/tables/{{cohort}}_{name}"
+            for name in (
+                "records.tsv",
+                "failures.tsv",
+                "failures.md",
+                "agreement.tsv",
+                "agreement.md",
+                "defacing.tsv",
+                "defacing.md",
+                "agreement.png",
+            )
+        ],
+    params:
+        out_dir=f"{RESULTS}/tables",
+    log:
+        f"{RESULTS}/logs/tables/{{cohort}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/tables/{{cohort}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/cohort_tables.py"
+
+
+rule study_summary:
+    input:
+        records=expand(f"{RESULTS}/tables/{{cohort}}_records.tsv", cohort=list(COHORTS)),
+        defacing=expand(f"{RESULTS}/tables/{{cohort}}_defacing.tsv", cohort=list(COHORTS)),
+    output:
+        summary=f"{RESULTS}/tables/summary.txt",
+    params:
+        study=config["study"],
+    log:
+        f"{RESULTS}/logs/tables/summary.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/tables/summary.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/study_summary.py"

@@ -1,0 +1,17 @@
+"""Simulate one subject of a cohort, with its ground truth."""
+from pathlib import Path
+
+from defacebench.logs import job_log
+from defacebench.runner import set_threads
+from defacebench.simulate import simulate_subject
+
+with job_log(snakemake.log[0]):
+    set_threads(snakemake.threads)
+    simulate_subject(
+        snakemake.params.kind,
+        snakemake.wildcards.subject,
+        snakemake.params.seed,
+        Path(snakemake.input.anatomy),
+        Path(snakemake.params.bids_root),
+        dict(snakemake.params.settings),
+    )
