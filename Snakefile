@@ -12,6 +12,15 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"
+
+wildcard_constraints:
+    cohort="[A-Za-z0-9]+",
+    subject="[A-Za-z0-9]+",
+    method="[A-Za-z0-9_]+",
+    variant="[A-Za-z0-9_]+",
+    outcome="NBV|WMLV|GBV",
+
+
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/deface.smk"
 include: "workflow/rules/analyse.smk"

@@ -10,6 +10,8 @@ rule analyse:
         images=lambda wc: variant_image_paths(wc.cohort, wc.subject, wc.variant),
         settings=lambda wc: ANALYSIS.get(wc.outcome, {}),
         truth=lambda wc: truth_json(wc.cohort, wc.subject),
+    conda:
+        "../../envs/defacebench.yaml"
     log:
         f"{RESULTS}/logs/analyse/{{cohort}}/{{outcome}}/sub-{{subject}}_variant-{{variant}}.log",
     benchmark:

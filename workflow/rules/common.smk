@@ -1,5 +1,6 @@
 # Input functions and study bookkeeping; rules stay thin.
 import json
+import os
 from pathlib import Path
 
 from defacebench.study import ConfigError, plan_cohorts
@@ -18,16 +19,9 @@ DEFACE = config.get("deface", {})
 SIMULATION = config.get("simulation", {})
 
 
-wildcard_constraints:
-    cohort="[A-Za-z0-9]+",
-    subject="[A-Za-z0-9]+",
-    method="[A-Za-z0-9_]+",
-    variant="[A-Za-z0-9_]+",
-    outcome="NBV|WMLV|GBV",
-
 
 def rule_resources(rule_name, threads=1, mem_mb=2000, runtime=10):
-    """Defaults sized from bench/ figures, overridable per rule under `resources:` in the config."""
+    """Defaults sized from bench/ figures, overridable in the config (key resources, by rule name)."""
     own = config.get("resources", {}).get(rule_name, {})
     return {
         "threads": own.get("threads", threads),

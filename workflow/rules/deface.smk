@@ -11,6 +11,8 @@ rule deface:
         images=lambda wc: full_image_paths(wc.cohort, wc.subject),
         options=lambda wc: {**DEFACE, **config.get("method_options", {}).get(wc.method, {})},
         render_dir=lambda wc: f"{RESULTS}/renders/{wc.cohort}/sub-{wc.subject}",
+    conda:
+        "../../envs/defacebench.yaml"
     log:
         f"{RESULTS}/logs/deface/{{cohort}}/sub-{{subject}}_method-{{method}}.log",
     benchmark:

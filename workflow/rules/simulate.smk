@@ -4,6 +4,8 @@
 rule simulate_anatomy:
     output:
         directory(f"{RESULTS}/simulation/anatomy"),
+    conda:
+        "../../envs/defacebench.yaml"
     log:
         f"{RESULTS}/logs/simulate_anatomy.log",
     benchmark:
@@ -27,6 +29,8 @@ rule simulate_subject:
         seed=lambda wc: COHORTS[wc.cohort].seed,
         bids_root=lambda wc: str(COHORTS[wc.cohort].bids_root),
         settings=SIMULATION,
+    conda:
+        "../../envs/defacebench.yaml"
     log:
         f"{RESULTS}/logs/simulate/{{cohort}}/sub-{{subject}}.log",
     benchmark:
@@ -49,6 +53,8 @@ rule simulate_dataset:
     params:
         kind=lambda wc: COHORTS[wc.cohort].kind,
         bids_root=lambda wc: str(COHORTS[wc.cohort].bids_root),
+    conda:
+        "../../envs/defacebench.yaml"
     log:
         f"{RESULTS}/logs/simulate/{{cohort}}/dataset.log",
     benchmark:

@@ -20,7 +20,9 @@ rule cohort_tables:
             )
         ],
     params:
-        out_dir=f"{RESULTS}/tables",
+        out_dir=lambda wc, output: os.path.dirname(output[0]),
+    conda:
+        "../../envs/defacebench.yaml"
     log:
         f"{RESULTS}/logs/tables/{{cohort}}.log",
     benchmark:
@@ -41,6 +43,8 @@ rule study_summary:
         summary=f"{RESULTS}/tables/summary.txt",
     params:
         study=config["study"],
+    conda:
+        "../../envs/defacebench.yaml"
     log:
         f"{RESULTS}/logs/tables/summary.log",
     benchmark:

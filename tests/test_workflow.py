@@ -1,0 +1,82 @@
+"""The workflow end to end: lint, dry run, and a tiny simulated study run to its tables."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def snakemake(*args, cwd=REPO, timeout=1500):
+    cmd = [sys.executable, "-m", "snakemake", *args]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def test_lint_is_clean():
+    result = snakemake("--lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations" in result.stdout + result.stderr
+
+
+def test_default_study_dry_run():
+    result = snakemake("-n")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    counts = {
+        words[0]: int(words[1]) for words in map(str.split, output.splitlines())
+        if len(words) == 2 and words[1].isdigit()
+    }
+    # 10 subjects; NBV on 7, WMLV on 3, GBV on 3, each on 4 variants; 3 methods x 10 subjects defaced
+    assert counts["analyse"] == (7 + 3 + 3) * 4 and counts["deface"] == 30, output
+
+
+def test_bad_config_stops_with_key_and_problem(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cohorts:\n  - name: x\n    source: simulated\n    kind: healthy\n    n_subjects: 0\n    seed: 1\n    outcomes: [NBV]\n")
+    result = snakemake("-n", "--configfile", str(bad))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "n_subjects" in output and "less than the minimum of 1" in output
+
+
+# A command-template method that fails on one subject: the failure must reach the failure
+# table and take that subject out of every method's agreement (complete cases).
+FAILING_ON_002 = "sh -c 'case {input} in *sub-002*) echo simulated tool crash >&2; exit 3;; *) cp {input} {output};; esac'"
+
+
+@pytest.mark.slow
+def test_tiny_study_end_to_end(tmp_path):
+    results = tmp_path / "results"
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        (REPO / "config/test-tiny.yaml").read_text()
+        + f"\nmethod_options:\n  flaky:\n    command: \"{FAILING_ON_002}\"\n"
+    )
+    result = snakemake(
+        "--cores", "2", "--configfile", str(config), "--config", f"results={results}",
+        "methods=[quickshear,flaky]",
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    tables = results / "tables"
+    records = pd.read_csv(tables / "healthy_records.tsv", sep="\t")
+    assert len(records) == 3 * 3  # 3 subjects x (none, quickshear, flaky)
+    flaky_002 = records[(records.variant == "flaky") & (records.subject == 2)]
+    assert flaky_002.status.tolist() == ["failed"] and flaky_002.failed_stage.tolist() == ["deface"]
+    ok = records[records.status == "ok"]
+    assert ok.value.between(800, 2200).all()
+    assert ok.truth.notna().all()
+
+    failures = pd.read_csv(tables / "healthy_failures.tsv", sep="\t").set_index("method")
+    assert failures.loc["flaky", "failed_defaced"] == 1 and failures.loc["quickshear", "failed_defaced"] == 0
+    agreement = pd.read_csv(tables / "healthy_agreement.tsv", sep="\t").set_index("method")
+    assert (agreement["n_complete"] == 2).all()  # sub-002 dropped from both methods
+
+    summary = (tables / "summary.txt").read_text()
+    assert "ICC(A,1)" in summary and result.stdout.count("ICC(A,1)") >= 1
+    deface = json.loads((results / "records/healthy/deface/sub-001_method-quickshear.json").read_text())
+    assert deface["status"] == "ok" and deface["backend"]
