@@ -1,0 +1,119 @@
+"""Tests of the NBV arm (defacebench.analysis.nbv)."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from defacebench.analysis.nbv import BACKENDS, normalised_brain_volume, parse_sienax_report
+from defacebench.analysis.segmentation import segment_tissues
+from defacebench.io import load_image
+from defacebench.records import AnalysisFailure
+from defacebench.templates import mni152, pydeface_head
+
+
+def test_missing_t1w_fails_at_input():
+    with pytest.raises(AnalysisFailure) as info:
+        normalised_brain_volume({"FLAIR": nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4))})
+    assert info.value.stage == "input"
+
+
+def test_constant_image_fails_with_a_stage():
+    img = nib.Nifti1Image(np.full((40, 40, 40), 7, np.float32), np.eye(4))
+    with pytest.raises(AnalysisFailure) as info:
+        normalised_brain_volume({"T1w": img})
+    assert info.value.stage == "input"
+
+
+def test_noise_image_fails_as_a_study_failure():
+    rng = np.random.default_rng(0)
+    img = nib.Nifti1Image(rng.random((64, 64, 64)).astype(np.float32), np.diag([2.0, 2.0, 2.0, 1.0]))
+    with pytest.raises(AnalysisFailure) as info:
+        normalised_brain_volume({"T1w": img})
+    assert info.value.stage in {"brain_extraction", "registration", "skull_estimation", "segmentation", "plausibility"}
+
+
+def test_unknown_backend_is_a_configuration_error():
+    img = nib.Nifti1Image(np.arange(27, dtype=np.float32).reshape(3, 3, 3), np.eye(4))
+    with pytest.raises(ValueError):
+        normalised_brain_volume({"T1w": img}, backend="nonsense")
+
+
+def test_fsl_backend_without_fsl_is_a_recorded_failure(monkeypatch):
+    monkeypatch.delenv("FSLDIR", raising=False)
+    img = nib.Nifti1Image(np.arange(27, dtype=np.float32).reshape(3, 3, 3), np.eye(4))
+    with pytest.raises(AnalysisFailure) as info:
+        normalised_brain_volume({"T1w": img}, backend="fsl-sienax")
+    assert info.value.stage == "fsl-sienax"
+
+
+def test_parse_sienax_report():
+    text = (
+        "VSCALING 1.4130641490\n"
+        "pgrey 638565.548134 (normalised) 451898.592834 (unnormalised)\n"
+        "vcsf 39770.813354 (normalised) 28145.098831 (unnormalised)\n"
+        "GREY 830437.658584 (normalised) 587682.009460 (unnormalised)\n"
+        "WHITE 697427.298477 (normalised) 493551.766998 (unnormalised)\n"
+        "BRAIN 1527864.957061 (normalised) 1081233.776459 (unnormalised)\n"
+    )
+    report = parse_sienax_report(text)
+    assert report["vscaling"] == pytest.approx(1.4130641490)
+    assert report["BRAIN"]["normalised_mm3"] == pytest.approx(1527864.957061)
+    assert report["GREY"]["unnormalised_mm3"] == pytest.approx(587682.009460)
+
+
+def test_segmentation_matches_mni_probability_maps():
+    """GM/WM of nilearn's MNI152 T1 vs the sums of its own GM/WM probability maps."""
+    t1 = nib.load(mni152("t1"))
+    data = np.asarray(t1.dataobj, dtype=np.float32)
+    mask = data > 0
+    gm_map = np.asarray(nib.load(mni152("gm")).dataobj, dtype=np.float64)[mask].sum() / 255.0 / 1000
+    wm_map = np.asarray(nib.load(mni152("wm")).dataobj, dtype=np.float64)[mask].sum() / 255.0 / 1000
+    pve, params = segment_tissues(data, mask)
+    assert np.allclose(pve.sum(axis=0)[mask], 1.0, atol=1e-5)
+    assert pve[1].sum() / 1000 == pytest.approx(gm_map, rel=0.05)
+    assert pve[2].sum() / 1000 == pytest.approx(wm_map, rel=0.05)
+    assert params["class_means"][0] < params["class_means"][1] < params["class_means"][2]
+
+
+def _check_result(result):
+    assert result["backend"] == BACKENDS["sienax-like"]
+    assert result["value"] == pytest.approx(result["brain_ml"] * result["vscaling"])
+    assert result["brain_ml"] == pytest.approx(result["gm_ml"] + result["wm_ml"])
+    assert 0.8 < result["vscaling"] < 1.6
+    assert 800 < result["value"] < 2200
+    assert "registration" in result["parameters"] and "segmentation" in result["parameters"]
+    assert set(result["stage_times_s"]) >= {"brain_extraction", "registration", "segmentation"}
+
+
+def test_template_head_gives_plausible_nbv():
+    result = normalised_brain_volume({"T1w": load_image(pydeface_head())}, threads=2)
+    _check_result(result)
+    assert result["extracranial_tissue"]
+
+
+@pytest.mark.realdata
+def test_implausible_range_is_a_plausibility_failure(real_bids):
+    img = load_image(real_bids / "sub-IXI013" / "anat" / "sub-IXI013_T1w.nii.gz")
+    with pytest.raises(AnalysisFailure) as info:
+        normalised_brain_volume({"T1w": img}, threads=2, plausible_range_ml=(10, 20))
+    assert info.value.stage == "plausibility"
+
+
+@pytest.mark.realdata
+def test_real_head_2mm(real_bids):
+    img = load_image(real_bids / "sub-IXI012" / "anat" / "sub-IXI012_T1w.nii.gz")
+    _check_result(normalised_brain_volume({"T1w": img}, threads=2))
+
+
+@pytest.mark.realdata
+def test_skull_stripped_mni_input(real_bids):
+    """sub-ms07 is skull-stripped and already in MNI space: it works, and VSCALING says so."""
+    img = load_image(real_bids / "sub-ms07" / "anat" / "sub-ms07_T1w.nii.gz")
+    result = normalised_brain_volume({"T1w": img}, threads=2)
+    assert not result["extracranial_tissue"]
+    _check_result(result)
+    with pytest.raises(AnalysisFailure) as info:
+        normalised_brain_volume({"T1w": img}, threads=2, skull_constraint="required")
+    assert info.value.stage == "skull_estimation"
