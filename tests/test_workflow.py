@@ -63,9 +63,9 @@ def test_tiny_study_end_to_end(tmp_path):
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     tables = results / "tables"
-    records = pd.read_csv(tables / "healthy_records.tsv", sep="\t")
+    records = pd.read_csv(tables / "healthy_records.tsv", sep="\t", dtype={"subject": str})
     assert len(records) == 3 * 3  # 3 subjects x (none, quickshear, flaky)
-    flaky_002 = records[(records.variant == "flaky") & (records.subject == 2)]
+    flaky_002 = records[(records.variant == "flaky") & (records.subject == "002")]
     assert flaky_002.status.tolist() == ["failed"] and flaky_002.failed_stage.tolist() == ["deface"]
     ok = records[records.status == "ok"]
     assert ok.value.between(800, 2200).all()

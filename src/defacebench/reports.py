@@ -111,7 +111,7 @@ def write_cohort_tables(analysis_paths, deface_paths, out_dir: str | Path, cohor
 
 def write_study_summary(records_tsvs, defacing_tsvs, out_path: str | Path, study: str) -> str:
     """Write (and return) the plain-text summary of the whole study."""
-    frames = [pd.read_csv(p, sep="\t") for p in records_tsvs]
+    frames = [tables.read_records_tsv(p) for p in records_tsvs]
     records = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     text = [f"defacebench study '{study}'", "=" * (19 + len(study)), "", tables.summary_text(records), ""]
     for path in defacing_tsvs:
