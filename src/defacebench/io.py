@@ -84,10 +84,13 @@ def like(data: np.ndarray, reference: nib.Nifti1Image, dtype=None) -> nib.Nifti1
     arr = np.asarray(data)
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
-        slope, inter = reference.header.get_slope_inter() if dtype == reference.get_data_dtype() else (None, None)
-        if slope not in (None, 1.0) or inter not in (None, 0.0):
-            # keep scaling: store raw values through nibabel's scaling machinery
+        slope = getattr(reference.dataobj, "slope", 1.0)
+        inter = getattr(reference.dataobj, "inter", 0.0)
+        if (slope, inter) != (1.0, 0.0):
+            # the input stores scaled integers (scl_slope/scl_inter): keep the real values and let
+            # nibabel choose the scaling when the image is written, as it did for the input
             img = nib.Nifti1Image(arr.astype(np.float64), reference.affine, header)
+            img.header.set_data_dtype(dtype)
             return img
         arr = np.clip(np.rint(arr), info.min, info.max).astype(dtype)
         header.set_slope_inter(1.0, 0.0)

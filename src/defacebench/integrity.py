@@ -1,0 +1,63 @@
+"""Integrity measures of a defaced image: what changed in the face and in the brain."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+
+def resample_mask(mask: np.ndarray, source: nib.Nifti1Image, target: nib.Nifti1Image) -> np.ndarray:
+    """Bring a mask from ``source``'s grid to ``target``'s grid through world coordinates (nearest neighbour).
+
+    Assumes the two images share a scanner space (co-registered images of one
+    session, as in a BIDS ``anat`` folder); outside ``source``'s field of view
+    the mask is False.
+    """
+    if source.shape[:3] == target.shape[:3] and np.allclose(source.affine, target.affine, atol=1e-4):
+        return np.asarray(mask, bool)
+    vox_to_vox = np.linalg.inv(source.affine) @ target.affine
+    return ndimage.affine_transform(
+        np.asarray(mask, np.uint8), vox_to_vox[:3, :3], vox_to_vox[:3, 3],
+        output_shape=target.shape[:3], order=0, mode="constant", cval=0,
+    ).astype(bool)
+
+
+def head_mask(data: np.ndarray) -> np.ndarray:
+    """Voxels holding tissue: above 10 % of the robust maximum (air and noise are below)."""
+    data = np.nan_to_num(np.asarray(data, np.float32))
+    positive = data[data > 0]
+    if positive.size == 0:
+        return np.zeros(data.shape, bool)
+    return data > 0.1 * np.percentile(positive, 99)
+
+
+def changed(full: np.ndarray, defaced: np.ndarray) -> np.ndarray:
+    """Voxels whose value differs between the full and the defaced image."""
+    return ~np.isclose(np.asarray(full, np.float64), np.asarray(defaced, np.float64), rtol=1e-6, atol=1e-6)
+
+
+def integrity(full: np.ndarray, defaced: np.ndarray, brain_mask: np.ndarray, face_region: np.ndarray | None) -> dict:
+    """Fractions of brain voxels and of the (tissue-holding) face region that defacing changed.
+
+    ``brain_mask`` is the FULL image's brain mask; the face region is the
+    template's face mapped into the subject, restricted to voxels that hold
+    tissue in the full image (air cannot be "removed").
+    """
+    diff = changed(full, defaced)
+    brain = np.asarray(brain_mask, bool)
+    out = {
+        "brain_voxels": int(brain.sum()),
+        "brain_voxels_changed": int((diff & brain).sum()),
+        "brain_voxels_changed_fraction": float((diff & brain).sum() / max(brain.sum(), 1)),
+        "voxels_changed_total": int(diff.sum()),
+    }
+    if face_region is not None:
+        face = np.asarray(face_region, bool) & head_mask(full)
+        out.update(
+            face_region_voxels=int(face.sum()),
+            face_region_changed_fraction=float((diff & face).sum() / face.sum()) if face.any() else float("nan"),
+        )
+    else:
+        out.update(face_region_voxels=0, face_region_changed_fraction=float("nan"))
+    return out
