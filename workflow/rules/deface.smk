@@ -1,9 +1,32 @@
 # Image variants: every configured defacing method applied to every subject's images.
 
 
+rule prepare_defacing:
+    input:
+        unpack(subject_source),
+    output:
+        directory(f"{RESULTS}/defaced/{{cohort}}/preparation/sub-{{subject}}"),
+    params:
+        t1w=lambda wc: full_image_paths(wc.cohort, wc.subject).get("T1w"),
+        brain_extraction=DEFACE.get("brain_extraction", "deepbet"),
+    conda:
+        "../../envs/defacebench.yaml"
+    log:
+        f"{RESULTS}/logs/deface/{{cohort}}/sub-{{subject}}_preparation.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/prepare_defacing/{{cohort}}/sub-{{subject}}.tsv"
+    threads: rule_resources("prepare_defacing")["threads"]
+    resources:
+        mem_mb=rule_resources("prepare_defacing", mem_mb=2500)["mem_mb"],
+        runtime=rule_resources("prepare_defacing", runtime=10)["runtime"],
+    script:
+        "../scripts/prepare_defacing.py"
+
+
 rule deface:
     input:
         unpack(subject_source),
+        preparation=f"{RESULTS}/defaced/{{cohort}}/preparation/sub-{{subject}}",
     output:
         defaced=directory(f"{RESULTS}/defaced/{{cohort}}/{{method}}/sub-{{subject}}"),
         record=f"{RESULTS}/records/{{cohort}}/deface/sub-{{subject}}_method-{{method}}.json",

@@ -1,7 +1,7 @@
 """Deface one subject's images with one method; write the images and the integrity record."""
 from pathlib import Path
 
-from defacebench.deface import deface_subject
+from defacebench.deface import deface_subject, load_preparation
 from defacebench.io import write_json
 from defacebench.logs import job_log
 from defacebench.runner import set_threads
@@ -14,6 +14,7 @@ with job_log(snakemake.log[0]):
         Path(snakemake.output.defaced) / "anat",
         options=dict(snakemake.params.options),
         render_dir=Path(snakemake.params.render_dir) if snakemake.params.options.get("render", True) else None,
+        prep=load_preparation(Path(snakemake.input.preparation)),
     )
     record.update(cohort=snakemake.wildcards.cohort, subject=snakemake.wildcards.subject)
     write_json(record, snakemake.output.record)

@@ -56,7 +56,7 @@ BACKENDS = {
 }
 
 #: Default VSCALING range outside which the registration is taken to have failed.
-VSCALING_RANGE = (0.6, 1.6)
+VSCALING_RANGE = (0.7, 2.2)  # subject -> nilearn MNI152 2009 (larger than FSL MNI152: adult heads give 1.1-1.8)
 
 #: Registration settings of the default backend (1 mm; see registration.AFFINE_SETTINGS).
 DEFAULT_REGISTRATION = {"resolution_mm": None}

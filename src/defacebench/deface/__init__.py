@@ -9,6 +9,8 @@
 - any other name: a command template from the config.
 """
 
-from .run import METHODS, deface_image, deface_subject, prepare_subject
+from .run import METHODS, deface_image, deface_subject, load_preparation, prepare_subject, save_preparation
 
-__all__ = ["METHODS", "deface_image", "deface_subject", "prepare_subject"]
+__all__ = [
+    "METHODS", "deface_image", "deface_subject", "load_preparation", "prepare_subject", "save_preparation",
+]

@@ -15,7 +15,8 @@ import numpy as np
 from ..records import AnalysisFailure
 
 
-def run_command(template: str, img: nib.Nifti1Image, extra: dict | None = None, timeout: int = 3600) -> np.ndarray:
+def run_command(template: str, img: nib.Nifti1Image, extra: dict | None = None, timeout: int = 3600,
+                name: str = "input.nii.gz") -> np.ndarray:
     """Run a command template (``{input}``, ``{output}`` placeholders) on ``img``; return the output's data.
 
     The image is written to a temporary file, so the tool never sees (or
@@ -23,7 +24,9 @@ def run_command(template: str, img: nib.Nifti1Image, extra: dict | None = None, 
     a missing or mis-shaped output is a :class:`AnalysisFailure` (stage ``deface``).
     """
     with tempfile.TemporaryDirectory(prefix="defacebench-") as tmp:
-        src, dst = Path(tmp) / "input.nii.gz", Path(tmp) / "output.nii.gz"
+        # the copy keeps the input's BIDS name, which some tools read; the user's file is never touched
+        (Path(tmp) / "in").mkdir()
+        src, dst = Path(tmp) / "in" / name, Path(tmp) / "output.nii.gz"
         nib.save(img, src)
         fields = {"input": shlex.quote(str(src)), "output": shlex.quote(str(dst)),
                   **{k: shlex.quote(str(v)) for k, v in (extra or {}).items()}}

@@ -46,6 +46,27 @@ def prepare_subject(t1w: nib.Nifti1Image, brain_backend: str = "deepbet") -> dic
     return out
 
 
+def save_preparation(prep: dict, t1w: nib.Nifti1Image, out_dir: Path) -> None:
+    """Write a subject's preparation (masks on the T1w grid, failures as JSON) for every method's job."""
+    out_dir = Path(out_dir)
+    for key in ("brain_mask", "face_region"):
+        if key in prep:
+            io.save_image(io.mask_like(prep[key], t1w), out_dir / f"{key}.nii.gz")
+    io.write_json({k: v for k, v in prep.items() if k.endswith("_failure") or k.endswith("_info")},
+                  out_dir / "preparation.json")
+
+
+def load_preparation(prep_dir: Path) -> dict:
+    """Read what :func:`save_preparation` wrote."""
+    prep_dir = Path(prep_dir)
+    prep = {k: tuple(v) if k.endswith("_failure") else v for k, v in io.read_json(prep_dir / "preparation.json").items()}
+    for key in ("brain_mask", "face_region"):
+        path = prep_dir / f"{key}.nii.gz"
+        if path.exists():
+            prep[key] = np.asarray(nib.load(str(path)).dataobj) > 0
+    return prep
+
+
 def _need(prep: dict, key: str):
     if key not in prep:
         stage, reason = prep.get(f"{key}_failure", ("deface", f"no {key.replace('_', ' ')}"))
@@ -54,7 +75,8 @@ def _need(prep: dict, key: str):
 
 
 def deface_image(method: str, img: nib.Nifti1Image, *, brain_mask: np.ndarray | None = None,
-                 face_region: np.ndarray | None = None, options: dict | None = None) -> tuple[nib.Nifti1Image, dict]:
+                 face_region: np.ndarray | None = None, options: dict | None = None,
+                 name: str = "input.nii.gz") -> tuple[nib.Nifti1Image, dict]:
     """Deface one image; returns the defaced image (input grid, affine, data type) and what ran.
 
     ``brain_mask`` and ``face_region`` are on ``img``'s grid; a method that
@@ -67,7 +89,7 @@ def deface_image(method: str, img: nib.Nifti1Image, *, brain_mask: np.ndarray | 
     prep.update(options.pop("_prep_failures", {}))
     info: dict = {"method": method}
     if "command" in options:
-        defaced = external.run_command(options["command"], img)
+        defaced = external.run_command(options["command"], img, name=name)
         info.update(backend=f"command: {options['command']}")
     elif method == "quickshear":
         defaced, params = quickshear.deface(img, _need(prep, "brain_mask"), options.get("buffer_mm", 10.0))
@@ -153,7 +175,8 @@ def deface_subject(method: str, images: dict[str, Path], out_dir: Path, *, optio
                 defaced = io.scrub_header(io.like(np.where(removed, 0, np.asanyarray(img.dataobj)), img))
                 info = {"backend": record["images"]["T1w"].get("backend", "") + " (T1w mask applied)"}
             else:
-                defaced, info = deface_image(method, img, options={**options, "_prep_failures": failures}, **on_grid)
+                defaced, info = deface_image(method, img, options={**options, "_prep_failures": failures},
+                                             name=path.name, **on_grid)
             if modality == "T1w":
                 from ..integrity import changed
 

@@ -56,7 +56,7 @@ def _smooth_field(shape, rng, control=6, amplitude=1.0):
 
 
 def _pose(rng, difficulty):
-    scale = rng.uniform(0.92, 1.08) * (1 + rng.uniform(-0.03, 0.03, 3))
+    scale = rng.uniform(0.96, 1.09) * (1 + rng.uniform(-0.03, 0.03, 3))
     pitch = rng.uniform(-1, 1) * difficulty["max_pitch_deg"]
     rotation = _rotation(pitch, rng.uniform(-5, 5), rng.uniform(-5, 5))
     return rotation @ np.diag(scale), pitch, rng.uniform(-8, 8, 3)

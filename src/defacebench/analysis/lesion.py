@@ -1,0 +1,178 @@
+"""White-matter lesion volume (WMLV), the MS arm of the study.
+
+Default backend ``lpa-like``: a re-implementation after the lesion prediction
+algorithm (lpa) of the LST toolbox for SPM (Schmidt 2017, PhD thesis, LMU
+Munich, chapter 6.1; ``ps_LST_lpa``), as used by de Sitter et al. 2020. It is
+*not* LST: the steps follow lpa (see :mod:`.lesion_features`), the logistic
+coefficients are fitted on a simulated cohort (``bench/fit_lesion_model.py``)
+and shipped in ``defacebench/data/lesion_lpa_coefficients.json``.
+
+Backend ``command``: any external lesion tool, configured as a command
+template, e.g. ``"matlab -batch \\"lst_lpa('{flair}','{output}')\\""``; the tool
+writes a lesion probability map (or binary mask) to ``{output}``, which is
+thresholded and cluster-filtered exactly like the built-in backend's map.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+
+import nibabel as nib
+import numpy as np
+
+from ..io import from_canonical, like, voxel_volume_ml
+from ..records import AnalysisFailure, check_plausible
+from . import lesion_features as lf
+from .pathology_common import (
+    brain_mask, canonical_array, n4_correct, require, resample_to, run_command, same_grid,
+)
+
+BACKENDS = ("lpa-like", "command")
+BACKEND_NAME = "defacebench-lpa-like (re-implementation after Schmidt 2017, LST lpa)"
+
+#: LST reports total lesion volume at p > 0.5, without clusters of <= 0.015 ml.
+DEFAULT_THRESHOLD = 0.5
+DEFAULT_MIN_CLUSTER_ML = 0.015
+
+COEFFICIENTS_FILE = "lesion_lpa_coefficients.json"
+
+
+@lru_cache(maxsize=4)
+def load_coefficients(path: str | None = None) -> dict:
+    """The shipped (or a given) lpa-like parameter file, checked for its documented fields."""
+    if path is None:
+        text = resources.files("defacebench").joinpath("data", COEFFICIENTS_FILE).read_text()
+    else:
+        with open(path) as fh:
+            text = fh.read()
+    params = json.loads(text)
+    missing = {"feature_names", "feature_mean", "feature_scale", "coefficients", "intercept", "postprocessing"} - set(params)
+    if missing:
+        raise ValueError(f"lesion coefficient file lacks {sorted(missing)}")
+    if tuple(params["feature_names"]) != lf.FEATURE_NAMES:
+        raise ValueError("lesion coefficient file was fitted for other features: refit with bench/fit_lesion_model.py")
+    return params
+
+
+def _prepare(images: dict, threads: int, brain_backend: str, bias_correction: bool) -> dict:
+    """FLAIR (and T1w) on FLAIR's canonical grid, brain mask, bias-corrected FLAIR."""
+    require(images, ("FLAIR",))
+    flair, flair_c = canonical_array(images["FLAIR"])
+    zooms = tuple(float(z) for z in flair_c.header.get_zooms()[:3])
+    t1 = None
+    if images.get("T1w") is not None:
+        t1_raw, t1_c = canonical_array(images["T1w"])
+        # the T1w is co-registered to the FLAIR (LST's assumption): resample by the affines only
+        t1 = t1_raw if same_grid(t1_c, flair_c) else resample_to(t1_raw, t1_c.affine, flair.shape, flair_c.affine)
+        if not np.any(t1 != t1.flat[0]):
+            t1 = None  # no overlap: fall back to FLAIR alone
+    if t1 is not None:
+        mask, how = brain_mask(nib.Nifti1Image(t1, flair_c.affine), t1, zooms, backend=brain_backend)
+    else:
+        mask, how = brain_mask(images["FLAIR"], flair, zooms, backend=brain_backend)
+    volume = mask.sum() * np.prod(zooms) / 1000.0
+    if volume < 300:
+        raise AnalysisFailure("brain_extraction", f"brain mask of {volume:.0f} ml is implausibly small")
+    flair_n = n4_correct(flair, flair_c.affine, mask, threads) if bias_correction else np.where(mask, flair, 0)
+    # the T1w only guides the prior registration and the WM selection: no bias correction needed
+    t1_n = None if t1 is None else np.where(mask, t1, 0.0)
+    return {"flair": flair_n, "t1": t1_n, "mask": mask, "canonical": flair_c, "zooms": zooms, "brain_mask": how}
+
+
+def lpa_like(images: dict, *, threads: int = 1, brain_backend: str = "deepbet", bias_correction: bool = True,
+             coefficients: dict | None = None, return_features: bool = False) -> dict:
+    """Run the lpa-like pipeline; returns canonical-grid maps and the intermediate statistics.
+
+    Keys: ``probability`` (post-processed lesion probability), ``raw_probability``,
+    ``mask``, ``canonical`` (FLAIR canonical image), ``zooms``, ``stats``,
+    ``brain_mask`` (how it was made), optionally ``features``.
+    """
+    params = coefficients or load_coefficients()
+    prep = _prepare(images, threads, brain_backend, bias_correction)
+    flair, t1, mask, zooms = prep["flair"], prep["t1"], prep["mask"], prep["zooms"]
+    reference = t1 if t1 is not None else flair
+    gm_prior, wm_prior = lf.tissue_priors(reference, prep["canonical"].affine, mask, threads)
+    stats = lf.tissue_stats(flair, mask, gm_prior, wm_prior, t1)
+    features = lf.lesion_features(flair, mask, gm_prior, wm_prior, zooms, stats)
+    raw = np.zeros(mask.shape, np.float32)
+    raw[mask] = lf.logistic_probability(lf.feature_matrix(features, mask), params)
+    probability = lf.postprocess(raw, features["belief"], mask, zooms, params["postprocessing"])
+    out = {**prep, "raw_probability": raw, "probability": probability, "stats": stats}
+    if return_features:
+        out["features"] = features
+        out["priors"] = (gm_prior, wm_prior)
+    return out
+
+
+def lesion_probability_map(images: dict[str, nib.Nifti1Image], *, threads: int = 1, brain_backend: str = "deepbet",
+                           bias_correction: bool = True, coefficients_file: str | None = None, **_ignored) -> nib.Nifti1Image:
+    """Lesion probability map (float32, 0..1) on the FLAIR's own voxel grid (lpa-like backend)."""
+    result = lpa_like(images, threads=threads, brain_backend=brain_backend, bias_correction=bias_correction,
+                      coefficients=load_coefficients(coefficients_file) if coefficients_file else None)
+    data = from_canonical(result["probability"], images["FLAIR"])
+    return like(data, images["FLAIR"], dtype=np.float32)
+
+
+def lesion_mask(probability: np.ndarray, voxel_ml: float, threshold: float = DEFAULT_THRESHOLD,
+                min_cluster_ml: float = DEFAULT_MIN_CLUSTER_ML) -> tuple[np.ndarray, int]:
+    """LST's lesion definition: ``probability > threshold`` minus clusters of <= ``min_cluster_ml``."""
+    return lf.lesion_clusters(probability, threshold, min_cluster_ml, voxel_ml)
+
+
+def _command_probability(images: dict, command: str, timeout) -> tuple[np.ndarray, float]:
+    require(images, ("FLAIR",))
+    inputs = {"FLAIR": images["FLAIR"]}
+    if images.get("T1w") is not None:
+        inputs["T1w"] = images["T1w"]
+    out = run_command(command, inputs, stage="lesion_segmentation", timeout=timeout)
+    flair, flair_c = canonical_array(images["FLAIR"])
+    data, out_c = canonical_array(out)
+    if not same_grid(out_c, flair_c):
+        data = resample_to(data, out_c.affine, flair.shape, flair_c.affine, order=1)
+    return data, voxel_volume_ml(flair_c)
+
+
+def white_matter_lesion_volume(images: dict[str, nib.Nifti1Image], *, backend: str = "lpa-like", threads: int = 1,
+                               command: str | None = None, plausible_range_ml=None, threshold: float = DEFAULT_THRESHOLD,
+                               min_cluster_ml: float = DEFAULT_MIN_CLUSTER_ML, brain_backend: str = "deepbet",
+                               bias_correction: bool = True, coefficients_file: str | None = None,
+                               timeout: float | None = None, **_ignored) -> dict:
+    """Total white-matter lesion volume (ml) from FLAIR (T1w optional, co-registered).
+
+    Returns ``value`` (ml at p > ``threshold``, clusters <= ``min_cluster_ml`` dropped),
+    ``backend``, ``n_lesions`` and ``parameters``. Raises
+    :class:`~defacebench.records.AnalysisFailure` for a missing FLAIR, a failed
+    brain extraction or registration, an external tool's error, or a volume
+    outside ``plausible_range_ml``.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown WMLV backend {backend!r}; choose from {BACKENDS}")
+    if backend == "command":
+        if not command:
+            raise AnalysisFailure("configuration", "WMLV backend 'command' needs a command template")
+        probability, voxel_ml = _command_probability(images, command, timeout)
+        name = f"command: {command.split()[0]}"
+        parameters = {"command": command, "threshold": threshold, "min_cluster_ml": min_cluster_ml}
+        details = {"uses_t1w": images.get("T1w") is not None}
+    else:
+        params = load_coefficients(coefficients_file)
+        result = lpa_like(images, threads=threads, brain_backend=brain_backend, bias_correction=bias_correction,
+                          coefficients=params)
+        probability, voxel_ml = result["probability"], voxel_volume_ml(result["canonical"])
+        name = BACKEND_NAME
+        parameters = {
+            "threshold": threshold, "min_cluster_ml": min_cluster_ml, "bias_correction": bias_correction,
+            "coefficients_file": coefficients_file or COEFFICIENTS_FILE,
+            "coefficients_version": params.get("version", ""), **params["postprocessing"],
+        }
+        details = {
+            "uses_t1w": result["t1"] is not None, "brain_mask": result["brain_mask"],
+            "flair_wm_mean": result["stats"].wm_mean, "flair_gm_mean": result["stats"].gm_mean,
+        }
+    lesions, n_lesions = lesion_mask(probability, voxel_ml, threshold, min_cluster_ml)
+    volume = float(lesions.sum() * voxel_ml)
+    low, high = (plausible_range_ml or (None, None))
+    check_plausible(volume, low, high, "lesion_segmentation", "lesion volume", "ml")
+    return {"value": volume, "backend": name, "n_lesions": n_lesions, "parameters": json.dumps(parameters, sort_keys=True), **details}

@@ -1,0 +1,215 @@
+"""Features of the lesion arm, after LST's lesion prediction algorithm (lpa).
+
+Schmidt P. (2017) "Bayesian inference for structured additive regression models
+for large-scale problems with applications to medical imaging", PhD thesis,
+LMU Munich, chapter 6.1 (the LST toolbox's ``ps_LST_lpa``); Schmidt et al. 2012,
+NeuroImage 59:3774 (the lesion belief map of the lesion growth algorithm).
+
+What is kept from lpa: FLAIR alone suffices (a T1w only helps the brain mask
+and the prior registration); bias correction; tissue priors registered to the
+subject; a lesion belief map (the FLAIR excess over the white- and grey-matter
+means, weighted by the white-matter prior); a logistic model whose intercept
+and slope vary in space through covariates (here: the WM prior and the depth
+below the brain surface, rather than lpa's spline-smoothed atlas of
+coefficients); LST-style post-processing. What is not: LST's coefficients,
+which were fitted on 53 MS patients and are not available here; ours are
+fitted on a simulated cohort (``bench/fit_lesion_model.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+from ..io import to_canonical
+from ..records import AnalysisFailure
+from ..templates import mni152
+from .pathology_common import _ants_image, apply_transforms, register
+
+#: Names of the logistic model's features, in the order of its coefficients.
+FEATURE_NAMES = (
+    "z_gm",            # (FLAIR - GM mean) / WM sd
+    "z_wm",            # (FLAIR - WM mean) / WM sd
+    "belief",          # lesion belief: WM-prior-weighted FLAIR excess over GM (and WM) means
+    "belief_smooth",   # belief smoothed (sigma 1 mm): lesions are blobs, noise is not
+    "local_excess",    # z_gm minus its 5 mm surroundings: focal brightness
+    "wm_prior",        # spatially varying covariate 1: (registered) WM prior
+    "depth",           # spatially varying covariate 2: depth below the brain surface (mm / 10, capped)
+    "belief_x_depth",  # lets the belief slope vary with depth (cortex vs deep WM)
+    "z_gm_pos_sq",     # max(z_gm, 0)^2: saturating brightness response
+)
+
+@dataclass
+class TissueStats:
+    """FLAIR tissue means and the WM spread used by the belief map."""
+
+    wm_mean: float
+    gm_mean: float
+    wm_sd: float
+
+
+@lru_cache(maxsize=1)
+def _mni_maps():
+    t1 = nib.load(str(mni152("t1")))
+    gm = nib.load(str(mni152("gm")))
+    wm = nib.load(str(mni152("wm")))
+    t1c, gmc, wmc = (to_canonical(x) for x in (t1, gm, wm))
+    # nilearn stores the probability maps as 0..255
+    scale = lambda img: img.get_fdata(dtype=np.float32) / max(float(img.get_fdata().max()), 1.0)
+    return t1c.get_fdata(dtype=np.float32), scale(gmc), scale(wmc), t1c.affine
+
+
+def tissue_priors(reference: np.ndarray, affine: np.ndarray, mask: np.ndarray, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """MNI152 GM and WM priors affinely registered onto the subject's grid.
+
+    The MNI brain template (nilearn's ICBM 2009 T1) is registered to the
+    brain-masked ``reference`` (T1w or FLAIR; Mattes mutual information copes
+    with either contrast) with coarse, fast settings.
+    """
+    t1, gm, wm, mni_affine = _mni_maps()
+    fixed = _ants_image(np.where(mask, reference, 0.0), affine)
+    moving = _ants_image(t1, mni_affine)
+    transforms = register(fixed, moving, "Affine", threads)
+    gm_s = apply_transforms(fixed, _ants_image(gm, mni_affine), transforms)
+    wm_s = apply_transforms(fixed, _ants_image(wm, mni_affine), transforms)
+    gm_s = np.clip(np.where(mask, gm_s, 0.0), 0, 1).astype(np.float32)
+    wm_s = np.clip(np.where(mask, wm_s, 0.0), 0, 1).astype(np.float32)
+    if wm_s[mask].mean() < 0.1:
+        raise AnalysisFailure("registration", "tissue priors did not land on the brain (MNI registration failed)")
+    return gm_s, wm_s
+
+
+def tissue_stats(flair: np.ndarray, mask: np.ndarray, gm_prior: np.ndarray, wm_prior: np.ndarray,
+                 t1: np.ndarray | None = None) -> TissueStats:
+    """Robust FLAIR means of WM and GM, and the WM spread.
+
+    WM: voxels with WM prior > 0.8 (and, given a T1w, T1w above the brain
+    median, i.e. not a T1-hypointense lesion or CSF); GM: GM prior > 0.6 and
+    FLAIR above the brain's 20th percentile (not CSF). Medians and MAD keep
+    lesions, a minority, from moving the statistics.
+    """
+    wm_sel = mask & (wm_prior > 0.8)
+    if t1 is not None:
+        wm_sel &= t1 > np.median(t1[mask])
+    if wm_sel.sum() < 500:
+        wm_sel = mask & (wm_prior > 0.5)
+    floor = np.percentile(flair[mask], 20)
+    gm_sel = mask & (gm_prior > 0.6) & (flair > floor)
+    if wm_sel.sum() < 100 or gm_sel.sum() < 100:
+        raise AnalysisFailure("tissue_classification", "too few white- or grey-matter voxels for tissue statistics")
+    wm_values = flair[wm_sel]
+    wm_mean = float(np.median(wm_values))
+    wm_sd = float(1.4826 * np.median(np.abs(wm_values - wm_mean)))
+    gm_mean = float(np.median(flair[gm_sel]))
+    if wm_sd <= 0:
+        raise AnalysisFailure("tissue_classification", "white matter has no intensity spread")
+    return TissueStats(wm_mean=wm_mean, gm_mean=max(gm_mean, wm_mean), wm_sd=wm_sd)
+
+
+def belief_map(flair: np.ndarray, mask: np.ndarray, wm_prior: np.ndarray, stats: TissueStats) -> np.ndarray:
+    """Lesion belief: FLAIR excess over GM (and WM) means, weighted by the WM prior.
+
+    After Schmidt et al. 2012: a lesion is brighter than both tissues on FLAIR;
+    brightness in likely grey matter counts less (cortex and partial volume are
+    FLAIR-bright without being lesions).
+    """
+    z_gm = (flair - stats.gm_mean) / stats.wm_sd
+    z_wm = (flair - stats.wm_mean) / stats.wm_sd
+    weight = 0.3 + 0.7 * wm_prior
+    belief = weight * np.maximum(z_gm, 0.0) + (1.0 - weight) * np.maximum(z_wm - (stats.gm_mean - stats.wm_mean) / stats.wm_sd * 1.5, 0.0)
+    return np.where(mask, belief, 0.0).astype(np.float32)
+
+
+def surface_depth(mask: np.ndarray, zooms) -> np.ndarray:
+    """Distance (mm) from each brain voxel to the brain's outer surface."""
+    return ndimage.distance_transform_edt(mask, sampling=zooms).astype(np.float32)
+
+
+def lesion_features(flair: np.ndarray, mask: np.ndarray, gm_prior: np.ndarray, wm_prior: np.ndarray,
+                    zooms, stats: TissueStats) -> dict[str, np.ndarray]:
+    """The model's feature maps (dict of arrays on the FLAIR grid), keys :data:`FEATURE_NAMES`."""
+    sigma_1mm = [1.0 / z for z in zooms]
+    sigma_5mm = [5.0 / z for z in zooms]
+    z_gm = np.clip((flair - stats.gm_mean) / stats.wm_sd, -10, 30)
+    z_wm = np.clip((flair - stats.wm_mean) / stats.wm_sd, -10, 30)
+    belief = belief_map(flair, mask, wm_prior, stats)
+    maskf = mask.astype(np.float32)
+    # masked smoothing: average over brain voxels only, so the edge is not dragged to 0
+    norm1 = ndimage.gaussian_filter(maskf, sigma_1mm) + 1e-6
+    norm5 = ndimage.gaussian_filter(maskf, sigma_5mm) + 1e-6
+    belief_smooth = ndimage.gaussian_filter(belief, sigma_1mm) / norm1
+    surround = ndimage.gaussian_filter(np.where(mask, z_gm, 0.0), sigma_5mm) / norm5
+    depth = np.minimum(surface_depth(mask, zooms), 30.0) / 10.0
+    features = {
+        "z_gm": z_gm,
+        "z_wm": z_wm,
+        "belief": belief,
+        "belief_smooth": belief_smooth,
+        "local_excess": z_gm - surround,
+        "wm_prior": wm_prior,
+        "depth": depth,
+        "belief_x_depth": belief * depth,
+        "z_gm_pos_sq": np.minimum(np.maximum(z_gm, 0.0), 10.0) ** 2,
+    }
+    return {k: np.where(mask, v, 0.0).astype(np.float32) for k, v in features.items()}
+
+
+def feature_matrix(features: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
+    """Rows = brain voxels (C order of ``mask``), columns = :data:`FEATURE_NAMES`."""
+    return np.stack([features[name][mask] for name in FEATURE_NAMES], axis=1)
+
+
+def logistic_probability(X: np.ndarray, coefficients: dict) -> np.ndarray:
+    """p = 1 / (1 + exp(-(b0 + sum_k b_k (x_k - mean_k) / scale_k)))."""
+    mean = np.asarray(coefficients["feature_mean"], dtype=np.float64)
+    scale = np.asarray(coefficients["feature_scale"], dtype=np.float64)
+    beta = np.asarray(coefficients["coefficients"], dtype=np.float64)
+    eta = coefficients["intercept"] + ((X - mean) / scale) @ beta
+    return (1.0 / (1.0 + np.exp(-np.clip(eta, -30, 30)))).astype(np.float32)
+
+
+def postprocess(probability: np.ndarray, belief: np.ndarray, mask: np.ndarray, zooms, params: dict) -> np.ndarray:
+    """LST-style post-processing of the lesion probability map.
+
+    1. light Gaussian smoothing (``smooth_sigma_mm``);
+    2. removal of isolated voxels (above threshold with no 26-neighbour above it);
+    3. hole filling (enclosed voxels take the threshold's probability);
+    4. growth: voxels next to a lesion whose belief exceeds ``grow_belief`` and
+       whose probability exceeds ``grow_min_probability`` join it (``grow_iterations`` steps).
+    """
+    threshold = params.get("threshold", 0.5)
+    p = probability.astype(np.float32)
+    if params.get("smooth_sigma_mm", 0) > 0:
+        p = ndimage.gaussian_filter(p, [params["smooth_sigma_mm"] / z for z in zooms])
+    p = np.where(mask, p, 0.0)
+    lesion = p > threshold
+    neighbours = ndimage.convolve(lesion.astype(np.uint8), np.ones((3, 3, 3), np.uint8), mode="constant") - lesion
+    isolated = lesion & (neighbours == 0)
+    p[isolated] = np.minimum(p[isolated], threshold * 0.5)
+    lesion &= ~isolated
+    holes = ndimage.binary_fill_holes(lesion) & ~lesion & mask
+    p[holes] = np.maximum(p[holes], threshold + 1e-3)
+    lesion |= holes
+    candidates = mask & (belief > params.get("grow_belief", 2.0)) & (p > params.get("grow_min_probability", 0.1))
+    for _ in range(int(params.get("grow_iterations", 2))):
+        grown = ndimage.binary_dilation(lesion) & candidates & ~lesion
+        if not grown.any():
+            break
+        p[grown] = np.maximum(p[grown], threshold + 1e-3)
+        lesion |= grown
+    return p
+
+
+def lesion_clusters(probability: np.ndarray, threshold: float, min_cluster_ml: float, voxel_ml: float) -> tuple[np.ndarray, int]:
+    """Binary lesion map at ``probability > threshold`` without clusters of <= ``min_cluster_ml``; and its cluster count."""
+    labels, n = ndimage.label(probability > threshold, structure=np.ones((3, 3, 3)))
+    if n == 0:
+        return np.zeros(probability.shape, bool), 0
+    sizes = np.bincount(labels.ravel()) * voxel_ml
+    keep = sizes > min_cluster_ml + 1e-9
+    keep[0] = False
+    return keep[labels], int(keep.sum())

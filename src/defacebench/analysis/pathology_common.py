@@ -1,0 +1,239 @@
+"""Pre-processing shared by the lesion (WMLV) and tumour (GBV) arms.
+
+Both arms work on RAS-canonical float arrays (exact flips of the input, no
+resampling) and need the same few steps: a brain mask (deepbet, Fisch et al.
+2024, unless the images are already skull-stripped), N4 bias correction
+(Tustison et al. 2010, IEEE TMI 29:1310) with fast settings, rigid
+co-registration of one modality to another (antspyx; Avants et al. 2011,
+NeuroImage 54:2033), robust intensity standardisation, and running a
+configured external command.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import tempfile
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+from ..brain import extract_brain
+from ..io import load_image, save_image, to_canonical
+from ..records import AnalysisFailure, failure_from_exception
+
+#: Fast N4 settings (measured: ~5 s on a 1 mm head on 2 cores instead of ~110 s at defaults).
+N4_FAST = {"shrink_factor": 4, "convergence": {"iters": [20, 20, 10], "tol": 1e-6}}
+
+#: Fast registration settings: both images are first resampled to ``resolution_mm``
+#: (3 mm: ~1-3 s on 2 cores instead of 10-16 s with shrink factors on the 1 mm images),
+#: then two levels run; the transform is applied to the full-resolution moving image.
+REGISTRATION_FAST = {
+    "resolution_mm": 3.0,
+    "aff_metric": "mattes",
+    "aff_iterations": (100, 50),
+    "aff_shrink_factors": (2, 1),
+    "aff_smoothing_sigmas": (1, 0),
+    "aff_random_sampling_rate": 0.2,
+}
+
+
+def canonical_array(img: nib.Nifti1Image) -> tuple[np.ndarray, nib.Nifti1Image]:
+    """Float32 data of ``img`` in RAS-canonical voxel order, with the canonical image."""
+    canon = to_canonical(img)
+    data = np.asarray(canon.get_fdata(dtype=np.float32))
+    if data.ndim != 3:
+        raise AnalysisFailure("input", f"expected a 3D image, got shape {data.shape}")
+    data[~np.isfinite(data)] = 0.0
+    return data, canon
+
+
+def require(images: dict, modalities) -> None:
+    """Raise :class:`AnalysisFailure` (stage ``input``) naming every missing or empty modality."""
+    missing = [m for m in modalities if images.get(m) is None]
+    if missing:
+        raise AnalysisFailure("input", f"missing image(s): {', '.join(missing)}")
+    for m in modalities:
+        data = np.asanyarray(images[m].dataobj)
+        if data.size == 0 or not np.isfinite(data).any() or np.nanmax(data) == np.nanmin(data):
+            raise AnalysisFailure("input", f"{m} image is empty or constant")
+
+
+def looks_skull_stripped(data: np.ndarray, zooms) -> bool:
+    """True when the non-background region is brain-sized and background is one constant value.
+
+    Skull-stripped images (BraTS, MNI-space research data) have an exactly
+    constant background around a compact brain of roughly 800-2000 ml; a head
+    image has noise and scalp everywhere.
+    """
+    background = np.median(np.concatenate([data[0].ravel(), data[-1].ravel(), data[:, 0].ravel(), data[:, -1].ravel()]))
+    foreground = np.abs(data - background) > 1e-6 * max(1.0, float(np.abs(data).max()))
+    volume_ml = foreground.sum() * float(np.prod(zooms)) / 1000.0
+    return bool(300 <= volume_ml <= 2200 and np.mean(foreground) < 0.6)
+
+
+def brain_mask(img: nib.Nifti1Image, data: np.ndarray, zooms, backend: str = "deepbet") -> tuple[np.ndarray, str]:
+    """Brain mask on the canonical grid of ``img`` and how it was made.
+
+    A skull-stripped input keeps its own brain (the non-background voxels, holes
+    filled); otherwise :func:`defacebench.brain.extract_brain` runs on ``img``.
+    """
+    if looks_skull_stripped(data, zooms):
+        background = np.median(data[0])
+        mask = np.abs(data - background) > 1e-6 * max(1.0, float(np.abs(data).max()))
+        mask = ndimage.binary_fill_holes(ndimage.binary_opening(mask, iterations=1))
+        return largest_component(mask), "input is skull-stripped"
+    mask = extract_brain(img, backend=backend)  # on img's own grid
+    canon_mask = np.asarray(to_canonical(nib.Nifti1Image(mask.astype(np.uint8), img.affine)).dataobj) > 0
+    return ndimage.binary_fill_holes(canon_mask), backend
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 26-connected component of ``mask`` (empty stays empty)."""
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3)))
+    if n <= 1:
+        return mask.astype(bool)
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    return labels == int(np.argmax(sizes))
+
+
+def _ants_image(data: np.ndarray, affine: np.ndarray):
+    import ants
+
+    img = nib.Nifti1Image(np.ascontiguousarray(data, dtype=np.float32), affine)
+    img.header.set_xyzt_units("mm", "sec")
+    return ants.from_nibabel_nifti(img)
+
+
+def n4_correct(data: np.ndarray, affine: np.ndarray, mask: np.ndarray, threads: int = 1) -> np.ndarray:
+    """N4 bias-corrected ``data`` inside ``mask`` (fast settings, :data:`N4_FAST`)."""
+    import ants
+
+    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(max(1, int(threads)))
+    shifted = np.where(mask, data - data[mask].min() + 1.0, 0.0).astype(np.float32)
+    try:
+        corrected = ants.n4_bias_field_correction(
+            _ants_image(shifted, affine), mask=_ants_image(mask.astype(np.float32), affine), **N4_FAST
+        ).numpy()
+    except (RuntimeError, ValueError) as exc:
+        raise failure_from_exception("bias_correction", exc) from exc
+    return np.where(mask, corrected, 0.0).astype(np.float32)
+
+
+def same_grid(a: nib.Nifti1Image, b: nib.Nifti1Image, tol: float = 1e-3) -> bool:
+    """True when two (canonical) images share shape and affine."""
+    return a.shape[:3] == b.shape[:3] and np.allclose(a.affine, b.affine, atol=tol)
+
+
+def register(fixed, moving, type_of_transform: str = "Rigid", threads: int = 1, **settings):
+    """Register ants image ``moving`` to ``fixed`` at coarse resolution; returns the forward transforms.
+
+    Settings default to :data:`REGISTRATION_FAST`; a failing registration is a
+    study failure (stage ``registration``).
+    """
+    import ants
+
+    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(max(1, int(threads)))
+    options = {**REGISTRATION_FAST, **settings}
+    resolution = options.pop("resolution_mm")
+    # a fixed sampling seed makes the random metric sampling, hence the result, repeatable
+    previous_seed = ants.config._random_seed
+    ants.config._random_seed = options.pop("random_seed", 20200101)
+    try:
+        fixed_low = ants.resample_image(fixed, (resolution,) * 3, False, 0)
+        moving_low = ants.resample_image(moving, (resolution,) * 3, False, 0)
+        reg = ants.registration(fixed_low, moving_low, type_of_transform=type_of_transform, **options)
+    except (RuntimeError, ValueError, IndexError) as exc:
+        raise failure_from_exception("registration", exc) from exc
+    finally:
+        ants.config._random_seed = previous_seed
+    return reg["fwdtransforms"]
+
+
+def apply_transforms(fixed, moving, transforms, interpolator: str = "linear") -> np.ndarray:
+    """``moving`` resampled onto ``fixed``'s grid through ``transforms`` (numpy array)."""
+    import ants
+
+    try:
+        out = ants.apply_transforms(fixed, moving, transforms, interpolator=interpolator).numpy().astype(np.float32)
+    except (RuntimeError, ValueError, IndexError) as exc:
+        raise failure_from_exception("registration", exc) from exc
+    if not np.isfinite(out).all():
+        raise AnalysisFailure("registration", "registration produced non-finite values")
+    return out
+
+
+def register_rigid(fixed: np.ndarray, fixed_affine: np.ndarray, moving: np.ndarray, moving_affine: np.ndarray,
+                   threads: int = 1) -> np.ndarray:
+    """``moving`` rigidly registered (Mattes MI, fast settings) and resampled onto ``fixed``'s grid."""
+    fixed_ants = _ants_image(fixed, fixed_affine)
+    moving_ants = _ants_image(moving, moving_affine)
+    transforms = register(fixed_ants, moving_ants, "Rigid", threads)
+    out = apply_transforms(fixed_ants, moving_ants, transforms)
+    if out.shape != fixed.shape:
+        raise AnalysisFailure("registration", "registration produced an image of the wrong shape")
+    return out
+
+
+def resample_to(moving: np.ndarray, moving_affine: np.ndarray, fixed_shape, fixed_affine: np.ndarray, order: int = 1) -> np.ndarray:
+    """Resample ``moving`` onto a fixed grid using the images' affines only (no registration)."""
+    vox = np.linalg.inv(moving_affine) @ fixed_affine
+    return ndimage.affine_transform(moving, vox[:3, :3], vox[:3, 3], output_shape=tuple(fixed_shape), order=order).astype(np.float32)
+
+
+def robust_standardise(data: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Intensities as (x - median) / IQR inside ``mask`` (0 outside).
+
+    A simple, outlier-robust stand-in for histogram standardisation (Nyul et al.
+    2000, IEEE TMI 19:143): pathology occupies a minority of the brain, so the
+    median and inter-quartile range are set by normal tissue.
+    """
+    values = data[mask]
+    q25, q50, q75 = np.percentile(values, [25, 50, 75])
+    scale = max(float(q75 - q25), 1e-6)
+    return np.where(mask, (data - q50) / scale, 0.0).astype(np.float32)
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice overlap of two boolean masks (1.0 when both are empty)."""
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    total = a.sum() + b.sum()
+    return 1.0 if total == 0 else float(2.0 * np.logical_and(a, b).sum() / total)
+
+
+def run_command(template: str, inputs: dict[str, nib.Nifti1Image], stage: str, timeout: float | None = None) -> nib.Nifti1Image:
+    """Run an external tool given as a command template; return the image it wrote.
+
+    ``template`` names inputs by modality in braces (``{flair}``, ``{t1w}``,
+    ``{cet1w}``, ``{t2w}``) and the output file as ``{output}``; the inputs are
+    written to a temporary folder as NIfTI first. A missing executable, a
+    non-zero exit or a missing output is a study failure.
+    """
+    with tempfile.TemporaryDirectory(prefix="defacebench-tool-") as tmp:
+        names = {}
+        for modality, img in inputs.items():
+            path = Path(tmp) / f"{modality}.nii.gz"
+            save_image(img, path)
+            names[modality.lower()] = shlex.quote(str(path))
+        output = Path(tmp) / "output.nii.gz"
+        names["output"] = shlex.quote(str(output))
+        names["outdir"] = shlex.quote(tmp)
+        try:
+            command = template.format(**names)
+        except KeyError as exc:
+            raise AnalysisFailure(stage, f"command template names an unknown placeholder {exc}") from exc
+        try:
+            result = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise AnalysisFailure(stage, f"external command timed out after {timeout} s") from exc
+        if result.returncode != 0:
+            tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or [""]
+            raise AnalysisFailure(stage, f"external command exited with {result.returncode}: {tail[0][:300]}")
+        if not output.exists():
+            raise AnalysisFailure(stage, "external command wrote no output image")
+        out = load_image(output)
+        return nib.Nifti1Image(np.asarray(out.dataobj), out.affine, out.header)

@@ -1,0 +1,185 @@
+"""Glioblastoma volume (GBV), the glioma arm of the study.
+
+Default backend ``brats-forest``: a re-implementation after BraTumIA (Porz et
+al. 2014, PLoS One 9:e96873; Meier et al. 2016, Sci Rep 6:23376), as used by de
+Sitter et al. 2020. It is *not* BraTumIA: ceT1w, T2w and FLAIR are rigidly
+registered to the T1w (antspyx, fast settings), the brain is extracted
+(:func:`defacebench.brain.extract_brain`, or kept when the input is already
+skull-stripped), intensities are standardised, and a small decision forest
+(fitted on a simulated cohort by ``bench/fit_tumour_model.py``, shipped as
+plain arrays in ``defacebench/data/tumour_forest.npz``) classifies each brain
+voxel into necrosis, oedema, non-enhancing and enhancing tumour; the class
+posteriors are spatially regularised (see :mod:`.tumour_features`).
+
+GBV = necrosis + enhancing + non-enhancing tumour (the tumour core); the whole
+tumour with oedema is reported as ``whole_tumour_ml``.
+
+Backend ``command``: an external tumour tool, configured as a command template
+with ``{t1w}``, ``{cet1w}``, ``{t2w}``, ``{flair}`` and ``{output}``; it writes a
+label map (BraTS labels: 1 necrosis/non-enhancing, 2 oedema, 3 non-enhancing,
+4 enhancing) to ``{output}``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+
+from ..io import from_canonical, mask_like, voxel_volume_ml
+from ..records import AnalysisFailure, check_plausible
+from . import tumour_features as tfeat
+from .pathology_common import (
+    brain_mask, canonical_array, n4_correct, register_rigid, require, resample_to, robust_standardise,
+    run_command, same_grid,
+)
+from .tumour_forest import MODEL_FILE, load_forest, predict_proba
+
+BACKENDS = ("brats-forest", "command")
+BACKEND_NAME = "defacebench-tumour-forest (re-implementation after BraTumIA, Porz et al. 2014)"
+MODALITIES = ("T1w", "ceT1w", "T2w", "FLAIR")
+
+
+def _bounding_box(mask: np.ndarray, margin: int = 10) -> tuple[slice, ...]:
+    idx = np.nonzero(mask)
+    return tuple(slice(max(0, int(i.min()) - margin), min(s, int(i.max()) + margin + 1)) for i, s in zip(idx, mask.shape))
+
+
+def prepare(images: dict, *, threads: int = 1, register: bool = True, brain_backend: str = "deepbet",
+            bias_correction: bool = True) -> dict:
+    """Co-registered, skull-stripped, standardised modalities on the T1w's canonical grid.
+
+    Returns ``standardised`` (dict of arrays cropped to the brain's bounding box),
+    ``mask`` (cropped), ``box`` (the crop), ``canonical`` (T1w canonical image), ``zooms``.
+    """
+    require(images, MODALITIES)
+    t1, t1_c = canonical_array(images["T1w"])
+    zooms = tuple(float(z) for z in t1_c.header.get_zooms()[:3])
+    mask, how = brain_mask(images["T1w"], t1, zooms, backend=brain_backend)
+    if mask.sum() * np.prod(zooms) / 1000.0 < 300:
+        raise AnalysisFailure("brain_extraction", "brain mask is implausibly small")
+    box = _bounding_box(mask)
+    mask_c = mask[box]
+    on_t1 = {"T1w": t1}
+    for m in ("ceT1w", "T2w", "FLAIR"):
+        data, canon = canonical_array(images[m])
+        if register:
+            on_t1[m] = register_rigid(t1, t1_c.affine, data, canon.affine, threads=threads)
+        elif same_grid(canon, t1_c):
+            on_t1[m] = data
+        else:
+            on_t1[m] = resample_to(data, canon.affine, t1.shape, t1_c.affine)
+    standardised = {}
+    for m, data in on_t1.items():
+        cropped = np.ascontiguousarray(data[box])
+        if not np.any(cropped[mask_c] != cropped[mask_c][0]):
+            raise AnalysisFailure("registration", f"{m} is empty inside the brain after registration")
+        if bias_correction:
+            cropped = n4_correct(cropped, t1_c.affine, mask_c, threads)
+        standardised[m] = robust_standardise(cropped, mask_c)
+    return {"standardised": standardised, "mask": mask_c, "box": box, "canonical": t1_c, "zooms": zooms,
+            "brain_mask": how, "shape": t1.shape}
+
+
+def forest_labels(prep: dict, model: dict, regularisation_sigma_mm: float | None = None,
+                  min_tumour_ml: float | None = None) -> np.ndarray:
+    """Label map (cropped canonical grid) from the forest and the spatial regularisation."""
+    meta = model["metadata"]
+    if tuple(meta["feature_names"]) != tfeat.FEATURE_NAMES:
+        raise ValueError("tumour model was fitted for other features: refit with bench/fit_tumour_model.py")
+    mask, zooms = prep["mask"], prep["zooms"]
+    features = tfeat.tumour_features(prep["standardised"], mask, zooms)
+    X = tfeat.feature_matrix(features, mask)
+    del features
+    proba = predict_proba(model, X)
+    posteriors = np.zeros(mask.shape + (proba.shape[1],), np.float32)
+    posteriors[..., 0] = 1.0
+    posteriors[mask] = proba
+    post = meta.get("postprocessing", {})
+    return tfeat.regularise(
+        posteriors, model["classes"], mask, zooms,
+        sigma_mm=post.get("sigma_mm", 1.0) if regularisation_sigma_mm is None else regularisation_sigma_mm,
+        min_tumour_ml=post.get("min_tumour_ml", 0.5) if min_tumour_ml is None else min_tumour_ml,
+    )
+
+
+def _uncrop(labels: np.ndarray, box, shape) -> np.ndarray:
+    full = np.zeros(shape, np.uint8)
+    full[box] = labels
+    return full
+
+
+def segment_tumour(images: dict[str, nib.Nifti1Image], *, backend: str = "brats-forest", threads: int = 1,
+                   command: str | None = None, register: bool = True, brain_backend: str = "deepbet",
+                   bias_correction: bool = True, model_file: str | None = None, timeout: float | None = None,
+                   **_ignored) -> nib.Nifti1Image:
+    """Tumour label map (uint8) on the T1w's own voxel grid: 1 necrosis, 2 oedema, 3 non-enhancing, 4 enhancing."""
+    labels, _ = _segment_canonical(images, backend=backend, threads=threads, command=command, register=register,
+                                   brain_backend=brain_backend, bias_correction=bias_correction,
+                                   model_file=model_file, timeout=timeout)
+    return mask_like(from_canonical(labels, images["T1w"]), images["T1w"])
+
+
+def _segment_canonical(images, *, backend, threads, command, register, brain_backend, bias_correction,
+                       model_file, timeout) -> tuple[np.ndarray, dict]:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown GBV backend {backend!r}; choose from {BACKENDS}")
+    if backend == "command":
+        if not command:
+            raise AnalysisFailure("configuration", "GBV backend 'command' needs a command template")
+        require(images, MODALITIES)
+        out = run_command(command, {m: images[m] for m in MODALITIES}, stage="tumour_segmentation", timeout=timeout)
+        t1, t1_c = canonical_array(images["T1w"])
+        data, out_c = canonical_array(out)
+        if not same_grid(out_c, t1_c):
+            data = resample_to(data, out_c.affine, t1.shape, t1_c.affine, order=0)
+        return np.rint(data).astype(np.uint8), {"canonical": t1_c, "command": command}
+    model = load_forest(model_file)
+    prep = prepare(images, threads=threads, register=register, brain_backend=brain_backend,
+                   bias_correction=bias_correction)
+    labels = _uncrop(forest_labels(prep, model), prep["box"], prep["shape"])
+    return labels, {"canonical": prep["canonical"], "brain_mask": prep["brain_mask"], "model": model}
+
+
+def label_volumes(labels: np.ndarray, voxel_ml: float) -> dict[str, float]:
+    """Volumes (ml) of each tumour compartment, the core (GBV) and the whole tumour."""
+    vol = {name: float((labels == k).sum() * voxel_ml) for k, name in tfeat.LABELS.items() if k}
+    core = vol["necrosis"] + vol["enhancing"] + vol["non-enhancing"]
+    return {
+        "value": core,
+        "whole_tumour_ml": core + vol["oedema"],
+        "necrosis_ml": vol["necrosis"],
+        "enhancing_ml": vol["enhancing"],
+        "nonenhancing_ml": vol["non-enhancing"],
+        "oedema_ml": vol["oedema"],
+    }
+
+
+def glioblastoma_volume(images: dict[str, nib.Nifti1Image], *, backend: str = "brats-forest", threads: int = 1,
+                        command: str | None = None, plausible_range_ml=None, register: bool = True,
+                        brain_backend: str = "deepbet", bias_correction: bool = True, model_file: str | None = None,
+                        timeout: float | None = None, **_ignored) -> dict:
+    """Glioblastoma volume: tumour core (ml) and compartments, from T1w, ceT1w, T2w and FLAIR.
+
+    Raises :class:`~defacebench.records.AnalysisFailure` for a missing modality,
+    failed brain extraction or registration, an external tool's error, or a
+    core volume outside ``plausible_range_ml``.
+    """
+    labels, info = _segment_canonical(images, backend=backend, threads=threads, command=command, register=register,
+                                      brain_backend=brain_backend, bias_correction=bias_correction,
+                                      model_file=model_file, timeout=timeout)
+    result = label_volumes(labels, voxel_volume_ml(info["canonical"]))
+    low, high = (plausible_range_ml or (None, None))
+    check_plausible(result["value"], low, high, "tumour_segmentation", "tumour core volume", "ml")
+    if backend == "command":
+        result["backend"] = f"command: {command.split()[0]}"
+        result["parameters"] = json.dumps({"command": command})
+    else:
+        result["backend"] = BACKEND_NAME
+        result["brain_mask"] = info["brain_mask"]
+        result["parameters"] = json.dumps({
+            "register": register, "bias_correction": bias_correction, "model_file": model_file or MODEL_FILE,
+            "model_version": info["model"]["metadata"].get("version", ""),
+        }, sort_keys=True)
+    return result
