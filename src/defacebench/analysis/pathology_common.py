@@ -11,8 +11,10 @@ configured external command.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shlex
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -146,7 +148,11 @@ def register(fixed, moving, type_of_transform: str = "Rigid", threads: int = 1, 
     try:
         fixed_low = ants.resample_image(fixed, (resolution,) * 3, False, 0)
         moving_low = ants.resample_image(moving, (resolution,) * 3, False, 0)
-        reg = ants.registration(fixed_low, moving_low, type_of_transform=type_of_transform, **options)
+        # transforms go to a private folder removed at exit, not loose files in the system temp dir
+        workdir = tempfile.mkdtemp(prefix="defacebench-ants-")
+        atexit.register(shutil.rmtree, workdir, True)
+        reg = ants.registration(fixed_low, moving_low, type_of_transform=type_of_transform,
+                                outprefix=os.path.join(workdir, "reg_"), **options)
     except (RuntimeError, ValueError, IndexError) as exc:
         raise failure_from_exception("registration", exc) from exc
     finally:
