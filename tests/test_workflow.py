@@ -31,8 +31,9 @@ def test_default_study_dry_run():
         words[0]: int(words[1]) for words in map(str.split, output.splitlines())
         if len(words) == 2 and words[1].isdigit()
     }
-    # 10 subjects; NBV on 7, WMLV on 3, GBV on 3, each on 4 variants; 3 methods x 10 subjects defaced
-    assert counts["analyse"] == (7 + 3 + 3) * 4 and counts["deface"] == 30, output
+    # 7 subjects; NBV on 5, WMLV on 2, GBV on 2, each on 4 variants; 3 methods x 7 subjects defaced
+    assert counts["analyse"] == (5 + 2 + 2) * 4 and counts["deface"] == 21, output
+    assert counts["prepare_defacing"] == 7 and counts["simulate_subject"] == 7, output
 
 
 def test_bad_config_stops_with_key_and_problem(tmp_path):
