@@ -37,21 +37,26 @@ def changed(full: np.ndarray, defaced: np.ndarray) -> np.ndarray:
     return ~np.isclose(np.asarray(full, np.float64), np.asarray(defaced, np.float64), rtol=1e-6, atol=1e-6)
 
 
-def integrity(full: np.ndarray, defaced: np.ndarray, brain_mask: np.ndarray, face_region: np.ndarray | None) -> dict:
+def integrity(full: np.ndarray, defaced: np.ndarray, brain_mask: np.ndarray | None,
+              face_region: np.ndarray | None) -> dict:
     """Fractions of brain voxels and of the (tissue-holding) face region that defacing changed.
 
     ``brain_mask`` is the FULL image's brain mask; the face region is the
     template's face mapped into the subject, restricted to voxels that hold
-    tissue in the full image (air cannot be "removed").
+    tissue in the full image (air cannot be "removed"). A missing mask gives
+    NaN for its fraction.
     """
     diff = changed(full, defaced)
-    brain = np.asarray(brain_mask, bool)
-    out = {
-        "brain_voxels": int(brain.sum()),
-        "brain_voxels_changed": int((diff & brain).sum()),
-        "brain_voxels_changed_fraction": float((diff & brain).sum() / max(brain.sum(), 1)),
-        "voxels_changed_total": int(diff.sum()),
-    }
+    out = {"voxels_changed_total": int(diff.sum())}
+    if brain_mask is not None:
+        brain = np.asarray(brain_mask, bool)
+        out.update(
+            brain_voxels=int(brain.sum()),
+            brain_voxels_changed=int((diff & brain).sum()),
+            brain_voxels_changed_fraction=float((diff & brain).sum() / brain.sum()) if brain.any() else float("nan"),
+        )
+    else:
+        out.update(brain_voxels=0, brain_voxels_changed=0, brain_voxels_changed_fraction=float("nan"))
     if face_region is not None:
         face = np.asarray(face_region, bool) & head_mask(full)
         out.update(

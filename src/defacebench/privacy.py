@@ -20,7 +20,7 @@ from scipy import ndimage
 from .integrity import head_mask
 
 
-def frontal_render(img: nib.Nifti1Image, size: int = 256) -> np.ndarray:
+def frontal_render(img: nib.Nifti1Image, size: int = 256, smooth_mm: float = 0.0) -> np.ndarray:
     """A uint8 frontal surface render of the head (superior up, subject's right on the image's left)."""
     import cv2
 
@@ -35,9 +35,12 @@ def frontal_render(img: nib.Nifti1Image, size: int = 256) -> np.ndarray:
     hit = head[:, ::-1, :]
     any_hit = hit.any(axis=1)
     first = np.argmax(hit, axis=1).astype(np.float32)
-    depth = np.where(any_hit, first * zooms[1], np.nan)  # (x, z)
+    depth = np.where(any_hit, first * zooms[1], ny * zooms[1])  # (x, z), mm from the front of the box
+    # smooth the depth map a little: voxel steps would otherwise shade as terraces
+    if smooth_mm > 0:
+        depth = ndimage.gaussian_filter(depth, [smooth_mm / zooms[0], smooth_mm / zooms[2]])
     # surface normal from the depth map gradient; light from the viewer, slightly above
-    dzx, dzz = np.gradient(np.nan_to_num(depth, nan=ny * zooms[1]), zooms[0], zooms[2])
+    dzx, dzz = np.gradient(depth, zooms[0], zooms[2])
     normal = np.stack([-dzx, np.ones_like(dzx), -dzz])
     normal /= np.linalg.norm(normal, axis=0, keepdims=True)
     light = np.array([0.0, 1.0, 0.35])

@@ -1,4 +1,4 @@
-"""Defacing a subject: shared preparation, one method per call, outputs and integrity record."""
+"""Defacing a subject: shared preparation, one method per call, outputs and the integrity record."""
 
 from __future__ import annotations
 
@@ -11,199 +11,298 @@ import numpy as np
 
 from .. import io
 from ..brain import extract_brain
-from ..integrity import integrity, resample_mask
+from ..integrity import changed, integrity, resample_mask
 from ..records import AnalysisFailure, package_versions
-from . import external, masking, quickshear, template
+from . import common, facemasking, mri_deface, pydeface, quickshear
 
+#: Methods implemented in the package; any other name needs a ``command`` template in its options.
 METHODS = ("quickshear", "facemasking", "mri_deface", "pydeface")
 
+#: Backend names, so that a record always says what ran (re-implementations say so).
 BACKENDS = {
-    "quickshear": "quickshear {version} (Schimke & Hale 2011) with a deepbet brain mask, orientation-safe wrapper",
-    "facemasking": "defacebench-facemasking (re-implementation of Milchenko & Marcus 2013)",
-    "mri_deface": "defacebench-mri_deface-like (re-implementation of Bischoff-Grethe et al. 2007)",
-    "mri_deface-freesurfer": "FreeSurfer mri_deface",
-    "pydeface": "defacebench-pydeface-ants (PyDeface template and face mask, antspyx registration)",
-    "pydeface-fsl": "pydeface (FSL flirt)",
+    "quickshear": quickshear.BACKEND,
+    "facemasking": facemasking.BACKEND,
+    "mri_deface": mri_deface.BACKEND_REIMPLEMENTATION,
+    "mri_deface-freesurfer": mri_deface.BACKEND_FREESURFER,
+    "pydeface": pydeface.BACKEND_ANTS,
+    "pydeface-fsl": pydeface.BACKEND_FSL,
 }
 
-TOOLS = ("quickshear", "pydeface", "antspyx", "deepbet", "torch", "nibabel", "opencv-python-headless")
+TOOLS = ("quickshear", "pydeface", "antspyx", "deepbet", "torch", "nibabel", "numpy", "scipy",
+         "opencv-python-headless")
+
+#: Options read by :func:`deface_subject` itself (everything else goes to the method).
+SUBJECT_OPTIONS = ("apply_t1w_mask", "brain_extraction", "render", "registration_mm", "preparation_dir")
 
 
-def prepare_subject(t1w: nib.Nifti1Image, brain_backend: str = "deepbet") -> dict:
-    """What every method needs from a subject's full T1w: brain mask and template face region.
+# --- preparation: once per subject, shared by every method ----------------------------------------------
 
-    Returns arrays on the T1w grid, or a ``*_failure`` entry (stage, reason) in place of one that failed.
+def prepare_subject(t1w: nib.Nifti1Image, brain_backend: str = "deepbet", registration_mm: float = 2.0) -> dict:
+    """What the methods and the integrity measure need from a subject's full T1w.
+
+    Returns ``brain_mask`` (bool) and ``face_region`` (face weights in [0, 1],
+    see :func:`common.face_weights`) on the T1w grid, each replaced by a
+    ``*_failure`` entry (stage, reason) when it could not be made, and
+    ``face_region_info`` (registration details).
     """
     out: dict = {}
+    start = time.perf_counter()
     try:
         out["brain_mask"] = extract_brain(t1w, backend=brain_backend)
     except AnalysisFailure as failure:
         out["brain_mask_failure"] = (failure.stage, failure.reason)
+    out["brain_extraction"] = {"backend": brain_backend, "runtime_s": round(time.perf_counter() - start, 2)}
+    start = time.perf_counter()
     try:
-        out["face_region"], out["face_region_info"] = template.face_region(t1w)
+        out["face_region"], info = common.face_weights(t1w, registration_mm)
+        out["face_region_info"] = {**info, "runtime_s": round(time.perf_counter() - start, 2)}
     except AnalysisFailure as failure:
         out["face_region_failure"] = (failure.stage, failure.reason)
     return out
 
 
-def save_preparation(prep: dict, t1w: nib.Nifti1Image, out_dir: Path) -> None:
-    """Write a subject's preparation (masks on the T1w grid, failures as JSON) for every method's job."""
+def save_preparation(prep: dict, t1w: nib.Nifti1Image | None, out_dir: Path) -> None:
+    """Write a subject's preparation (masks on the T1w grid, failures and details as JSON)."""
     out_dir = Path(out_dir)
-    for key in ("brain_mask", "face_region"):
-        if key in prep:
-            io.save_image(io.mask_like(prep[key], t1w), out_dir / f"{key}.nii.gz")
-    io.write_json({k: v for k, v in prep.items() if k.endswith("_failure") or k.endswith("_info")},
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if "brain_mask" in prep:
+        io.save_image(io.mask_like(prep["brain_mask"], t1w), out_dir / "brain_mask.nii.gz")
+    if "face_region" in prep:
+        weights = np.asarray(prep["face_region"], np.float32)
+        io.save_image(nib.Nifti1Image(weights, t1w.affine.copy()), out_dir / "face_weights.nii.gz")
+        io.save_image(io.mask_like(common.face_region_mask(prep["face_region"]), t1w), out_dir / "face_region.nii.gz")
+    io.write_json({k: v for k, v in prep.items() if k not in ("brain_mask", "face_region")},
                   out_dir / "preparation.json")
 
 
 def load_preparation(prep_dir: Path) -> dict:
     """Read what :func:`save_preparation` wrote."""
     prep_dir = Path(prep_dir)
-    prep = {k: tuple(v) if k.endswith("_failure") else v for k, v in io.read_json(prep_dir / "preparation.json").items()}
-    for key in ("brain_mask", "face_region"):
-        path = prep_dir / f"{key}.nii.gz"
-        if path.exists():
-            prep[key] = np.asarray(nib.load(str(path)).dataobj) > 0
+    prep = {k: tuple(v) if k.endswith("_failure") else v
+            for k, v in io.read_json(prep_dir / "preparation.json").items()}
+    if (prep_dir / "brain_mask.nii.gz").exists():
+        prep["brain_mask"] = np.asarray(nib.load(str(prep_dir / "brain_mask.nii.gz")).dataobj) > 0
+    if (prep_dir / "face_weights.nii.gz").exists():
+        prep["face_region"] = np.asarray(nib.load(str(prep_dir / "face_weights.nii.gz")).dataobj, np.float32)
+    elif (prep_dir / "face_region.nii.gz").exists():
+        prep["face_region"] = np.asarray(nib.load(str(prep_dir / "face_region.nii.gz")).dataobj) > 0
     return prep
 
 
-def _need(prep: dict, key: str):
-    if key not in prep:
-        stage, reason = prep.get(f"{key}_failure", ("deface", f"no {key.replace('_', ' ')}"))
-        raise AnalysisFailure(stage, reason)
-    return prep[key]
+def cached_preparation(t1w: nib.Nifti1Image, cache_dir: Path | None, brain_backend: str = "deepbet",
+                       registration_mm: float = 2.0) -> dict:
+    """:func:`prepare_subject`, read from ``cache_dir`` when it holds one for the same grid, else computed (and saved)."""
+    if cache_dir is not None and (Path(cache_dir) / "preparation.json").exists():
+        prep = load_preparation(cache_dir)
+        if all(np.shape(prep[k]) == t1w.shape[:3] for k in ("brain_mask", "face_region") if k in prep):
+            return prep
+    prep = prepare_subject(t1w, brain_backend, registration_mm)
+    if cache_dir is not None:
+        save_preparation(prep, t1w, cache_dir)
+    return prep
+
+
+# --- one image -----------------------------------------------------------------------------------------
+
+def _choice(options: dict, method: str, allowed: tuple[str, ...]) -> str:
+    choice = str(options.get("backend", "auto"))
+    if choice not in allowed:
+        raise ValueError(f"{method}: backend {choice!r} is not one of {allowed}")
+    return choice
 
 
 def deface_image(method: str, img: nib.Nifti1Image, *, brain_mask: np.ndarray | None = None,
                  face_region: np.ndarray | None = None, options: dict | None = None,
-                 name: str = "input.nii.gz") -> tuple[nib.Nifti1Image, dict]:
-    """Deface one image; returns the defaced image (input grid, affine, data type) and what ran.
+                 name: str = "input.nii.gz", command: str | None = None) -> tuple[nib.Nifti1Image, dict]:
+    """Deface one image; return the defaced image and what ran.
 
-    ``brain_mask`` and ``face_region`` are on ``img``'s grid; a method that
-    needs one that is missing raises :class:`AnalysisFailure`.
+    The defaced image has the input's grid, affine and data type, and its
+    identifying header fields cleared (:func:`defacebench.io.scrub_header`).
+    ``brain_mask`` (bool) and ``face_region`` (bool, or face weights in
+    [0, 1]) are on ``img``'s grid; a method that needs one that is missing
+    raises :class:`AnalysisFailure`. ``command`` (or ``options["command"]``)
+    turns any ``method`` name into a command-template method
+    (``{input}``/``{output}`` placeholders). Options per method:
+    ``buffer_mm`` (quickshear), ``backend`` ("auto", "fsl", "ants" for
+    pydeface; "auto", "freesurfer", "reimplementation" for mri_deface),
+    ``protect_mm``, ``brain_atlas``, ``face_atlas``, ``mri_deface_command``
+    (mri_deface), and the keys of :data:`facemasking.DEFAULTS`.
+
+    ``info`` holds ``backend``, ``parameters`` and the changed-voxel counts.
     """
-    options = dict(options or {})
-    zooms = img.header.get_zooms()[:3]
+    options = {k: v for k, v in (options or {}).items() if k not in SUBJECT_OPTIONS}
+    failures = options.pop("_prep_failures", {})
+    command = command or options.get("command")
+    zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
     data = np.asanyarray(img.dataobj)
-    prep = {k: v for k, v in (("brain_mask", brain_mask), ("face_region", face_region)) if v is not None}
-    prep.update(options.pop("_prep_failures", {}))
     info: dict = {"method": method}
-    if "command" in options:
-        defaced = external.run_command(options["command"], img, name=name)
-        info.update(backend=f"command: {options['command']}")
+    if command:
+        defaced = common.run_command(command, img, name=name, timeout=float(options.get("timeout_s", 3600)))
+        info.update(backend=f"command: {command}", parameters={"command": command,
+                    "executable": common.executable_version(command.split()[0])})
     elif method == "quickshear":
-        defaced, params = quickshear.deface(img, _need(prep, "brain_mask"), options.get("buffer_mm", 10.0))
-        info.update(backend=BACKENDS["quickshear"].format(version=params["quickshear"]), parameters=params)
+        buffer_mm = float(options.get("buffer_mm", 10.0))
+        defaced, params = quickshear.deface(img, common.need(brain_mask, "brain_mask", failures), buffer_mm)
+        info.update(backend=quickshear.BACKEND.format(version=params["quickshear"]), parameters=params)
     elif method == "pydeface":
-        real = external.fsl_pydeface(img)
-        if real is not None:
-            defaced, info["backend"] = real, BACKENDS["pydeface-fsl"]
+        choice = _choice(options, method, ("auto", "fsl", "ants"))
+        if choice == "fsl" or (choice == "auto" and pydeface.fsl_available()):
+            if not pydeface.fsl_available():
+                raise AnalysisFailure("deface", "pydeface with FSL requested but FSLDIR/pydeface/flirt are missing")
+            defaced = pydeface.deface_fsl(img, name)
+            info.update(backend=pydeface.BACKEND_FSL, parameters={"cost": "mutualinfo"})
         else:
-            defaced = masking.remove_face(data, _need(prep, "face_region"))
-            info["backend"] = BACKENDS["pydeface"]
+            defaced = pydeface.deface(data, common.need(face_region, "face_region", failures))
+            info.update(backend=pydeface.BACKEND_ANTS, parameters={"registration": common.REGISTRATION})
     elif method == "mri_deface":
-        real = external.freesurfer_mri_deface(img, options)
-        if real is not None:
-            defaced, info["backend"] = real, BACKENDS["mri_deface-freesurfer"]
+        choice = _choice(options, method, ("auto", "freesurfer", "reimplementation"))
+        setup = mri_deface.freesurfer_setup(options) if choice != "reimplementation" else None
+        if choice == "freesurfer" and setup is None:
+            raise AnalysisFailure("deface", "FreeSurfer mri_deface requested but the command or its two atlases "
+                                            "(options brain_atlas, face_atlas) are missing")
+        if setup is not None:
+            defaced = mri_deface.deface_freesurfer(img, setup, name)
+            info.update(backend=mri_deface.BACKEND_FREESURFER,
+                        parameters={"command": setup[0], "brain_atlas": setup[1], "face_atlas": setup[2]})
         else:
-            protect = options.get("protect_mm", 7.0)
-            defaced, _ = masking.remove_face_protecting_brain(
-                data, _need(prep, "face_region"), _need(prep, "brain_mask"), zooms, protect)
-            info.update(backend=BACKENDS["mri_deface"], parameters={"protect_mm": protect})
+            protect_mm = float(options.get("protect_mm", 7.0))
+            defaced = mri_deface.deface(data, common.need(face_region, "face_region", failures),
+                                        common.need(brain_mask, "brain_mask", failures), zooms, protect_mm)
+            info.update(backend=mri_deface.BACKEND_REIMPLEMENTATION,
+                        parameters={"protect_mm": protect_mm, "face_atlas": "pydeface facemask (registered)",
+                                    "brain_atlas": "subject brain mask (dilated)"})
     elif method == "facemasking":
-        params = {k: options[k] for k in ("depth_mm", "blur_mm", "protect_mm", "seed") if k in options}
-        defaced, _ = masking.obscure_face_surface(
-            data, _need(prep, "face_region"), _need(prep, "brain_mask"), zooms, **params)
-        info.update(backend=BACKENDS["facemasking"], parameters=params)
+        defaced, params = facemasking.obscure(img, common.need(face_region, "face_region", failures),
+                                              common.need(brain_mask, "brain_mask", failures), **options)
+        info.update(backend=facemasking.BACKEND, parameters=params)
     else:
         raise ValueError(f"unknown defacing method {method!r} and no command template given")
     out = io.scrub_header(io.like(defaced, img))
+    diff = changed(data, np.asanyarray(out.dataobj))
+    info.update(voxels_changed=int(diff.sum()), voxels_changed_fraction=float(diff.mean()),
+                voxels_zeroed=int((diff & (np.asanyarray(out.dataobj) == 0)).sum()))
     return out, info
 
 
+# --- one subject ---------------------------------------------------------------------------------------
+
 def _sidecar(path: Path) -> Path:
-    return path.with_name(path.name.replace(".nii.gz", "").replace(".nii", "") + ".json")
+    return path.with_name(path.name.removesuffix(".gz").removesuffix(".nii") + ".json")
+
+
+def _stem(path: Path) -> str:
+    return path.name.removesuffix(".gz").removesuffix(".nii")
 
 
 def deface_subject(method: str, images: dict[str, Path], out_dir: Path, *, options: dict | None = None,
                    render_dir: Path | None = None, prep: dict | None = None) -> dict:
     """Deface every image of a subject with ``method``; write them to ``out_dir`` under their BIDS names.
 
-    The T1w is defaced first; the other images (FLAIR, T2w, ceT1w) are defaced
-    the same way using the T1w's brain mask and face region brought to their
-    grid, or, with ``options["apply_t1w_mask"]``, get the voxels removed from the
-    T1w removed too. Returns the integrity record; study failures are recorded
-    in it, never raised.
-    """
-    from ..privacy import render_and_detect
+    ``images`` maps a modality key (``T1w``, ``ceT1w``, ``T2w``, ``FLAIR``) to
+    its input path, which is only read. The T1w is defaced first; the other
+    images are defaced the same way with the T1w's brain mask and face region
+    brought onto their grid through world coordinates, or, with
+    ``options["apply_t1w_mask"]``, lose the voxels the T1w lost (the T1w's
+    changed-voxel mask resampled onto their grid). BIDS sidecars are copied
+    through :func:`defacebench.io.scrub_sidecar`.
 
+    The preparation (brain mask, face region) comes from ``prep``, from
+    ``options["preparation_dir"]`` (a cache: read when present, else written),
+    or is computed. With ``render_dir``, a frontal surface render of the full
+    and the defaced head is saved there and checked for a face.
+
+    Returns the integrity record; study failures (:class:`AnalysisFailure`)
+    are recorded in it, with no image written for a failed modality, never
+    raised. ``status`` is ``ok``, ``failed`` (every image failed) or
+    ``partial``.
+    """
     options = dict(options or {})
-    apply_t1w_mask = bool(options.pop("apply_t1w_mask", False))
-    brain_backend = options.pop("brain_extraction", "deepbet")
-    render = render_dir is not None and options.pop("render", True)
-    options.pop("render", None)
+    apply_t1w_mask = bool(options.get("apply_t1w_mask", False))
+    render = render_dir is not None and bool(options.get("render", True))
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    record = {"method": method, "status": "ok", "failed_stage": "", "message": "", "images": {},
-              "tool_versions": package_versions(*TOOLS), "backend": ""}
-    order = sorted(images, key=lambda m: (m != "T1w", m))
-    if "T1w" not in images:
-        record.update(status="failed", failed_stage="input", message="no T1w image to deface")
+    record: dict = {"method": method, "status": "ok", "failed_stage": "", "message": "", "images": {},
+                    "tool_versions": package_versions(*TOOLS), "backend": "",
+                    "options": {k: v for k, v in options.items() if not k.startswith("_")}}
+    if not images:
+        record.update(status="failed", failed_stage="input", message="no image to deface")
         return record
-    t1w = io.load_image(images["T1w"])
+    order = sorted(images, key=lambda m: (m != "T1w", m))
+    reference_key = order[0]  # the T1w when there is one
+    reference = io.load_image(images[reference_key])
     start = time.perf_counter()
     if prep is None:
-        prep = prepare_subject(t1w, brain_backend)
+        cache = options.get("preparation_dir")
+        prep = cached_preparation(reference, Path(cache) if cache else None, options.get("brain_extraction", "deepbet"),
+                                  float(options.get("registration_mm", 2.0)))
     record["preparation_s"] = round(time.perf_counter() - start, 2)
-    if "face_region_info" in prep:
-        record["face_region"] = prep["face_region_info"]
-    t1w_removed = None
+    record["preparation"] = {k: v for k, v in prep.items() if k.endswith("_info") or k.endswith("_failure")
+                             or k == "brain_extraction"}
+    failures = {k: prep[k] for k in ("brain_mask_failure", "face_region_failure") if k in prep}
+    reference_removed = None
+    out_dir.mkdir(parents=True, exist_ok=True)
     for modality in order:
         path = Path(images[modality])
         entry: dict = {"input": path.name, "status": "ok"}
         record["images"][modality] = entry
         start = time.perf_counter()
         try:
-            img = t1w if modality == "T1w" else io.load_image(path)
-            on_grid = {k: (prep[k] if modality == "T1w" else resample_mask(prep[k], t1w, img))
+            img = reference if modality == reference_key else io.load_image(path)
+            on_grid = {k: (prep[k] if modality == reference_key else _resample(prep[k], reference, img))
                        for k in ("brain_mask", "face_region") if k in prep}
-            failures = {k: prep[k] for k in ("brain_mask_failure", "face_region_failure") if k in prep}
-            if apply_t1w_mask and modality != "T1w":
-                if t1w_removed is None:
-                    raise AnalysisFailure("deface", "the T1w could not be defaced, so there is no mask to apply")
-                removed = resample_mask(t1w_removed, t1w, img)
+            if apply_t1w_mask and modality != reference_key:
+                if reference_removed is None:
+                    raise AnalysisFailure("deface", f"the {reference_key} could not be defaced, so there is no mask to apply")
+                removed = resample_mask(reference_removed, reference, img)
                 defaced = io.scrub_header(io.like(np.where(removed, 0, np.asanyarray(img.dataobj)), img))
-                info = {"backend": record["images"]["T1w"].get("backend", "") + " (T1w mask applied)"}
+                info = {"backend": record["images"][reference_key].get("backend", "") + f" ({reference_key} mask applied)",
+                        "parameters": {"apply_t1w_mask": True}}
             else:
                 defaced, info = deface_image(method, img, options={**options, "_prep_failures": failures},
                                              name=path.name, **on_grid)
-            if modality == "T1w":
-                from ..integrity import changed
-
-                t1w_removed = changed(np.asanyarray(img.dataobj), np.asanyarray(defaced.dataobj))
+            if modality == reference_key:
+                reference_removed = changed(np.asanyarray(img.dataobj), np.asanyarray(defaced.dataobj))
+            entry.update(info)
+            entry["runtime_s"] = round(time.perf_counter() - start, 2)
             io.save_image(defaced, out_dir / path.name)
             if _sidecar(path).exists():
                 io.write_json(io.scrub_sidecar(json.loads(_sidecar(path).read_text())), out_dir / _sidecar(path).name)
-            entry.update(info)
-            entry["runtime_s"] = round(time.perf_counter() - start, 2)
-            brain = on_grid.get("brain_mask")
-            if brain is not None:
-                entry.update(integrity(np.asanyarray(img.dataobj), np.asanyarray(defaced.dataobj), brain,
-                                       on_grid.get("face_region")))
+            entry["output"] = str(out_dir / path.name)
+            full = np.asanyarray(img.dataobj)
+            entry.update(integrity(full, np.asanyarray(defaced.dataobj), on_grid.get("brain_mask"),
+                                   common.face_region_mask(on_grid["face_region"]) if "face_region" in on_grid else None))
             if render:
-                full_png = Path(render_dir) / f"{path.name.split('.')[0]}_desc-full_render.png"
-                full = render_and_detect(img, full_png if not full_png.exists() else None)
-                mine = render_and_detect(defaced, Path(render_dir) / f"{path.name.split('.')[0]}_desc-{method}_render.png")
-                entry.update(face_detected_full=full["face_detected"], face_detected_defaced=mine["face_detected"],
-                             render=mine.get("render", ""), face_detector=mine["detector"])
+                entry.update(_render_pair(img, defaced, path, method, Path(render_dir)))
         except AnalysisFailure as failure:
             entry.update(status="failed", failed_stage=failure.stage, message=failure.reason,
                          runtime_s=round(time.perf_counter() - start, 2))
     statuses = [e["status"] for e in record["images"].values()]
-    record["backend"] = "; ".join(sorted({e.get("backend", "") for e in record["images"].values() if e.get("backend")}))
+    record["backend"] = "; ".join(sorted({e["backend"] for e in record["images"].values() if e.get("backend")}))
     if all(s == "failed" for s in statuses):
         first = record["images"][order[0]]
         record.update(status="failed", failed_stage=first["failed_stage"], message=first["message"])
     elif any(s == "failed" for s in statuses):
-        record["status"] = "partial"
+        failed = [m for m in order if record["images"][m]["status"] == "failed"]
+        record.update(status="partial", failed_stage=record["images"][failed[0]]["failed_stage"],
+                      message="; ".join(f"{m}: {record['images'][m]['message']}" for m in failed))
     return record
+
+
+def _resample(array: np.ndarray, source: nib.Nifti1Image, target: nib.Nifti1Image) -> np.ndarray:
+    """A mask (bool) or face weights (float) from ``source``'s grid onto ``target``'s, through world coordinates."""
+    array = np.asarray(array)
+    if array.dtype == bool:
+        return resample_mask(array, source, target)
+    # face weights: resample the binary region and keep weights binary on the new grid
+    return resample_mask(array > 0.5, source, target).astype(np.float32)
+
+
+def _render_pair(full: nib.Nifti1Image, defaced: nib.Nifti1Image, path: Path, method: str, render_dir: Path) -> dict:
+    """Frontal renders of the full and the defaced head, with face detection on each."""
+    from ..privacy import render_and_detect
+
+    stem = _stem(path)
+    full_result = render_and_detect(full, render_dir / f"{stem}_desc-full_render.png")
+    mine = render_and_detect(defaced, render_dir / f"{stem}_desc-{method}_render.png")
+    return {"face_detected_full": full_result["face_detected"], "face_detected_defaced": mine["face_detected"],
+            "faces_detected_full": full_result["faces_detected"], "faces_detected_defaced": mine["faces_detected"],
+            "render_full": full_result["render"], "render_defaced": mine["render"], "face_detector": mine["detector"]}
