@@ -72,7 +72,7 @@ def test_phantom_subject_dice():
     """A 2 mm phantom (or simulated) MS subject not used for fitting: Dice above a floor."""
     from defacebench.analysis.pathology_training import VALIDATION_SEED, training_cohort, truth_on_grid
 
-    name, images, truth_img, _ = next(training_cohort("ms", 1, VALIDATION_SEED, "/tmp/dfb-test", {"resolution_mm": 2.0}))
+    name, images, truth_img, _ = next(training_cohort("ms", 1, VALIDATION_SEED, "/tmp/dfb-test", {"resolution_mm": 2.0}, source="phantom"))
     result = L.lpa_like(images, threads=2)
     seg, _ = L.lesion_mask(result["probability"], float(np.prod(result["zooms"])) / 1000)
     truth = truth_on_grid(truth_img, images["FLAIR"]) > 0

@@ -58,7 +58,7 @@ def test_phantom_subject_core_dice():
     """A 2 mm phantom (or simulated) glioma not used for fitting: core Dice above a floor."""
     from defacebench.analysis.pathology_training import VALIDATION_SEED, training_cohort, truth_on_grid
 
-    name, images, truth_img, _ = next(training_cohort("glioma", 1, VALIDATION_SEED, "/tmp/dfb-test", {"resolution_mm": 2.0}))
+    name, images, truth_img, _ = next(training_cohort("glioma", 1, VALIDATION_SEED, "/tmp/dfb-test", {"resolution_mm": 2.0}, source="phantom"))
     seg = T.segment_tumour(images, threads=2)
     assert seg.shape == images["T1w"].shape
     truth = truth_on_grid(truth_img, images["T1w"])

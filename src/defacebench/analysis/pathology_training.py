@@ -53,7 +53,10 @@ def simulate_cohort(kind: str, n_subjects: int, seed: int, out_dir: str | Path, 
             import json
             truth = json.loads(done.read_text())
         else:
-            truth = simulate.simulate_subject(kind, subject, seed + i, anatomy, bids, dict(settings or {}))
+            sim_settings = dict(settings or {})
+            if "resolution_mm" in sim_settings:  # the fitting scripts' name for the simulator's voxel size
+                sim_settings["voxel_size"] = sim_settings.pop("resolution_mm")
+            truth = simulate.simulate_subject(kind, subject, seed + i, anatomy, bids, sim_settings)
             import json
             done.write_text(json.dumps(truth, default=float))
         truths.append({"subject": subject, "bids_root": str(bids), **truth})
