@@ -2,11 +2,12 @@
 
 Heads (face, skull, scalp) come from PyDeface's ``mean_reg2mean`` template and
 brain tissue from nilearn's MNI152 2009 GM/WM maps registered into that head
-(:mod:`.anatomy`, run once). Each subject is a random, smooth, non-linear
-deformation and pose of that anatomy with its own atrophy, lesions or tumour,
-tissue contrast, bias field, Rician noise and field of view
-(:mod:`.subject`), written as a BIDS dataset with its ground truth as
-derivatives (:mod:`.dataset`).
+once (:mod:`.anatomy`). Each subject is a random pose, field of view, smooth
+non-linear deformation and mass effect of that anatomy (:mod:`.deform`) with
+its own atrophy (:mod:`.subject`), white-matter lesions or glioblastoma
+(:mod:`.pathology`), tissue contrast, bias field, Rician noise and slice
+thickness (:mod:`.contrast`), written as a BIDS dataset with its ground truth
+as derivatives (:mod:`.dataset`) and a contact sheet (:mod:`.figure`).
 """
 
 from .anatomy import prepare_anatomy

@@ -1,4 +1,19 @@
-"""The head-space tissue model every simulated subject is drawn from (computed once)."""
+"""The head-space tissue model every simulated subject is drawn from (computed once).
+
+The head, face, skull and scalp are PyDeface's ``mean_reg2mean`` template (an
+average of registered T1w heads, shipped in the pydeface wheel). Brain tissue
+is nilearn's MNI152 2009 GM/WM probability maps (Fonov et al. 2011,
+NeuroImage 54:313) brought into that head by an affine registration of the
+MNI152 T1w brain to the deepbet-extracted template brain (antspyx; Avants et
+al. 2011, NeuroImage 54:2033). Intracranial CSF is the registered MNI152 brain
+region (nilearn ``t1 > 0``) minus GM and WM.
+
+Besides the maps, :func:`prepare_anatomy` stores two distance maps that let
+each subject get its own atrophy cheaply (no per-subject morphology on the
+full grid): the distance from the ventricles (ventricle enlargement) and the
+distance from the extracerebral and sulcal CSF (cortical thinning), both in
+millimetres of the head template.
+"""
 
 from __future__ import annotations
 
@@ -12,84 +27,185 @@ import numpy as np
 from scipy import ndimage
 
 from .. import io
-from ..templates import mni152, pydeface_head
+from ..templates import mni152, pydeface_facemask, pydeface_head
 
-#: Tissue labels of the ground-truth segmentation.
+#: Tissue labels of the ground-truth segmentation (``dseg``).
 BACKGROUND, CSF, GM, WM, HEAD = 0, 1, 2, 3, 4
 
+#: Probability maps are stored as uint8 (0..255); distances as int16 in 0.1 mm.
+PROBABILITY_SCALE = 255.0
+DISTANCE_SCALE = 10.0
+MAX_DISTANCE_MM = 40.0
 
-def _ants(img: nib.Nifti1Image):
+#: Files of the model, with what each holds.
+MODEL_FILES = {
+    "head": "head.nii.gz",  # template T1w intensities (int16), the non-brain tissue of every subject
+    "head_mask": "head_mask.nii.gz",  # 1 inside the head (tissue, skull, sinuses), uint8
+    "face": "face.nii.gz",  # 1 in PyDeface's face region (facemask == 0) inside the head, uint8
+    "gm": "gm.nii.gz",  # GM probability x 255, uint8
+    "wm": "wm.nii.gz",  # WM probability x 255, uint8
+    "icv": "icv.nii.gz",  # intracranial (MNI152 brain region) probability x 255, uint8
+    "ventricle_distance": "ventricle_distance.nii.gz",  # mm x 10 from the lateral ventricles, int16
+    "csf_distance": "csf_distance.nii.gz",  # mm x 10 from non-ventricular CSF, int16
+}
+
+
+def _to_ants(data: np.ndarray, affine: np.ndarray):
+    """An ANTsImage with the same world geometry (ANTs reads NIfTI through ITK, so go through a file)."""
     import ants
 
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "img.nii.gz")
-        nib.save(nib.Nifti1Image(np.asarray(img.dataobj, np.float32), img.affine), path)
+        nib.save(nib.Nifti1Image(data.astype(np.float32), affine), path)
         return ants.image_read(path)
+
+
+def register_mni_to_head(head: nib.Nifti1Image, brain: np.ndarray) -> dict:
+    """Affine registration of the MNI152 T1w brain to the template head's brain, and the warped maps.
+
+    Runs at 2 mm on ONE thread with ANTs' random seed fixed (``ANTS_RANDOM_SEED``):
+    measured here, two threads or an unset seed give a head-to-MNI scaling that
+    moves by up to 2 % from run to run, which would break byte-identical
+    cohorts. About 20 s. The maps (``t1``, ``gm``, ``wm``) are then warped at
+    the head's 1 mm grid.
+    Returns the warped maps (float arrays on ``head``'s grid) and
+    ``head_to_mni_det``, the volume scaling from head space to MNI space.
+    """
+    import ants
+
+    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = "1"
+    os.environ["ANTS_RANDOM_SEED"] = "1"
+    head_data = np.asarray(head.dataobj, np.float32)
+    fixed = _to_ants(head_data * brain, head.affine)
+    moving = ants.image_read(str(mni152("t1")))
+    reg = ants.registration(
+        fixed=ants.resample_image(fixed, (2, 2, 2), use_voxels=False, interp_type=0),
+        moving=ants.resample_image(moving, (2, 2, 2), use_voxels=False, interp_type=0),
+        type_of_transform="Affine", aff_iterations=(100, 50, 20), aff_shrink_factors=(4, 2, 1),
+        aff_smoothing_sigmas=(2, 1, 0), aff_random_sampling_rate=0.3, random_seed=1,
+    )
+    try:
+        transform = ants.read_transform(reg["fwdtransforms"][0])
+        linear = np.asarray(transform.parameters[:9]).reshape(3, 3)
+        maps = {
+            kind: ants.apply_transforms(fixed=fixed, moving=ants.image_read(str(mni152(kind))),
+                                        transformlist=reg["fwdtransforms"], interpolator="linear").numpy()
+            for kind in ("t1", "gm", "wm")
+        }
+    finally:
+        for path in reg["fwdtransforms"] + reg["invtransforms"]:
+            if os.path.exists(path):
+                os.unlink(path)
+    # ANTs' forward transform maps head points to MNI points, so |det| of its linear part is the
+    # volume scaling head -> MNI (whatever the LPS/RAS sign convention)
+    return {"maps": maps, "head_to_mni_det": float(abs(np.linalg.det(linear)))}
+
+
+def head_mask(head_data: np.ndarray) -> np.ndarray:
+    """The head: template intensity above a low threshold, closed, holes (skull, sinuses) filled per axial slice."""
+    level = np.percentile(head_data[head_data > 0], 99)
+    mask = ndimage.binary_closing(head_data > 0.06 * level, iterations=3)
+    mask = ndimage.binary_fill_holes(mask)
+    for z in range(mask.shape[2]):
+        mask[:, :, z] = ndimage.binary_fill_holes(mask[:, :, z])
+    labels, n = ndimage.label(mask)
+    if n > 1:
+        sizes = ndimage.sum(mask, labels, range(1, n + 1))
+        mask = labels == (1 + int(np.argmax(sizes)))
+    return mask
+
+
+def ventricles(csf: np.ndarray, icv: np.ndarray, zooms) -> np.ndarray:
+    """Lateral (and third) ventricles: CSF deep inside the intracranial space, largest connected parts."""
+    depth = ndimage.distance_transform_edt(icv, sampling=zooms)
+    deep = (csf > 0.5) & (depth > 22)
+    labels, n = ndimage.label(deep)
+    if n == 0:
+        return deep
+    sizes = ndimage.sum(deep, labels, range(1, n + 1))
+    keep = 1 + np.flatnonzero(sizes >= 0.05 * sizes.max())
+    return np.isin(labels, keep)
 
 
 def prepare_anatomy(out_dir: Path, threads: int = 1) -> dict:
     """Register MNI152 tissue maps into PyDeface's head template and write the head-space model.
 
-    Writes into ``out_dir``: ``head.nii.gz`` (template T1w intensities),
-    ``gm.nii.gz``, ``wm.nii.gz``, ``icv.nii.gz`` (probabilities x 255 on the head
-    grid), ``anatomy.json`` (the MNI-to-head affine and its volume scaling).
-    Deterministic for a given set of installed templates.
+    Writes :data:`MODEL_FILES` and ``anatomy.json`` (the head-to-MNI volume
+    scaling, the template's WM intensity, provenance) into ``out_dir``.
+    Deterministic for a given set of installed templates; about a minute on
+    two cores. Returns the contents of ``anatomy.json`` plus ``dir``.
     """
-    import ants
-
     from ..brain import extract_brain
 
-    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(threads)
+    # threads serve deepbet only: the registration runs single-threaded to be deterministic
+    os.environ.setdefault("DEFACEBENCH_THREADS", str(threads))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     head = nib.load(str(pydeface_head()))
     head_data = np.asarray(head.dataobj, np.float32)
+    zooms = head.header.get_zooms()[:3]
     brain = extract_brain(head)
-    fixed = _ants(nib.Nifti1Image(head_data * brain, head.affine))
-    moving = ants.image_read(str(mni152("t1")))
-    fixed2 = ants.resample_image(fixed, (2, 2, 2), use_voxels=False, interp_type=0)
-    moving2 = ants.resample_image(moving, (2, 2, 2), use_voxels=False, interp_type=0)
-    # antspyx seeds its random metric sampling only through ants.config._random_seed (deterministic model)
-    previous_seed, ants.config._random_seed = ants.config._random_seed, 1
-    try:
-        reg = ants.registration(fixed=fixed2, moving=moving2, type_of_transform="Affine",
-                                aff_iterations=(200, 100, 50), aff_shrink_factors=(4, 2, 1),
-                                aff_smoothing_sigmas=(2, 1, 0), aff_random_sampling_rate=0.25)
-    finally:
-        ants.config._random_seed = previous_seed
-    transform = ants.read_transform(reg["fwdtransforms"][0])
-    linear = np.asarray(transform.parameters[:9]).reshape(3, 3)
-    maps = {}
-    for kind in ("gm", "wm", "t1"):
-        warped = ants.apply_transforms(fixed=fixed, moving=ants.image_read(str(mni152(kind))),
-                                       transformlist=reg["fwdtransforms"], interpolator="linear")
-        maps[kind] = warped.numpy()
-    for path in reg["fwdtransforms"] + reg["invtransforms"]:
-        if os.path.exists(path):
-            os.unlink(path)
-    gm = np.clip(maps["gm"] / 255.0, 0, 1)
-    wm = np.clip(maps["wm"] / 255.0, 0, 1)
+    reg = register_mni_to_head(head, brain)
+    maps = reg["maps"]
+    # the MNI152 brain region (nilearn's t1 is skull-stripped), kept within the head's own skull
     icv = ndimage.binary_fill_holes(maps["t1"] > 5) & ndimage.binary_dilation(brain, iterations=3)
     icv = ndimage.binary_opening(icv, iterations=1)
-    gm, wm = gm * icv, wm * icv
-    for name, arr in (("gm", gm), ("wm", wm), ("icv", icv.astype(np.float32))):
-        io.save_image(nib.Nifti1Image(np.round(arr * 255).astype(np.uint8), head.affine), out_dir / f"{name}.nii.gz")
-    io.save_image(nib.Nifti1Image(head_data.astype(np.int16), head.affine), out_dir / "head.nii.gz")
-    # ANTs' forward transform maps head points to MNI points; |det| of its linear part is the volume
-    # scaling head -> MNI (SIENAX's VSCALING of the template head), whatever the LPS/RAS frame
-    info = {"head_to_mni_det": float(abs(np.linalg.det(linear))),
-            "head_template": "pydeface mean_reg2mean.nii.gz", "tissue": "nilearn MNI152 2009 GM/WM",
-            "registration": "antspyx affine at 2 mm (MNI T1 brain -> deepbet-masked head)"}
+    icv_p = ndimage.gaussian_filter(icv.astype(np.float32), 0.5)
+    gm = np.clip(maps["gm"] / 255.0, 0, 1) * icv_p
+    wm = np.clip(maps["wm"] / 255.0, 0, 1) * icv_p
+    csf = np.clip(icv_p - gm - wm, 0, 1)
+    vent = ventricles(csf, icv, zooms)
+    outer_csf = (csf > 0.5) & ~ndimage.binary_dilation(vent, iterations=2)
+    inside_head = head_mask(head_data) | icv
+    face = (np.asarray(nib.load(str(pydeface_facemask())).dataobj) < 0.5) & inside_head
+
+    def distance(region):
+        d = ndimage.distance_transform_edt(~region, sampling=zooms)
+        return np.round(np.minimum(d, MAX_DISTANCE_MM) * DISTANCE_SCALE).astype(np.int16)
+
+    arrays = {
+        "head": np.round(head_data).astype(np.int16),
+        "head_mask": inside_head.astype(np.uint8),
+        "face": face.astype(np.uint8),
+        "gm": np.round(gm * PROBABILITY_SCALE).astype(np.uint8),
+        "wm": np.round(wm * PROBABILITY_SCALE).astype(np.uint8),
+        "icv": np.round(icv_p * PROBABILITY_SCALE).astype(np.uint8),
+        "ventricle_distance": distance(vent),
+        "csf_distance": distance(outer_csf),
+    }
+    for name, arr in arrays.items():
+        img = nib.Nifti1Image(arr, head.affine)
+        img.header.set_xyzt_units("mm", "sec")
+        io.save_image(img, out_dir / MODEL_FILES[name])
+    wm_level = float(np.median(head_data[(wm > 0.9) & brain]))
+    voxel_ml = float(np.prod(zooms)) / 1000
+    info = {
+        "head_to_mni_det": reg["head_to_mni_det"],
+        "template_wm_intensity": wm_level,
+        "template_gm_ml": float(gm.sum() * voxel_ml),
+        "template_wm_ml": float(wm.sum() * voxel_ml),
+        "template_icv_ml": float(icv_p.sum() * voxel_ml),
+        "template_ventricles_ml": float(vent.sum() * voxel_ml),
+        "head_template": "pydeface data/mean_reg2mean.nii.gz (+ data/facemask.nii.gz)",
+        "tissue": "nilearn MNI152 2009 (mni_icbm152_{t1,gm,wm}_tal_nlin_sym_09a)",
+        "registration": "antspyx Affine at 2 mm (Mattes MI, 30 % sampling, 1 thread, ANTS_RANDOM_SEED=1), MNI152 T1w brain -> deepbet-masked head template",
+    }
     io.write_json(info, out_dir / "anatomy.json")
     return {"dir": str(out_dir), **info}
 
 
 def load_anatomy(anatomy_dir: Path) -> dict:
-    """The head-space model written by :func:`prepare_anatomy`, as float arrays with the head affine."""
+    """The model written by :func:`prepare_anatomy`: float32 arrays (probabilities 0..1, distances in mm) and the head affine."""
     anatomy_dir = Path(anatomy_dir)
-    head = nib.load(str(anatomy_dir / "head.nii.gz"))
-    out = {"affine": head.affine, "head": np.asarray(head.dataobj, np.float32)}
-    for name in ("gm", "wm", "icv"):
-        out[name] = np.asarray(nib.load(str(anatomy_dir / f"{name}.nii.gz")).dataobj, np.float32) / 255.0
+    head = nib.load(str(anatomy_dir / MODEL_FILES["head"]))
+    out = {"affine": head.affine.copy(), "shape": head.shape[:3]}
+    for name, filename in MODEL_FILES.items():
+        data = np.asarray(nib.load(str(anatomy_dir / filename)).dataobj)
+        if name in ("gm", "wm", "icv"):
+            out[name] = data.astype(np.float32) / np.float32(PROBABILITY_SCALE)
+        elif name.endswith("_distance"):
+            out[name] = data.astype(np.float32) / np.float32(DISTANCE_SCALE)
+        else:
+            out[name] = data.astype(np.float32)
     out.update(json.loads((anatomy_dir / "anatomy.json").read_text()))
     return out

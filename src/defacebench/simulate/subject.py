@@ -1,189 +1,271 @@
-"""One simulated subject: pose, deformation, atrophy, pathology, contrast, bias, noise; images and truth."""
+"""One simulated subject: pose, deformation, atrophy, pathology, contrast; its images and ground truth.
+
+Everything random comes from one generator seeded by (cohort seed, subject
+label), so the same seed gives byte-identical files. The head-space model is
+read from :func:`~defacebench.simulate.anatomy.prepare_anatomy`'s output and
+resampled once per subject; no registration runs here.
+
+True NBV (SIENAX-style; Smith et al. 2002, NeuroImage 17:479):
+``nbv_ml = (GM + WM volume in subject space, lesions counted as WM) x vscaling``
+with ``vscaling = 1 / det(linear part of the MNI152 -> subject mapping)``
+= ``head_to_mni_det / det(pose linear part)``; the smooth warp is not part of
+it (its mean volume change is ~0).
+"""
 
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from scipy import ndimage
 
-from .. import __version__, io
 from ..cohorts import MODALITY_FILENAME, SIMULATED_MODALITIES
-from . import pathology
-from .anatomy import BACKGROUND, CSF, GM, HEAD, WM, load_anatomy
+from . import contrast, dataset, deform, pathology
+from .anatomy import CSF, GM, HEAD, WM, load_anatomy
 
 COHORT_KINDS = ("healthy", "ms", "glioma")
 
-DEFAULTS = {
-    "voxel_size": 1.0,
-    "difficulty": {"max_pitch_deg": 15.0, "chin_cut_probability": 0.3, "thick_slice_flair_probability": 0.3,
-                   "noise_level": 0.03},
+DEFAULT_DIFFICULTY = {
+    "max_pitch_deg": 15.0,  # head nodding, uniform in +-max
+    "chin_cut_probability": 0.3,  # field of view ends above the chin
+    "thick_slice_flair_probability": 0.3,  # 2-D FLAIR with 3-5 mm slices
+    "noise_level": 0.03,  # Rician noise s.d. relative to WM signal (x 0.7-1.4 per subject)
+    "bias_level": 0.12,  # s.d. of the log bias field
+    "warp_mm": 2.5,  # s.d. of the smooth non-linear displacement
+    "reorient_probability": 0.25,  # images stored in LPS/LAS/PIL/PSR voxel order instead of RAS
 }
+DEFAULTS = {"voxel_size": 1.0, "difficulty": DEFAULT_DIFFICULTY}
 
-#: Mean intensity (relative to T1w white matter = 1) of each tissue per modality, jittered per subject.
-CONTRAST = {
-    #           CSF   GM    WM    lesion necrosis oedema nonenh enh
-    "T1w":   (0.30, 0.62, 1.00, 0.55, 0.25, 0.70, 0.55, 0.60),
-    "ceT1w": (0.30, 0.62, 1.00, 0.55, 0.25, 0.70, 0.60, 1.45),
-    "T2w":   (1.60, 0.85, 0.60, 1.20, 1.50, 1.25, 1.05, 0.95),
-    "FLAIR": (0.15, 0.80, 0.62, 1.40, 0.50, 1.25, 1.15, 1.00),
-}
-#: Non-brain head tissue: template T1w intensity mapped per modality (fat stays bright in T2w, dimmer in FLAIR).
-HEAD_GAIN = {"T1w": 1.0, "ceT1w": 1.0, "T2w": 0.8, "FLAIR": 0.6}
-
-
-def subject_rng(seed: int, subject: str) -> np.random.Generator:
-    """A generator determined by the cohort seed and the subject label."""
-    digest = hashlib.sha256(f"{seed}:{subject}".encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+#: Atrophy levels 0 and 1: grey matter within this distance (mm) of sulcal/extracerebral CSF, and brain
+#: within this distance of the ventricles, becomes CSF (linear in between). Calibrated on the model so that
+#: healthy subjects' true NBV spans about 1,300-1,650 ml (bench/bench_simulate.py reports the spread); the
+#: first ~1 mm of the cortical distance only reaches the voxels next to CSF.
+CORTICAL_THINNING_MM = (1.2, 2.6)
+VENTRICLE_ENLARGEMENT_MM = (2.0, 6.0)
+#: Atrophy level range per cohort kind.
+ATROPHY_RANGE = {"healthy": (0.0, 1.0), "ms": (0.15, 0.8), "glioma": (0.0, 0.6)}
+#: Lesion load (ml, log-uniform) and glioblastoma core volume (ml, log-uniform).
+LESION_ML = (0.5, 40.0)
+TUMOUR_CORE_ML = (10.0, 120.0)
+#: Voxel orders an image may be stored in (real data arrive in all of these).
+ORIENTATIONS = ("LPS", "LAS", "PIL", "PSR")
 
 
-def _rotation(pitch, roll, yaw):
-    p, r, y = np.deg2rad([pitch, roll, yaw])
-    rx = np.array([[1, 0, 0], [0, np.cos(p), -np.sin(p)], [0, np.sin(p), np.cos(p)]])
-    ry = np.array([[np.cos(r), 0, np.sin(r)], [0, 1, 0], [-np.sin(r), 0, np.cos(r)]])
-    rz = np.array([[np.cos(y), -np.sin(y), 0], [np.sin(y), np.cos(y), 0], [0, 0, 1]])
-    return rz @ ry @ rx
+def subject_seed(seed: int, subject: str, kind: str = "") -> int:
+    """The subject's own seed, determined by the cohort seed, the subject label and the cohort kind.
+
+    The kind is part of it so that two cohorts given the same seed are still
+    different people.
+    """
+    digest = hashlib.sha256(f"defacebench-simulate:{kind}:{seed}:{subject}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
 
 
-def _smooth_field(shape, rng, control=6, amplitude=1.0):
-    coarse = rng.normal(0, 1, (control,) * 3)
-    field = ndimage.zoom(coarse, [s / control for s in shape], order=3)[: shape[0], : shape[1], : shape[2]]
-    field = np.pad(field, [(0, max(0, s - f)) for s, f in zip(shape, field.shape)], mode="edge")
-    return (amplitude * field / max(field.std(), 1e-6)).astype(np.float32)
+def merged_settings(settings: dict | None) -> tuple[float, dict]:
+    """Voxel size and difficulty settings with defaults filled in; rejects unknown keys."""
+    settings = dict(settings or {})
+    unknown = set(settings) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown simulation settings {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    difficulty = dict(settings.get("difficulty") or {})
+    unknown = set(difficulty) - set(DEFAULT_DIFFICULTY)
+    if unknown:
+        raise ValueError(f"unknown difficulty settings {sorted(unknown)}; known: {sorted(DEFAULT_DIFFICULTY)}")
+    return float(settings.get("voxel_size", DEFAULTS["voxel_size"])), {**DEFAULT_DIFFICULTY, **difficulty}
 
 
-def _pose(rng, difficulty):
-    scale = rng.uniform(0.96, 1.09) * (1 + rng.uniform(-0.03, 0.03, 3))
-    pitch = rng.uniform(-1, 1) * difficulty["max_pitch_deg"]
-    rotation = _rotation(pitch, rng.uniform(-5, 5), rng.uniform(-5, 5))
-    return rotation @ np.diag(scale), pitch, rng.uniform(-8, 8, 3)
+@lru_cache(maxsize=1)
+def _cached_anatomy(anatomy_dir: str, stamp: float) -> dict:
+    model = load_anatomy(Path(anatomy_dir))
+    affine = model["affine"]
+    inside = np.argwhere(model["head_mask"] > 0.5)
+    lo, hi = (affine[:3, :3] @ inside.min(0) + affine[:3, 3]), (affine[:3, :3] @ inside.max(0) + affine[:3, 3])
+    brain = np.argwhere(model["icv"] > 0.5)
+    model["brain_centre"] = affine[:3, :3] @ brain.mean(0) + affine[:3, 3]
+    # the scanner box: centred on the head left-right and front-back, its top 8 mm above the head
+    top = max(lo[2], hi[2])
+    model["fov_centre"] = np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2,
+                                    top + 8 - deform.FIELD_OF_VIEW_MM[2] / 2])
+    # deep white matter where a glioblastoma may be centred
+    model["tumour_sites"] = np.argwhere((model["wm"] > 0.6) & (model["csf_distance"] > 10)
+                                        & (model["ventricle_distance"] > 6))
+    return model
 
 
-def simulate_subject(kind: str, subject: str, seed: int, anatomy_dir: Path, bids_root: Path, settings: dict) -> dict:
-    """Simulate one subject of a ``kind`` cohort; write its BIDS images and ground truth; return the truth."""
+def anatomy_model(anatomy_dir: Path) -> dict:
+    """The head-space model, cached in the process while its files are unchanged."""
+    path = Path(anatomy_dir).resolve()
+    return _cached_anatomy(str(path), (path / "anatomy.json").stat().st_mtime)
+
+
+def atrophy_distances(atrophy: float) -> tuple[float, float]:
+    """Cortical-thinning and ventricle-enlargement distances (mm) of an atrophy level in [0, 1]."""
+    thinning = CORTICAL_THINNING_MM[0] + atrophy * (CORTICAL_THINNING_MM[1] - CORTICAL_THINNING_MM[0])
+    enlargement = VENTRICLE_ENLARGEMENT_MM[0] + atrophy * (VENTRICLE_ENLARGEMENT_MM[1] - VENTRICLE_ENLARGEMENT_MM[0])
+    return thinning, enlargement
+
+
+def tissue_labels(gm, wm, icv, ventricle_mm, csf_mm, head_mask, thinning_mm: float, enlargement_mm: float) -> np.ndarray:
+    """dseg labels: most probable of CSF/GM/WM inside the skull, then atrophy, then head tissue outside.
+
+    Atrophy turns into CSF the brain tissue within ``enlargement_mm`` of the
+    ventricles and the cortex within ``thinning_mm`` of the sulcal and
+    extracerebral CSF.
+    """
+    labels = np.zeros(gm.shape, np.uint8)
+    inside = icv > 0.5
+    csf = icv - gm - wm
+    tissue = np.where(wm >= np.maximum(gm, csf), WM, np.where(gm >= csf, GM, CSF)).astype(np.uint8)
+    labels[inside] = tissue[inside]
+    labels[inside & (ventricle_mm < enlargement_mm)] = CSF
+    labels[(labels == GM) & (csf_mm < thinning_mm)] = CSF
+    labels[(head_mask > 0.5) & ~inside] = HEAD
+    return labels
+
+
+def tissue_fractions(gm, wm, icv, labels) -> dict:
+    """Partial-volume CSF/GM/WM fractions (summing to 1) inside the skull; atrophied tissue is pure CSF."""
+    csf = np.clip(icv - gm - wm, 0, 1)
+    total = np.maximum(csf + gm + wm, 1e-3)
+    fractions = {"csf": csf / total, "gm": gm / total, "wm": wm / total}
+    atrophied = (labels == CSF) & ((wm >= np.maximum(gm, csf)) | (gm >= csf))
+    for name, value in (("csf", 1.0), ("gm", 0.0), ("wm", 0.0)):
+        fractions[name][atrophied] = value
+    return fractions
+
+
+def reorient(data: np.ndarray, affine: np.ndarray, axcodes: str):
+    """RAS-ordered ``data`` stored in ``axcodes`` voxel order (exact flips/permutations), with its affine."""
+    transform = nib.orientations.ornt_transform(nib.orientations.axcodes2ornt("RAS"),
+                                                nib.orientations.axcodes2ornt(tuple(axcodes)))
+    out = nib.orientations.apply_orientation(data, transform)
+    new_affine = affine @ nib.orientations.inv_ornt_aff(transform, data.shape)
+    return np.ascontiguousarray(out), new_affine
+
+
+def simulate_subject(kind: str, subject: str, seed: int, anatomy_dir: Path, bids_root: Path,
+                     settings: dict | None = None) -> dict:
+    """Simulate one subject of a ``kind`` cohort; write its BIDS images and ground truth; return the truth.
+
+    Writes ``bids_root/sub-<subject>/anat`` (images + sidecars) and
+    ``bids_root/derivatives/truth/sub-<subject>/anat`` (``dseg``, ``desc-face_mask``,
+    ``desc-lesion_mask`` (ms), ``desc-tumour_dseg`` (glioma), ``truth.json``).
+    ``settings``: ``voxel_size`` (mm) and ``difficulty`` (see :data:`DEFAULT_DIFFICULTY`).
+    """
     if kind not in COHORT_KINDS:
         raise ValueError(f"unknown cohort kind {kind!r}; choose from {COHORT_KINDS}")
-    settings = {**DEFAULTS, **(settings or {})}
-    difficulty = {**DEFAULTS["difficulty"], **(settings.get("difficulty") or {})}
-    voxel = float(settings["voxel_size"])
-    rng = subject_rng(seed, subject)
-    anatomy = load_anatomy(anatomy_dir)
-    head_affine = anatomy["affine"]
+    voxel, difficulty = merged_settings(settings)
+    own_seed = subject_seed(seed, subject, kind)
+    rng = np.random.default_rng(own_seed)
+    model = anatomy_model(anatomy_dir)
 
-    # -- pose and field of view: output voxel -> subject world -> template world
-    linear, pitch, shift = _pose(rng, difficulty)
-    fov = np.array([176.0, 240.0, 240.0])
-    chin_cut = rng.random() < difficulty["chin_cut_probability"]
-    shape = np.round(fov / voxel).astype(int)
-    centre_world = head_affine[:3, :3] @ (np.array(anatomy["head"].shape) / 2) + head_affine[:3, 3]
-    fov_shift = rng.uniform(-6, 6, 3) + np.array([0, 0, rng.uniform(20, 35) if chin_cut else rng.uniform(-8, 4)])
-    out_affine = np.diag([voxel, voxel, voxel, 1.0])
-    out_affine[:3, 3] = centre_world + fov_shift - voxel * shape / 2
-    # template world of each output voxel: x_t = inv(linear) (x_s - c - shift) + c, plus smooth deformation
-    idx = np.indices(shape, dtype=np.float32).reshape(3, -1)
-    world = out_affine[:3, :3] @ idx + out_affine[:3, 3:4]
-    template_world = np.linalg.inv(linear) @ (world - centre_world[:, None] - shift[:, None]) + centre_world[:, None]
-    template_vox = np.linalg.inv(head_affine)[:3, :3] @ template_world + np.linalg.inv(head_affine)[:3, 3:4]
-    coarse_shape = tuple(max(2, s // 4) for s in shape)
-    for axis in range(3):
-        field = _smooth_field(coarse_shape, rng, amplitude=2.0)
-        field = ndimage.zoom(field, [s / c for s, c in zip(shape, coarse_shape)], order=1)[: shape[0], : shape[1], : shape[2]]
-        template_vox[axis] += field.reshape(-1)
-    del idx, world, template_world
+    # -- pose, field of view, pathology site (needed before resampling for the mass effect)
+    pose = deform.draw_pose(rng, model["brain_centre"], difficulty["max_pitch_deg"])
+    chin_cut = bool(rng.random() < difficulty["chin_cut_probability"])
+    fov_centre = pose.to_subject(model["fov_centre"][:, None])[:, 0]
+    out_affine, shape = deform.field_of_view(rng, fov_centre, voxel, chin_cut)
+    mass, tumour_centre, core_ml = None, None, None
+    if kind == "glioma":
+        core_ml = float(np.exp(rng.uniform(*np.log(TUMOUR_CORE_ML))))
+        site = model["tumour_sites"][rng.integers(len(model["tumour_sites"]))].astype(float)
+        site_world = model["affine"][:3, :3] @ site + model["affine"][:3, 3]
+        tumour_centre = pose.to_subject(site_world[:, None])[:, 0]
+        radius = (3 * core_ml * 1000 / (4 * np.pi)) ** (1 / 3)
+        mass = (tumour_centre, 1.5 * radius, float(rng.uniform(0.25, 0.45)))
+    coords = deform.template_coordinates(out_affine, shape, model["affine"], pose, rng,
+                                         difficulty["warp_mm"], mass)
 
-    def sample(volume, order=1):
-        return ndimage.map_coordinates(volume, template_vox, order=order, mode="constant", cval=0.0).reshape(shape)
-
-    head = sample(anatomy["head"])
-    gm, wm, icv = sample(anatomy["gm"]), sample(anatomy["wm"]), sample(anatomy["icv"])
-    del template_vox
-
-    # -- atrophy: thinner cortex and larger CSF spaces (healthy cohorts span ~1,300-1,650 ml NBV)
-    gm_factor = rng.uniform(0.4, 0.9) if kind == "healthy" else rng.uniform(0.55, 0.85)
-    wm_factor = rng.uniform(0.75, 1.0)
-    csf = np.clip(icv - gm - wm, 0, 1) + 0.05
-    labels = np.full(shape, BACKGROUND, np.uint8)
-    head_level = np.percentile(anatomy["head"][anatomy["head"] > 0], 99)
-    labels[head > 0.08 * head_level] = HEAD
-    inside = icv > 0.5
-    tissue = np.argmax(np.stack([csf, gm * gm_factor, wm * wm_factor]), axis=0)
-    labels[inside] = np.array([CSF, GM, WM], np.uint8)[tissue[inside]]
-
+    # -- resample the model once
+    sampled = {name: deform.sample(model[name], coords) for name in
+               ("gm", "wm", "icv", "head", "head_mask", "face", "ventricle_distance", "csf_distance")}
+    del coords
+    head_scale = float(np.cbrt(np.prod(pose.scale)))
+    atrophy = float(rng.uniform(*ATROPHY_RANGE[kind]))
+    labels = tissue_labels(sampled["gm"], sampled["wm"], sampled["icv"],
+                           sampled["ventricle_distance"] * head_scale, sampled["csf_distance"] * head_scale,
+                           sampled["head_mask"], *atrophy_distances(atrophy))
+    fractions = tissue_fractions(sampled["gm"], sampled["wm"], sampled["icv"], labels)
+    face = (sampled["face"] > 0.5) & (labels == HEAD)
+    head_t1 = sampled["head"] / np.float32(model["template_wm_intensity"])
     zooms = (voxel,) * 3
-    lesion = np.zeros(shape, bool)
-    tumour = np.zeros(shape, np.uint8)
-    if kind == "ms":
-        lesion = pathology.white_matter_lesions(labels, zooms, rng, float(np.exp(rng.uniform(np.log(0.5), np.log(40)))))
-    elif kind == "glioma":
-        tumour = pathology.glioblastoma(labels, zooms, rng, float(rng.uniform(10, 120)))
 
-    # -- intensities per modality
-    head_norm = head / np.percentile(head[labels == WM], 50) if (labels == WM).any() else head
-    bias = np.exp(_smooth_field(tuple(max(2, s // 8) for s in shape), rng, control=3, amplitude=0.12))
-    bias = ndimage.zoom(bias, [s / b for s, b in zip(shape, bias.shape)], order=1)[: shape[0], : shape[1], : shape[2]]
-    noise_level = difficulty["noise_level"]
+    lesion = tumour = None
+    if kind == "ms":
+        lesion_target = float(np.exp(rng.uniform(*np.log(LESION_ML))))
+        lesion = pathology.white_matter_lesions(labels, sampled["ventricle_distance"] * head_scale, zooms, rng,
+                                                lesion_target)
+    elif kind == "glioma":
+        centre_vox = np.linalg.inv(out_affine)[:3, :3] @ tumour_centre + np.linalg.inv(out_affine)[:3, 3]
+        tumour = pathology.glioblastoma(labels, centre_vox, zooms, rng, core_ml)
+    del sampled
+
+    # -- images
+    bias = contrast.bias_field(shape, zooms, rng, difficulty["bias_level"])
+    noise = difficulty["noise_level"] * float(rng.uniform(0.7, 1.4))
     images = {}
     for modality in SIMULATED_MODALITIES[kind]:
-        jitter = 1 + rng.uniform(-0.05, 0.05, 8)
-        c = np.asarray(CONTRAST[modality]) * jitter
-        data = np.where(labels == HEAD, head_norm * HEAD_GAIN[modality], 0).astype(np.float32)
-        data[labels == CSF], data[labels == GM], data[labels == WM] = c[0], c[1], c[2]
-        data[lesion] = c[3]
-        for label, value in ((pathology.NECROSIS, c[4]), (pathology.OEDEMA, c[5]),
-                             (pathology.NONENHANCING, c[6]), (pathology.ENHANCING, c[7])):
-            data[tumour == label] = value
-        texture = ndimage.gaussian_filter(rng.normal(0, 0.03, shape).astype(np.float32), 1.0)
-        data = ndimage.gaussian_filter(data * (1 + texture), 0.6 / voxel) * bias
-        sigma = noise_level * c[2]
-        data = np.sqrt((data + rng.normal(0, sigma, shape)) ** 2 + rng.normal(0, sigma, shape) ** 2)
-        affine = out_affine.copy()
+        signal = contrast.tissue_signal(modality, rng)
+        clean = contrast.clean_image(modality, labels, fractions, head_t1, lesion, tumour, signal, rng, zooms)
+        # each sequence sees the coil a little differently
+        clean *= bias * contrast.bias_field(shape, zooms, rng, difficulty["bias_level"] / 3)
+        data = contrast.rician(clean, noise * signal["wm"], rng)
+        affine = out_affine
         if modality == "FLAIR" and rng.random() < difficulty["thick_slice_flair_probability"]:
-            factor = max(1, int(round(rng.uniform(3, 5) / voxel)))
-            n = (shape[2] // factor) * factor
-            data = data[:, :, :n].reshape(shape[0], shape[1], n // factor, factor).mean(-1)
-            affine = out_affine @ np.diag([1, 1, factor, 1.0])
-            affine[:3, 3] += out_affine[:3, 2] * (factor - 1) / 2
-        images[modality] = nib.Nifti1Image(np.round(data * 1000).clip(0, 32767).astype(np.int16), affine)
+            factor = max(2, int(round(rng.uniform(3, 5) / voxel)))
+            data, affine = contrast.thick_slices(data, out_affine, factor, axis=2)
+        images[modality] = (contrast.to_int16(data, rng.uniform(600, 1500) / signal["wm"]), affine)
+    del bias, fractions
 
-    # -- truth
+    # -- truth (on the T1w grid, RAS-ordered before any reorientation: counts do not depend on it)
     voxel_ml = voxel**3 / 1000
+    counts = np.bincount(labels.ravel(), minlength=5)
     truth = {
-        "participant_id": f"sub-{subject}", "kind": kind, "seed": seed, "voxel_size_mm": voxel,
-        "gm_ml": float((labels == GM).sum() * voxel_ml), "wm_ml": float((labels == WM).sum() * voxel_ml),
-        "csf_ml": float((labels == CSF).sum() * voxel_ml),
-        "pitch_deg": float(pitch), "chin_cut": bool(chin_cut), "head_scale": float(np.linalg.det(linear) ** (1 / 3)),
+        "participant_id": f"sub-{subject}", "kind": kind, "seed": int(seed), "subject_seed": own_seed,
+        "voxel_size_mm": voxel, "gm_ml": float(counts[GM] * voxel_ml), "wm_ml": float(counts[WM] * voxel_ml),
+        "csf_ml": float(counts[CSF] * voxel_ml), "head_tissue_ml": float(counts[HEAD] * voxel_ml),
+        "face_ml": float(face.sum() * voxel_ml), "atrophy": atrophy,
+        "pitch_deg": pose.pitch_deg, "roll_deg": pose.roll_deg, "yaw_deg": pose.yaw_deg,
+        "head_scale": head_scale, "chin_cut": chin_cut, "noise_level": noise,
     }
     truth["brain_ml"] = truth["gm_ml"] + truth["wm_ml"]
-    truth["vscaling"] = float(anatomy["head_to_mni_det"] / abs(np.linalg.det(linear)))
+    truth["vscaling"] = float(model["head_to_mni_det"] / abs(np.linalg.det(pose.linear)))
     truth["nbv_ml"] = truth["brain_ml"] * truth["vscaling"]
-    if kind == "ms":
+    if lesion is not None:
         truth["lesion_ml"] = float(lesion.sum() * voxel_ml)
-    if kind == "glioma":
-        for name, label in (("necrosis", 1), ("oedema", 2), ("nonenhancing", 3), ("enhancing", 4)):
-            truth[f"{name}_ml"] = float((tumour == label).sum() * voxel_ml)
+    if tumour is not None:
+        tumour_counts = np.bincount(tumour.ravel(), minlength=5)
+        for name, label in (("necrosis", pathology.NECROSIS), ("oedema", pathology.OEDEMA),
+                            ("nonenhancing", pathology.NONENHANCING), ("enhancing", pathology.ENHANCING)):
+            truth[f"{name}_ml"] = float(tumour_counts[label] * voxel_ml)
         truth["tumour_core_ml"] = truth["necrosis_ml"] + truth["nonenhancing_ml"] + truth["enhancing_ml"]
         truth["whole_tumour_ml"] = truth["tumour_core_ml"] + truth["oedema_ml"]
-    truth["flair_slice_mm"] = float(abs(images["FLAIR"].header.get_zooms()[2])) if "FLAIR" in images else None
+    flair = images.get("FLAIR")
+    truth["flair_slice_mm"] = float(np.sqrt((flair[1][:3, 2] ** 2).sum())) if flair else None
+    orientation = ORIENTATIONS[rng.integers(len(ORIENTATIONS))] if rng.random() < difficulty[
+        "reorient_probability"] else "RAS"
+    truth["orientation"] = orientation
 
-    # -- write: images, sidecars, ground truth derivatives
+    # -- write
     bids_root = Path(bids_root)
     anat = bids_root / f"sub-{subject}" / "anat"
-    for modality, img in images.items():
-        path = anat / f"sub-{subject}_{MODALITY_FILENAME[modality]}"
-        img.header.set_xyzt_units("mm", "sec")
-        io.save_image(img, path)
-        io.write_json({"Modality": "MR", "MagneticFieldStrength": 3,
-                       "SliceThickness": float(img.header.get_zooms()[2]),
-                       "GeneratedBy": [{"Name": "defacebench.simulate", "Version": __version__}],
-                       "SimulationSeed": seed}, path.with_name(path.name.replace(".nii.gz", ".json")))
-    derivs = bids_root / "derivatives" / "truth" / f"sub-{subject}" / "anat"
-    io.save_image(nib.Nifti1Image(labels, out_affine), derivs / f"sub-{subject}_dseg.nii.gz")
-    if kind == "ms":
-        io.save_image(nib.Nifti1Image(lesion.astype(np.uint8), out_affine), derivs / f"sub-{subject}_desc-lesion_mask.nii.gz")
-    if kind == "glioma":
-        io.save_image(nib.Nifti1Image(tumour, out_affine), derivs / f"sub-{subject}_desc-tumour_dseg.nii.gz")
-    io.write_json(truth, derivs / f"sub-{subject}_truth.json")
+    for modality, (data, affine) in images.items():
+        stored, stored_affine = reorient(data, affine, orientation)
+        img = dataset.image(stored, stored_affine)
+        dataset.write_image(img, anat / f"sub-{subject}_{MODALITY_FILENAME[modality]}",
+                            dataset.sidecar(img, modality, seed, own_seed))
+    derivatives = bids_root / "derivatives" / "truth" / f"sub-{subject}" / "anat"
+    maps = {"dseg": labels, "desc-face_mask": face.astype(np.uint8)}
+    if lesion is not None:
+        maps["desc-lesion_mask"] = lesion.astype(np.uint8)
+    if tumour is not None:
+        maps["desc-tumour_dseg"] = tumour
+    for name, data in maps.items():
+        stored, stored_affine = reorient(data, out_affine, orientation)
+        dataset.write_image(dataset.image(stored, stored_affine), derivatives / f"sub-{subject}_{name}.nii.gz")
+    dataset.io.write_json(truth, derivatives / f"sub-{subject}_truth.json")
     return truth
+
+
+

@@ -1,0 +1,113 @@
+"""Image formation per modality: tissue contrast, texture, partial volume, bias field, Rician noise, slices.
+
+Relative tissue signal (white matter = 1) follows typical 3 T values: T1w
+(MPRAGE) WM > GM > CSF; T2w CSF brightest; FLAIR dark CSF, GM slightly above
+WM, lesions and oedema bright; gadolinium-enhanced T1w with a bright
+enhancing rim. Each subject's values are jittered. Non-brain head tissue is
+the head template's own T1w intensity (so the face is a real average face),
+mapped per modality. The smooth multiplicative bias field mimics receive-coil
+inhomogeneity (Sled et al. 1998, IEEE TMI 17:87) and noise is Rician, the
+magnitude of complex Gaussian noise (Gudbjartsson & Patz 1995, MRM 34:910).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from . import pathology
+from .anatomy import CSF, GM, HEAD, WM
+
+#: Mean signal per tissue and modality (WM = 1), before the per-subject jitter.
+TISSUE_SIGNAL = {
+    "T1w": {"csf": 0.28, "gm": 0.64, "wm": 1.00, "lesion": 0.66, "necrosis": 0.30, "oedema": 0.72,
+            "nonenhancing": 0.58, "enhancing": 0.62},
+    "ceT1w": {"csf": 0.28, "gm": 0.64, "wm": 1.00, "lesion": 0.66, "necrosis": 0.30, "oedema": 0.72,
+              "nonenhancing": 0.60, "enhancing": 1.55},
+    "T2w": {"csf": 2.60, "gm": 1.45, "wm": 1.00, "lesion": 1.90, "necrosis": 2.40, "oedema": 2.00,
+            "nonenhancing": 1.75, "enhancing": 1.50},
+    "FLAIR": {"csf": 0.12, "gm": 1.22, "wm": 1.00, "lesion": 1.95, "necrosis": 0.70, "oedema": 1.80,
+              "nonenhancing": 1.65, "enhancing": 1.45},
+}
+#: Non-brain head tissue, from the template T1w (normalised to its WM = 1): signal = gain * t1 ** power.
+#: T2w keeps fat bright but lifts darker tissue; FLAIR keeps fat moderately bright.
+HEAD_RESPONSE = {"T1w": (1.0, 1.0), "ceT1w": (1.05, 1.0), "T2w": (1.25, 0.7), "FLAIR": (0.95, 0.9)}
+#: Per-subject relative jitter of every tissue's signal.
+SIGNAL_JITTER = 0.06
+#: Relative s.d. of the fine (~2 mm) texture within tissue.
+TEXTURE_SD = 0.04
+
+
+def tissue_signal(modality: str, rng: np.random.Generator) -> dict:
+    """This subject's tissue signal for ``modality`` (table value x (1 +- jitter))."""
+    return {k: v * (1 + rng.uniform(-SIGNAL_JITTER, SIGNAL_JITTER)) for k, v in TISSUE_SIGNAL[modality].items()}
+
+
+def bias_field(shape, zooms, rng: np.random.Generator, amplitude: float) -> np.ndarray:
+    """A smooth multiplicative field exp(g), g Gaussian-smoothed noise (~8 cm) with s.d. ``amplitude``.
+
+    Computed on an 8 mm grid and interpolated: it varies over centimetres.
+    """
+    coarse = tuple(max(2, int(np.ceil(n * z / 8.0)) + 1) for n, z in zip(shape, zooms))
+    g = ndimage.gaussian_filter(rng.standard_normal(coarse), 5.0, mode="reflect")
+    g *= amplitude / max(float(g.std()), 1e-9)
+    zoom = [(n - 1) / (c - 1) for n, c in zip(shape, coarse)]
+    full = ndimage.zoom(g.astype(np.float32), zoom, order=1, grid_mode=False, output=np.float32)
+    return np.exp(full[: shape[0], : shape[1], : shape[2]])
+
+
+def clean_image(modality: str, labels: np.ndarray, fractions: dict, head_t1: np.ndarray,
+                lesion: np.ndarray | None, tumour: np.ndarray | None, signal: dict, rng: np.random.Generator,
+                zooms) -> np.ndarray:
+    """Noise-free image: tissue signal with fine texture, template head tissue, partial-volume blur.
+
+    Inside the skull each voxel mixes the CSF, GM and WM signal by its tissue
+    ``fractions`` (partial volume, e.g. at the cortex and in the deep grey
+    nuclei); lesions and tumour compartments replace it.
+    """
+    data = np.zeros(labels.shape, np.float32)
+    gain, power = HEAD_RESPONSE[modality]
+    head = labels == HEAD
+    data[head] = gain * np.power(np.maximum(head_t1[head], 0), power)
+    inside = (labels == CSF) | (labels == GM) | (labels == WM)
+    data[inside] = (fractions["csf"][inside] * signal["csf"] + fractions["gm"][inside] * signal["gm"]
+                    + fractions["wm"][inside] * signal["wm"])
+    if lesion is not None:
+        # lesions vary in intensity: some are faint, T1w 'black holes' are dark
+        strength = rng.uniform(0.6, 1.0)
+        data[lesion] = signal["wm"] + strength * (signal["lesion"] - signal["wm"])
+    if tumour is not None:
+        for label, key in ((pathology.NECROSIS, "necrosis"), (pathology.OEDEMA, "oedema"),
+                           (pathology.NONENHANCING, "nonenhancing"), (pathology.ENHANCING, "enhancing")):
+            data[tumour == label] = signal[key]
+    # fine texture (~2 mm) within tissue, then the scanner's point spread (partial volume at edges)
+    texture = ndimage.gaussian_filter(rng.standard_normal(labels.shape, dtype=np.float32), 1.0 / min(zooms))
+    texture *= TEXTURE_SD / max(float(texture.std()), 1e-9)
+    data *= 1 + texture
+    return ndimage.gaussian_filter(data, 0.5 / np.asarray(zooms, float))
+
+
+def rician(data: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Magnitude of ``data`` plus complex Gaussian noise of s.d. ``sigma`` per channel."""
+    real = data + sigma * rng.standard_normal(data.shape, dtype=np.float32)
+    imaginary = sigma * rng.standard_normal(data.shape, dtype=np.float32)
+    return np.sqrt(real * real + imaginary * imaginary)
+
+
+def thick_slices(data: np.ndarray, affine: np.ndarray, factor: int, axis: int = 2):
+    """Average ``factor`` neighbouring slices along ``axis`` (a 2-D multi-slice acquisition); new affine."""
+    n = (data.shape[axis] // factor) * factor
+    moved = np.moveaxis(np.take(data, np.arange(n), axis=axis), axis, -1)
+    thick = moved.reshape(*moved.shape[:-1], n // factor, factor).mean(-1)
+    thick = np.moveaxis(thick, -1, axis)
+    scale = np.ones(4)
+    scale[axis] = factor
+    new_affine = affine @ np.diag(scale)
+    # the thick slice's centre lies in the middle of the thin slices it averages
+    new_affine[:3, 3] += affine[:3, axis] * (factor - 1) / 2
+    return thick, new_affine
+
+
+def to_int16(data: np.ndarray, scale: float) -> np.ndarray:
+    """Stored integers: ``data x scale`` rounded and clipped to int16's positive range."""
+    return np.clip(np.rint(data * scale), 0, 32767).astype(np.int16)

@@ -1,0 +1,231 @@
+"""Simulated cohorts: determinism, ground truth consistency, BIDS files, realism checks, deepbet agreement.
+
+One head-space model is prepared per test session (~45 s); subjects are
+simulated at 2 mm to keep the module around two minutes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from defacebench.simulate import COHORT_KINDS, prepare_anatomy, simulate_subject, write_dataset_files
+from defacebench.simulate import contrast, deform, pathology
+from defacebench.simulate.anatomy import CSF, GM, HEAD, WM
+from defacebench.simulate.dataset import save_nifti
+from defacebench.simulate.subject import reorient
+
+FAST = {"voxel_size": 2.0}
+SEED = 11
+
+
+@pytest.fixture(scope="module")
+def anatomy(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("anatomy")
+    info = prepare_anatomy(out, threads=2)
+    assert 1.2 < info["head_to_mni_det"] < 1.7  # the head template's brain is smaller than MNI152 2009's
+    return out
+
+
+@pytest.fixture(scope="module")
+def cohorts(anatomy, tmp_path_factory) -> dict:
+    """Two subjects of each kind at 2 mm, with dataset files."""
+    out = {}
+    for kind in COHORT_KINDS:
+        root = tmp_path_factory.mktemp(kind)
+        truths = [simulate_subject(kind, s, SEED, anatomy, root, FAST) for s in ("001", "002")]
+        write_dataset_files(kind, root, truths, name=kind)
+        out[kind] = (root, truths)
+    return out
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _truth_maps(root: Path, subject: str) -> dict[str, np.ndarray]:
+    anat = root / "derivatives" / "truth" / f"sub-{subject}" / "anat"
+    return {p.name.split("_", 1)[1].replace(".nii.gz", ""): np.asarray(nib.load(str(p)).dataobj)
+            for p in anat.glob("*.nii.gz")}
+
+
+def test_same_seed_gives_byte_identical_files(anatomy, cohorts, tmp_path):
+    root, _ = cohorts["glioma"]
+    again = tmp_path / "again"
+    simulate_subject("glioma", "001", SEED, anatomy, again, FAST)
+    first = {k: v for k, v in _files(root).items() if "sub-001" in k}
+    second = _files(again)
+    assert set(first) == set(second) and len(first) >= 8
+    assert all(first[k] == second[k] for k in first), [k for k in first if first[k] != second[k]]
+    # a different seed is a different person
+    other = tmp_path / "other"
+    simulate_subject("glioma", "001", SEED + 1, anatomy, other, FAST)
+    assert _files(other)["sub-001/anat/sub-001_T1w.nii.gz"] != first["sub-001/anat/sub-001_T1w.nii.gz"]
+
+
+def test_gzip_header_has_no_time_or_name(tmp_path):
+    path = save_nifti(nib.Nifti1Image(np.zeros((2, 2, 2), np.int16), np.eye(4)), tmp_path / "x.nii.gz")
+    header = path.read_bytes()[:10]
+    assert header[4:8] == b"\0\0\0\0"  # MTIME
+    assert header[3] & 0x08 == 0  # no FNAME field
+
+
+def test_truth_volumes_equal_label_sums(cohorts):
+    for kind, (root, truths) in cohorts.items():
+        for truth in truths:
+            subject = truth["participant_id"][4:]
+            maps = _truth_maps(root, subject)
+            voxel_ml = truth["voxel_size_mm"] ** 3 / 1000
+            dseg = maps["dseg"]
+            assert truth["gm_ml"] == pytest.approx((dseg == GM).sum() * voxel_ml)
+            assert truth["wm_ml"] == pytest.approx((dseg == WM).sum() * voxel_ml)
+            assert truth["csf_ml"] == pytest.approx((dseg == CSF).sum() * voxel_ml)
+            assert truth["nbv_ml"] == pytest.approx((truth["gm_ml"] + truth["wm_ml"]) * truth["vscaling"])
+            saved = json.loads((root / "derivatives/truth" / f"sub-{subject}/anat/sub-{subject}_truth.json").read_text())
+            assert saved["nbv_ml"] == pytest.approx(truth["nbv_ml"])
+            if kind == "ms":
+                lesion = maps["desc-lesion_mask"] > 0
+                assert truth["lesion_ml"] == pytest.approx(lesion.sum() * voxel_ml)
+                assert np.all(dseg[lesion] == WM)  # lesions are counted as white matter
+                assert 0.3 <= truth["lesion_ml"] <= 50
+            if kind == "glioma":
+                tumour = maps["desc-tumour_dseg"]
+                for name, label in (("necrosis", 1), ("oedema", 2), ("nonenhancing", 3), ("enhancing", 4)):
+                    assert truth[f"{name}_ml"] == pytest.approx((tumour == label).sum() * voxel_ml)
+                assert truth["tumour_core_ml"] == pytest.approx(np.isin(tumour, (1, 3, 4)).sum() * voxel_ml)
+                assert 5 <= truth["tumour_core_ml"] <= 160
+
+
+def test_images_load_with_valid_affine_and_a_face(cohorts):
+    for kind, (root, truths) in cohorts.items():
+        for truth in truths:
+            subject = truth["participant_id"][4:]
+            images = sorted((root / f"sub-{subject}" / "anat").glob("*.nii.gz"))
+            assert len(images) == {"healthy": 1, "ms": 2, "glioma": 4}[kind]
+            for path in images:
+                img = nib.load(str(path))
+                assert img.get_data_dtype() == np.int16 and img.ndim == 3
+                assert np.all(np.isfinite(img.affine)) and abs(np.linalg.det(img.affine[:3, :3])) > 0.5
+                assert np.allclose(img.get_sform(), img.affine) and img.header["sform_code"] == 1
+                assert path.with_name(path.name.replace(".nii.gz", ".json")).exists()
+            t1 = nib.load(str(root / f"sub-{subject}/anat/sub-{subject}_T1w.nii.gz"))
+            data = np.asarray(t1.dataobj, np.float32)
+            face = _truth_maps(root, subject)["desc-face_mask"] > 0
+            assert truth["face_ml"] > 150, truth["face_ml"]
+            background = np.percentile(data[_truth_maps(root, subject)["dseg"] == 0], 50)
+            assert np.median(data[face]) > 3 * max(background, 1.0)  # the face holds tissue signal
+
+
+def test_tissue_and_pathology_contrast(cohorts):
+    def means(root, subject, modality, region):
+        data = np.asarray(nib.load(str(root / f"sub-{subject}/anat/sub-{subject}_{modality}.nii.gz")).dataobj, float)
+        return float(data[region].mean())
+
+    root, truths = cohorts["ms"]
+    for truth in truths:
+        s = truth["participant_id"][4:]
+        maps = _truth_maps(root, s)
+        dseg, lesion = maps["dseg"], maps["desc-lesion_mask"] > 0
+        wm = (dseg == WM) & ~lesion
+        assert means(root, s, "T1w", wm) > means(root, s, "T1w", dseg == GM) > means(root, s, "T1w", dseg == CSF)
+        if truth["flair_slice_mm"] == truth["voxel_size_mm"] and lesion.sum() > 20:
+            assert means(root, s, "FLAIR", lesion) > 1.2 * means(root, s, "FLAIR", wm)
+            assert means(root, s, "FLAIR", dseg == CSF) < 0.5 * means(root, s, "FLAIR", wm)
+        assert means(root, s, "T1w", lesion) < means(root, s, "T1w", wm)
+    root, truths = cohorts["glioma"]
+    for truth in truths:
+        s = truth["participant_id"][4:]
+        maps = _truth_maps(root, s)
+        dseg, tumour = maps["dseg"], maps["desc-tumour_dseg"]
+        wm = (dseg == WM) & (tumour == 0)
+        assert means(root, s, "ce-gadolinium_T1w", tumour == 4) > 1.2 * means(root, s, "ce-gadolinium_T1w", wm)
+        assert means(root, s, "T2w", dseg == CSF) > means(root, s, "T2w", wm)
+        assert means(root, s, "T2w", tumour == 2) > 1.2 * means(root, s, "T2w", wm)
+
+
+def test_dataset_files(cohorts):
+    root, truths = cohorts["ms"]
+    for path in ("dataset_description.json", "derivatives/truth/dataset_description.json", "README",
+                 "contact_sheet.png", "participants.json"):
+        assert (root / path).exists(), path
+    assert json.loads((root / "derivatives/truth/dataset_description.json").read_text())["DatasetType"] == "derivative"
+    table = pd.read_csv(root / "participants.tsv", sep="\t")
+    assert list(table["participant_id"]) == ["sub-001", "sub-002"]
+    for column in ("nbv_ml", "gm_ml", "wm_ml", "csf_ml", "lesion_ml", "vscaling", "pitch_deg"):
+        assert column in table.columns
+    assert table["lesion_ml"].tolist() == pytest.approx([t["lesion_ml"] for t in truths], abs=1e-3)
+    assert (root / "contact_sheet.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_difficulty_settings_take_effect(anatomy, tmp_path):
+    hard = {"voxel_size": 2.0, "difficulty": {"chin_cut_probability": 1.0, "thick_slice_flair_probability": 1.0,
+                                              "max_pitch_deg": 0.0, "reorient_probability": 1.0}}
+    truth = simulate_subject("ms", "007", 3, anatomy, tmp_path, hard)
+    assert truth["chin_cut"] and truth["pitch_deg"] == 0.0 and truth["orientation"] != "RAS"
+    flair = nib.load(str(tmp_path / "sub-007/anat/sub-007_FLAIR.nii.gz"))
+    assert max(flair.header.get_zooms()) >= 4.0 and truth["flair_slice_mm"] >= 4.0
+    assert "".join(nib.aff2axcodes(flair.affine)) == truth["orientation"]
+    with pytest.raises(ValueError, match="unknown"):
+        simulate_subject("ms", "008", 3, anatomy, tmp_path, {"voxel_size": 2.0, "difficulty": {"bogus": 1}})
+    with pytest.raises(ValueError, match="unknown cohort kind"):
+        simulate_subject("stroke", "008", 3, anatomy, tmp_path, FAST)
+
+
+def test_deepbet_mask_matches_the_true_intracranial_region(cohorts):
+    """deepbet's mask is the intracranial brain (GM + WM + CSF inside the skull): Dice >= 0.90."""
+    from defacebench.brain import extract_brain
+
+    root, truths = cohorts["healthy"]
+    for truth in truths:
+        s = truth["participant_id"][4:]
+        mask = extract_brain(nib.load(str(root / f"sub-{s}/anat/sub-{s}_T1w.nii.gz")))
+        dseg = _truth_maps(root, s)["dseg"]
+        true = (dseg >= CSF) & (dseg <= WM)
+        dice = 2 * (mask & true).sum() / (mask.sum() + true.sum())
+        assert dice >= 0.90, (s, dice)
+
+
+# -- unit tests of the pieces (no model needed)
+
+def test_reorient_is_exact_and_consistent():
+    data = np.arange(24, dtype=np.int16).reshape(2, 3, 4)
+    affine = np.diag([1.0, 2.0, 3.0, 1.0])
+    for codes in ("LPS", "PIL", "PSR"):
+        out, new_affine = reorient(data, affine, codes)
+        assert "".join(nib.aff2axcodes(new_affine)) == codes
+        back = nib.as_closest_canonical(nib.Nifti1Image(out, new_affine))
+        assert np.array_equal(np.asarray(back.dataobj), data) and np.allclose(back.affine, affine)
+
+
+def test_thick_slices_keep_world_position():
+    data = np.tile(np.arange(12, dtype=np.float32), (2, 2, 1))
+    thick, affine = contrast.thick_slices(data, np.eye(4), 3)
+    assert thick.shape == (2, 2, 4) and affine[2, 2] == 3
+    assert np.allclose(thick[0, 0], [1, 4, 7, 10])
+    assert np.allclose(affine @ [0, 0, 0, 1], [0, 0, 1, 1])  # centre of slices 0..2
+
+
+def test_rician_noise_floor_and_mass_effect():
+    rng = np.random.default_rng(0)
+    zero = contrast.rician(np.zeros((50, 50, 50), np.float32), 1.0, rng)
+    assert zero.mean() == pytest.approx(np.sqrt(np.pi / 2), rel=0.02)  # Rayleigh mean
+    points = np.array([[0.0, 5.0, 30.0], [0, 0, 0], [0, 0, 0]])
+    moved = deform.mass_effect(points, np.zeros(3), 10.0, 0.4)
+    assert moved[0, 1] < 5.0 and abs(moved[0, 2] - 30.0) < 0.01 and np.all(np.diff(moved[0]) > 0)
+
+
+def test_lesions_stay_in_white_matter():
+    rng = np.random.default_rng(1)
+    labels = np.full((60, 60, 60), WM, np.uint8)
+    labels[:, :, :5] = GM
+    labels[25:35, 25:35, 25:35] = CSF
+    labels[0] = HEAD
+    vent = np.full(labels.shape, 30.0, np.float32)
+    vent[20:40, 20:40, 20:40] = 3.0
+    lesion = pathology.white_matter_lesions(labels, vent, (1.0, 1.0, 1.0), rng, 5.0)
+    assert 4.0 <= lesion.sum() / 1000 <= 9.0 and np.all(labels[lesion] == WM)
