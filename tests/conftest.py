@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -12,3 +13,20 @@ def real_bids():
     if not (REAL_BIDS / "dataset_description.json").exists():
         pytest.skip(f"real sample scans not found at {REAL_BIDS}")
     return REAL_BIDS
+
+
+#: Variables an analysis sets for its own threads (defacebench.runner.set_threads); in a job process
+#: that is right, in the one pytest process it would leak into later tests and their subprocesses.
+THREAD_LIMITS = ("OMP_NUM_THREADS", "OMP_THREAD_LIMIT", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS",
+                 "DEFACEBENCH_THREADS", "ANTS_RANDOM_SEED")
+
+
+@pytest.fixture(autouse=True)
+def _restore_thread_limits():
+    saved = {name: os.environ.get(name) for name in THREAD_LIMITS}
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

@@ -109,7 +109,7 @@ def cluster():
         ports = {"DEFACEBENCH_SLURMCTLD_PORT": str(ctld_port), "DEFACEBENCH_SLURMD_PORT": str(slurmd_port)}
         try:
             started = subprocess.run(["bash", str(SCRIPTS / "start_cluster.sh"), "--install", str(state)],
-                                     env={**os.environ, **ports}, capture_output=True, text=True, timeout=660)
+                                     env={**_environment(), **ports}, capture_output=True, text=True, timeout=660)
         except subprocess.TimeoutExpired as exc:
             started = subprocess.CompletedProcess(exc.cmd, 1, "", f"start_cluster.sh timed out after {exc.timeout} s")
         if (state / "pids").exists():
@@ -127,10 +127,19 @@ def cluster():
         shutil.rmtree(state, ignore_errors=True)
 
 
+def _environment() -> dict[str, str]:
+    """This process's environment without the thread limits other tests' analyses may have set.
+
+    They would size the test node (GNU nproc obeys OMP_NUM_THREADS) and every job (Slurm exports
+    the submitting environment)."""
+    limits = {"OMP_NUM_THREADS", "OMP_THREAD_LIMIT", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "DEFACEBENCH_THREADS"}
+    return {k: v for k, v in os.environ.items() if k not in limits}
+
+
 def _snakemake(submit, cluster_env, *args):
     """Submit the workflow to the test cluster (bounded: Snakemake ignores SIGTERM while jobs run)."""
     env = {
-        **os.environ,
+        **_environment(),
         **cluster_env,
         # jobs run `python -m snakemake` from PATH: the analysis environment running this test
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",

@@ -77,7 +77,8 @@ munge -n --socket="$MSOCK" | unmunge --socket="$MSOCK" > /dev/null || fail "mung
 
 # ------------------------------------------------------------------ slurm.conf
 NODE=$(hostname -s)
-CPUS=$(nproc)
+# GNU nproc obeys OMP_NUM_THREADS, which a caller (a test process) may have set for its own work
+CPUS=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
 MEM_MB=$(awk '/^MemTotal:/ {print int($2 / 1024) - 512}' /proc/meminfo)   # margin for the OS
 cat > "$DIR/etc/slurm.conf" <<EOF
 # Single-node test cluster written by tests/slurm/start_cluster.sh
