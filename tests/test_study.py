@@ -1,6 +1,5 @@
 """Config validation and the study plan (no images processed)."""
 
-import copy
 from pathlib import Path
 
 import pytest

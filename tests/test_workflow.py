@@ -1,7 +1,6 @@
 """The workflow end to end: lint, dry run, and a tiny simulated study run to its tables."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 import tempfile
 from pathlib import Path
 
@@ -133,37 +134,42 @@ def scrub_sidecar(sidecar: dict) -> dict:
     }
 
 
-def _atomic_target(path: Path):
+@contextmanager
+def atomic_path(path: str | os.PathLike):
+    """A temporary path beside ``path`` that replaces it when the block ends without an error.
+
+    Readers (and Snakemake) see either the old file or the complete new one,
+    never a partial write; on an error the temporary file is removed. The
+    temporary name keeps ``path``'s suffixes, so writers that choose a format
+    by extension (nibabel, matplotlib, OpenCV) still do.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(path.suffixes)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix="".join(path.suffixes), dir=path.parent)
     os.close(fd)
-    return Path(tmp)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def save_image(img: nib.Nifti1Image, path: str | os.PathLike) -> Path:
     """Write a NIfTI image atomically."""
     path = Path(path)
-    tmp = _atomic_target(path)
-    try:
+    with atomic_path(path) as tmp:
         nib.save(img, str(tmp))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
 def write_text(text: str, path: str | os.PathLike) -> Path:
     """Write a text file atomically."""
     path = Path(path)
-    tmp = _atomic_target(path)
-    try:
+    with atomic_path(path) as tmp:
         tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

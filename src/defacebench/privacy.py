@@ -74,16 +74,10 @@ def render_and_detect(img: nib.Nifti1Image, png: str | Path | None = None) -> di
     out = {"faces_detected": n_faces, "face_detected": n_faces > 0, "detector": "opencv haarcascade_frontalface_alt2",
            "opencv": cv2.__version__}
     if png is not None:
-        from .io import _atomic_target
-        import os
+        from .io import atomic_path
 
         png = Path(png)
-        tmp = _atomic_target(png)
-        try:
-            cv2.imwrite(str(tmp.with_suffix(".png")) if tmp.suffix != ".png" else str(tmp), render)
-            os.replace(tmp, png)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        with atomic_path(png) as tmp:
+            cv2.imwrite(str(tmp), render)
         out["render"] = str(png)
     return out

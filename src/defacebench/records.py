@@ -15,7 +15,7 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
-from typing import Any, Callable
+from typing import Callable
 
 #: Columns of a record, in table order.
 RECORD_COLUMNS = (

@@ -16,14 +16,13 @@ The failure table still counts it.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import stats
-from .io import _atomic_target, read_json, write_text
+from .io import atomic_path, read_json, write_text
 from .records import RECORD_COLUMNS
 
 #: Variant name of the full (not defaced) image.
@@ -444,11 +443,6 @@ def plot_agreement(df: pd.DataFrame, out_png: str | Path, cohort: str) -> Path:
     fig.suptitle(f"Bland-Altman agreement, cohort {cohort} (bias solid, 95 % limits dashed)", fontsize=10)
     fig.tight_layout()
     out_png = Path(out_png)
-    tmp = _atomic_target(out_png)
-    try:
+    with atomic_path(out_png) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
-        os.replace(tmp, out_png)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return out_png

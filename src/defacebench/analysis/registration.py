@@ -19,6 +19,7 @@ import ants
 import nibabel as nib
 import numpy as np
 
+from ..antsseed import seeded
 from ..templates import mni152
 
 #: Default affine settings (fast; see dependencies.md).
@@ -87,25 +88,19 @@ def affine_to_mni(
     """
     fixed = mni_brain(resolution_mm)
     moving = resample_to(brain, resolution_mm)
-    # antspyx ignores registration(random_seed=...): the metric's random sampling is seeded only
-    # through ants.config._random_seed, and without a seed VSCALING varies by several % between runs
-    previous_seed, ants.config._random_seed = ants.config._random_seed, seed
-    try:
-        with tempfile.TemporaryDirectory(prefix="defacebench-reg-") as tmp:
-            result = ants.registration(
-                fixed,
-                moving,
-                type_of_transform="Affine",
-                aff_metric=aff_metric,
-                aff_iterations=tuple(aff_iterations),
-                aff_shrink_factors=tuple(aff_shrink_factors),
-                aff_smoothing_sigmas=tuple(aff_smoothing_sigmas),
-                aff_random_sampling_rate=aff_random_sampling_rate,
-                outprefix=os.path.join(tmp, "aff_"),
-            )
-            mni_to_subject_lps = _transform_to_matrix(result["fwdtransforms"][0])
-    finally:
-        ants.config._random_seed = previous_seed
+    with seeded(seed), tempfile.TemporaryDirectory(prefix="defacebench-reg-") as tmp:
+        result = ants.registration(
+            fixed,
+            moving,
+            type_of_transform="Affine",
+            aff_metric=aff_metric,
+            aff_iterations=tuple(aff_iterations),
+            aff_shrink_factors=tuple(aff_shrink_factors),
+            aff_smoothing_sigmas=tuple(aff_smoothing_sigmas),
+            aff_random_sampling_rate=aff_random_sampling_rate,
+            outprefix=os.path.join(tmp, "aff_"),
+        )
+        mni_to_subject_lps = _transform_to_matrix(result["fwdtransforms"][0])
     mni_to_subject = _LPS @ mni_to_subject_lps @ _LPS
     return np.linalg.inv(mni_to_subject)
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from ..antsseed import seeded
 from ..records import AnalysisFailure, failure_from_exception
 from ..templates import pydeface_facemask, pydeface_head
 
@@ -89,17 +90,15 @@ def face_weights(subject: nib.Nifti1Image, resolution_mm: float = 2.0) -> tuple[
     fixed = ants.resample_image(fixed_full, spacing, use_voxels=False, interp_type=0)
     moving = ants.resample_image(moving_full, spacing, use_voxels=False, interp_type=0)
     reg: dict = {}
-    # antspyx seeds its random metric sampling only through ants.config._random_seed
-    previous_seed, ants.config._random_seed = ants.config._random_seed, REGISTRATION.get("random_seed", 1)
     try:
-        reg = ants.registration(fixed=fixed, moving=moving, **REGISTRATION)
+        with seeded(REGISTRATION.get("random_seed", 1)):
+            reg = ants.registration(fixed=fixed, moving=moving, **REGISTRATION)
         warped = ants.apply_transforms(fixed=fixed_full, moving=facemask, transformlist=reg["fwdtransforms"],
                                        interpolator="linear", defaultvalue=1.0)
         matrix = np.asarray(ants.read_transform(reg["fwdtransforms"][0]).parameters[:9]).reshape(3, 3)
     except (RuntimeError, ValueError, IndexError) as exc:
         raise failure_from_exception("registration", exc) from exc
     finally:
-        ants.config._random_seed = previous_seed
         for path in reg.get("fwdtransforms", []) + reg.get("invtransforms", []):
             if os.path.exists(path) and path.startswith(tempfile.gettempdir()):
                 os.unlink(path)

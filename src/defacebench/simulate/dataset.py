@@ -8,7 +8,6 @@ otherwise record the time and the temporary name), JSON with sorted keys.
 from __future__ import annotations
 
 import gzip
-import os
 from pathlib import Path
 
 import nibabel as nib
@@ -35,16 +34,10 @@ def save_nifti(img: nib.Nifti1Image, path: Path) -> Path:
     path = Path(path)
     img.header.set_xyzt_units("mm", "sec")
     payload = img.to_bytes()
-    tmp = io._atomic_target(path)
-    try:
+    with io.atomic_path(path) as tmp:
         with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0,
                                                    compresslevel=COMPRESSLEVEL) as gz:
             gz.write(payload)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import nibabel as nib
@@ -59,13 +58,9 @@ def contact_sheet(bids_root: Path, participants: list[str], out_png: Path) -> No
             axes[r, 2 * i].set_title(f"{participant} {label}", fontsize=6, color="white")
     fig.tight_layout()
     out_png = Path(out_png)
-    tmp = io._atomic_target(out_png)
     try:
-        # no timestamp in the PNG metadata: the same cohort gives the same file
-        fig.savefig(tmp, dpi=90, format="png", facecolor="black", metadata={"Software": None})
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out_png)
+        with io.atomic_path(out_png) as tmp:
+            # no timestamp in the PNG metadata: the same cohort gives the same file
+            fig.savefig(tmp, dpi=90, format="png", facecolor="black", metadata={"Software": None})
     finally:
         plt.close(fig)
-        if tmp.exists():
-            tmp.unlink()
