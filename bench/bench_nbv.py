@@ -64,7 +64,7 @@ def mni_check():
     )
 
 
-def simulated(threads, n=3):
+def simulated(threads, n=6):
     try:
         from defacebench.simulate import prepare_anatomy, simulate_subject
     except ImportError:
@@ -82,10 +82,17 @@ def simulated(threads, n=3):
             r = run_one(subject, load_image(path), threads)
             if r:
                 err = 100 * (r["value"] / truth["nbv_ml"] - 1)
-                errors.append(abs(err))
-                print(f"   truth NBV {truth['nbv_ml']:.1f} ml, VSCALING {truth.get('vscaling')}: error {err:+.2f} %")
+                # NBV = (GM + WM) x VSCALING: say which factor the error comes from
+                brain_err = 100 * (r["brain_ml"] / truth["brain_ml"] - 1)
+                scaling_err = 100 * (r["vscaling"] / truth["vscaling"] - 1)
+                errors.append((abs(err), abs(brain_err), abs(scaling_err)))
+                print(f"   truth NBV {truth['nbv_ml']:.1f} ml (GM+WM {truth['brain_ml']:.1f} ml, VSCALING "
+                      f"{truth['vscaling']:.3f}): NBV error {err:+.2f} %, GM+WM {brain_err:+.2f} %, "
+                      f"VSCALING {scaling_err:+.2f} %")
     if errors:
-        print(f"mean absolute NBV error vs simulated truth: {np.mean(errors):.2f} % (n={len(errors)})")
+        nbv, brain, scaling = np.mean(errors, axis=0)
+        print(f"mean absolute error vs simulated truth (n={len(errors)}): NBV {nbv:.2f} %, GM+WM {brain:.2f} %, "
+              f"VSCALING {scaling:.2f} %")
 
 
 def main():
