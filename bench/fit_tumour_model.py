@@ -5,7 +5,7 @@ Usage: python bench/fit_tumour_model.py [--n 10] [--seed 9001] [--resolution 1] 
 
 Steps: simulate ``--n`` glioma subjects with the study's simulator (seeds seed..seed+n-1, not
 study seeds); run the arm's own pre-processing (rigid registration to T1w, brain mask,
-N4, robust standardisation) and feature maps; sample per subject up to ``--per-class``
+N4, white-matter standardisation) and feature maps; sample per subject up to ``--per-class``
 voxels of each tumour label and a larger random set of normal brain (more near the tumour,
 where the hard cases are); fit a scikit-learn RandomForestClassifier (few shallow trees:
 the shipped file must stay < 2 MB); choose the posterior-smoothing width that maximises the

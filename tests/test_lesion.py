@@ -68,15 +68,37 @@ def test_cluster_filter_drops_small_clusters():
     assert n == 1 and seg.sum() == 27
 
 
-def test_phantom_subject_dice():
-    """A 2 mm phantom (or simulated) MS subject not used for fitting: Dice above a floor."""
-    from defacebench.analysis.pathology_training import VALIDATION_SEED, training_cohort, truth_on_grid
+SIM_WORK = "/tmp/dfb-test-pathology"  # simulated subjects are reused across sessions on one machine
+# floors under the measured figures (bench/bench_lesion_tumour.py, 5 validation subjects, 1 mm:
+# Dice 0.81-0.98, mean 0.86; sub-ms07: 0.29), so that a regression fails and run-to-run noise does not
+SIM_DICE_FLOOR = 0.75
+MS07_DICE_FLOOR = 0.2
 
-    name, images, truth_img, _ = next(training_cohort("ms", 1, VALIDATION_SEED, "/tmp/dfb-test", {"resolution_mm": 2.0}, source="phantom"))
+
+def test_shipped_coefficients_were_fitted_on_the_simulator():
+    params = L.load_coefficients()
+    training = params["training"]
+    assert training["source"] == "simulator"
+    assert training["seed"] == 9001 and training["n_subjects"] >= 8
+    assert training["fitting_dice_mean"] > 0.85
+    # the FLAIR-brightness slope must be positive: brighter than white matter means more likely a lesion
+    assert params["coefficients"][lf.FEATURE_NAMES.index("z_wm")] > 0
+
+
+def test_simulated_subject_dice_and_volume():
+    """A simulated MS subject not used for fitting (validation seed): Dice and volume against the truth."""
+    from defacebench.analysis.pathology_training import VALIDATION_SEED, simulator_available, training_cohort, truth_on_grid
+
+    if not simulator_available():
+        pytest.skip("defacebench.simulate is not installed")
+    name, images, truth_img, truth = next(training_cohort("ms", 1, VALIDATION_SEED, SIM_WORK, {"resolution_mm": 1.0},
+                                                          source="simulator"))
     result = L.lpa_like(images, threads=2)
-    seg, _ = L.lesion_mask(result["probability"], float(np.prod(result["zooms"])) / 1000)
-    truth = truth_on_grid(truth_img, images["FLAIR"]) > 0
-    assert dice(seg, truth) > 0.5, name
+    voxel_ml = float(np.prod(result["zooms"])) / 1000
+    seg, _ = L.lesion_mask(result["probability"], voxel_ml)
+    reference = truth_on_grid(truth_img, images["FLAIR"]) > 0
+    assert dice(seg, reference) > SIM_DICE_FLOOR, name
+    assert seg.sum() * voxel_ml == pytest.approx(reference.sum() * voxel_ml, rel=0.3)
 
 
 @pytest.mark.realdata
@@ -85,11 +107,11 @@ def test_ms07_lesion_dice(real_bids):
     images = {"FLAIR": nib.load(anat / "sub-ms07_FLAIR.nii.gz"), "T1w": nib.load(anat / "sub-ms07_T1w.nii.gz")}
     out = L.white_matter_lesion_volume(images, threads=2)
     assert out["backend"].startswith("defacebench-lpa-like")
+    assert out["brain_mask"] == "input is skull-stripped"
     prob = L.lesion_probability_map(images, threads=2)
     assert prob.shape == images["FLAIR"].shape
     seg, _ = L.lesion_mask(np.asarray(prob.dataobj), 0.001)
     ref = np.asarray(nib.load(real_bids / "derivatives/reference-masks/sub-ms07/anat/sub-ms07_desc-lesion_mask.nii.gz").dataobj) > 0
     # two runs agree closely (multi-threaded ITK is not bit-for-bit repeatable)
     assert seg.sum() * 0.001 == pytest.approx(out["value"], rel=0.15)
-    # target 0.6, NOT met by the phantom-fitted model (measured 0.14); this floor only guards the pipeline
-    assert dice(seg, ref) > 0.1
+    assert dice(seg, ref) > MS07_DICE_FLOOR

@@ -76,6 +76,7 @@ def test_gbm7294_core_dice(real_bids):
     ref = np.asarray(nib.load(real_bids / "derivatives/reference-masks/sub-gbm7294/anat/sub-gbm7294_desc-tumour_dseg.nii.gz").dataobj)
     core_ref = np.isin(ref, (1, 3, 4))  # BraTS core: necrosis/non-enhancing (1) and enhancing (4)
     core = np.isin(labels, tfeat.CORE_LABELS)
-    # target 0.7, NOT met by the phantom-fitted forest (measured 0.47); this floor guards regressions
-    assert dice(core, core_ref) > 0.3
-    assert dice(labels > 0, ref > 0) > 0.5
+    # target 0.7, NOT met by the simulator-fitted forest (measured 0.56, whole tumour 0.70;
+    # bench/bench_lesion_tumour.py); these floors guard regressions
+    assert dice(core, core_ref) > 0.45
+    assert dice(labels > 0, ref > 0) > 0.6

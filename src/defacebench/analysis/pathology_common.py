@@ -123,7 +123,11 @@ def n4_correct(data: np.ndarray, affine: np.ndarray, mask: np.ndarray, threads: 
         ).numpy()
     except (RuntimeError, ValueError) as exc:
         raise failure_from_exception("bias_correction", exc) from exc
-    return np.where(mask, corrected, 0.0).astype(np.float32)
+    # N4 needs positive input, hence the shift; divide the bias field out of the unshifted data so
+    # that the intensity scale (and a zero offset) is kept for a ratio standardisation afterwards
+    field = shifted / np.maximum(corrected, 1e-3)
+    field = np.where(mask & np.isfinite(field) & (field > 0), field, 1.0)
+    return np.where(mask, data / field, 0.0).astype(np.float32)
 
 
 def same_grid(a: nib.Nifti1Image, b: nib.Nifti1Image, tol: float = 1e-3) -> bool:
@@ -202,6 +206,42 @@ def robust_standardise(data: np.ndarray, mask: np.ndarray) -> np.ndarray:
     q25, q50, q75 = np.percentile(values, [25, 50, 75])
     scale = max(float(q75 - q25), 1e-6)
     return np.where(mask, (data - q50) / scale, 0.0).astype(np.float32)
+
+
+def white_matter_reference(t1: np.ndarray, mask: np.ndarray, zooms, erosion_mm: float = 3.0) -> np.ndarray:
+    """Voxels that are almost surely normal white matter, chosen on the T1w alone.
+
+    On a T1w, white matter is the brightest brain tissue and tumour, lesions,
+    oedema, grey matter and CSF are darker; the voxels between the 60th and 95th
+    intensity percentiles of the brain, away from its surface (``erosion_mm``,
+    where partial volume with the background lies), are white matter in healthy
+    and in diseased brains alike, whatever the scanner's intensity scale.
+    """
+    inner = ndimage.binary_erosion(mask, iterations=max(1, int(round(erosion_mm / min(zooms)))))
+    if inner.sum() < 1000:
+        inner = mask
+    low, high = np.percentile(t1[inner], [60, 95])
+    return inner & (t1 >= low) & (t1 <= high)
+
+
+def white_matter_standardise(data: np.ndarray, mask: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Intensities divided by their median in normal white matter (``reference``), 0 outside ``mask``.
+
+    A one-landmark histogram standardisation (Nyul et al. 2000, IEEE TMI 19:143;
+    Shinohara et al. 2014, NeuroImage Clin 6:9, "statistical principles" 2 and 5:
+    a common tissue as the reference, robust to pathology): every modality is
+    expressed relative to its own normal-appearing white matter (WM = 1), the
+    scale in which tissue contrasts are tabulated. Unlike median/IQR of the whole
+    brain it does not depend on how much grey matter, CSF or pathology the brain
+    holds, nor on whether the image was skull-stripped.
+    """
+    values = data[reference]
+    if values.size < 100:
+        raise AnalysisFailure("intensity_standardisation", "too few white-matter voxels to standardise intensities")
+    wm = float(np.median(values))
+    if not np.isfinite(wm) or wm <= 0:
+        raise AnalysisFailure("intensity_standardisation", "white matter has no positive intensity")
+    return np.where(mask, data / wm, 0.0).astype(np.float32)
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:

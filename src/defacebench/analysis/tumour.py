@@ -5,7 +5,9 @@ al. 2014, PLoS One 9:e96873; Meier et al. 2016, Sci Rep 6:23376), as used by de
 Sitter et al. 2020. It is *not* BraTumIA: ceT1w, T2w and FLAIR are rigidly
 registered to the T1w (antspyx, fast settings), the brain is extracted
 (:func:`defacebench.brain.extract_brain`, or kept when the input is already
-skull-stripped), intensities are standardised, and a small decision forest
+skull-stripped), N4 bias correction, intensities are standardised
+(each modality divided by its median in normal white matter, found on the T1w:
+:func:`.pathology_common.white_matter_standardise`), and a small decision forest
 (fitted on a simulated cohort by ``bench/fit_tumour_model.py``, shipped as
 plain arrays in ``defacebench/data/tumour_forest.npz``) classifies each brain
 voxel into necrosis, oedema, non-enhancing and enhancing tumour; the class
@@ -31,8 +33,8 @@ from ..io import from_canonical, mask_like, voxel_volume_ml
 from ..records import AnalysisFailure, check_plausible
 from . import tumour_features as tfeat
 from .pathology_common import (
-    brain_mask, canonical_array, n4_correct, register_rigid, require, resample_to, robust_standardise,
-    run_command, same_grid,
+    brain_mask, canonical_array, n4_correct, register_rigid, require, resample_to, run_command, same_grid,
+    white_matter_reference, white_matter_standardise,
 )
 from .tumour_forest import MODEL_FILE, load_forest, predict_proba
 
@@ -70,14 +72,16 @@ def prepare(images: dict, *, threads: int = 1, register: bool = True, brain_back
             on_t1[m] = data
         else:
             on_t1[m] = resample_to(data, canon.affine, t1.shape, t1_c.affine)
-    standardised = {}
+    corrected = {}
     for m, data in on_t1.items():
         cropped = np.ascontiguousarray(data[box])
         if not np.any(cropped[mask_c] != cropped[mask_c][0]):
             raise AnalysisFailure("registration", f"{m} is empty inside the brain after registration")
-        if bias_correction:
-            cropped = n4_correct(cropped, t1_c.affine, mask_c, threads)
-        standardised[m] = robust_standardise(cropped, mask_c)
+        corrected[m] = n4_correct(cropped, t1_c.affine, mask_c, threads) if bias_correction else cropped
+    # every modality relative to its own normal white matter, found on the T1w (WM = 1)
+    reference = white_matter_reference(corrected["T1w"], mask_c, zooms)
+    standardised = {m: white_matter_standardise(data, mask_c, reference) for m, data in corrected.items()}
+    del corrected
     return {"standardised": standardised, "mask": mask_c, "box": box, "canonical": t1_c, "zooms": zooms,
             "brain_mask": how, "shape": t1.shape}
 
