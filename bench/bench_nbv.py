@@ -74,7 +74,8 @@ def simulated(threads, n=6):
 
     errors = []
     with tempfile.TemporaryDirectory() as tmp:
-        anatomy = prepare_anatomy(Path(tmp) / "anatomy")
+        anatomy = Path(tmp) / "anatomy"
+        prepare_anatomy(anatomy)
         for i in range(n):
             subject = f"sim{i:02d}"
             truth = simulate_subject("healthy", subject, 1000 + i, anatomy, Path(tmp) / "bids", {})
