@@ -8,8 +8,8 @@ lesion Dice / tumour-core Dice and volume against the truth, mean Dice, and volu
 against the truth (:func:`defacebench.stats.icc`); on the real sample scans (sub-ms07,
 sub-gbm7294): Dice against their reference masks. Each arm runs once per subject: the timed call
 is the arm's own pipeline (``lesion.lpa_like`` + ``lesion.lesion_mask``, which is what
-``white_matter_lesion_volume`` does; ``tumour._segment_canonical``, which is what
-``glioblastoma_volume`` does), so the volume and the Dice come from the same segmentation.
+``white_matter_lesion_volume`` does; ``tumour.segment_tumour`` + ``tumour.label_volumes``, which
+is what ``glioblastoma_volume`` does), so the volume and the Dice come from the same segmentation.
 At the end: the process's peak RSS (resource.getrusage). Targets: lesion Dice >= 0.80, core Dice
 >= 0.85, ICC >= 0.95 (simulated); ms07 Dice >= 0.6, gbm7294 core Dice >= 0.7; <= 30 s (lesion) and
 <= 60 s (tumour) per subject on 2 cores; peak RSS <= 3 GB.
@@ -54,9 +54,9 @@ def lesion_case(images, truth_img, threads):
 
 def tumour_case(images, truth_img, threads, core_labels_truth=tfeat.CORE_LABELS):
     start = time.perf_counter()
-    labels, info = T._segment_canonical(images, backend="brats-forest", threads=threads, command=None, register=True,
-                                        brain_backend="deepbet", bias_correction=True, model_file=None, timeout=None)
-    voxel_ml = voxel_volume_ml(info["canonical"])
+    segmentation = nib.as_closest_canonical(T.segment_tumour(images, threads=threads))
+    labels = np.asarray(segmentation.dataobj)
+    voxel_ml = voxel_volume_ml(segmentation)
     volumes = T.label_volumes(labels, voxel_ml)
     wall = time.perf_counter() - start
     truth = truth_on_grid(truth_img, images["T1w"])

@@ -23,7 +23,8 @@ from defacebench.cohorts import MODALITY_FILENAME
 from defacebench.io import load_image, to_canonical
 from defacebench.brain import extract_brain
 from defacebench.analysis import bias, registration as reg, skull as S
-from defacebench.analysis.nbv import set_threads
+from defacebench.analysis.nbv import DEFAULT_REGISTRATION, set_threads
+from defacebench.simulate.anatomy import CSF, GM, WM
 from defacebench.templates import mni152
 set_threads(2)
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -49,11 +50,11 @@ for i in range(args.n):
     img = to_canonical(load_image(path)); vox = np.prod(img.header.get_zooms()[:3]) / 1000
     dseg = to_canonical(nib.load(next((root / "bids").rglob(f"sub-{subject}*dseg.nii.gz"))))
     lab = np.asarray(dseg.dataobj)
-    icv = np.isin(lab, [1, 2, 3])
+    icv = np.isin(lab, [CSF, GM, WM])
     mask = extract_brain(img)
     head = reg.to_ants(img); m = head.new_image_like(mask.astype(np.float32))
     corr = bias.n4_correct(head, m, **bias.N4_SETTINGS)
-    A = reg.affine_to_mni(corr * m, **{**reg.AFFINE_SETTINGS, "resolution_mm": None})
+    A = reg.affine_to_mni(corr * m, **{**reg.AFFINE_SETTINGS, **DEFAULT_REGISTRATION})
     row = {"subject": subject, "truth_vs": truth["vscaling"], "truth_icv": icv.sum() * vox, "mask_ml": mask.sum() * vox,
            "dice_mask_icv": 2 * (mask & icv).sum() / (mask.sum() + icv.sum()), "vs_brain": reg.volume_scaling(A),
            "pitch": truth["pitch_deg"], "chin_cut": truth["chin_cut"], "atrophy": truth["atrophy"]}

@@ -5,7 +5,7 @@ resampling) and need the same few steps: a brain mask (deepbet, Fisch et al.
 2024, unless the images are already skull-stripped), N4 bias correction
 (Tustison et al. 2010, IEEE TMI 29:1310) with fast settings, rigid
 co-registration of one modality to another (antspyx; Avants et al. 2011,
-NeuroImage 54:2033), robust intensity standardisation, and running a
+NeuroImage 54:2033), intensity standardisation to normal white matter, and running a
 configured external command.
 """
 
@@ -193,19 +193,6 @@ def resample_to(moving: np.ndarray, moving_affine: np.ndarray, fixed_shape, fixe
     """Resample ``moving`` onto a fixed grid using the images' affines only (no registration)."""
     vox = np.linalg.inv(moving_affine) @ fixed_affine
     return ndimage.affine_transform(moving, vox[:3, :3], vox[:3, 3], output_shape=tuple(fixed_shape), order=order).astype(np.float32)
-
-
-def robust_standardise(data: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Intensities as (x - median) / IQR inside ``mask`` (0 outside).
-
-    A simple, outlier-robust stand-in for histogram standardisation (Nyul et al.
-    2000, IEEE TMI 19:143): pathology occupies a minority of the brain, so the
-    median and inter-quartile range are set by normal tissue.
-    """
-    values = data[mask]
-    q25, q50, q75 = np.percentile(values, [25, 50, 75])
-    scale = max(float(q75 - q25), 1e-6)
-    return np.where(mask, (data - q50) / scale, 0.0).astype(np.float32)
 
 
 def white_matter_reference(t1: np.ndarray, mask: np.ndarray, zooms, erosion_mm: float = 3.0) -> np.ndarray:

@@ -81,7 +81,6 @@ def prepare(images: dict, *, threads: int = 1, register: bool = True, brain_back
     # every modality relative to its own normal white matter, found on the T1w (WM = 1)
     reference = white_matter_reference(corrected["T1w"], mask_c, zooms)
     standardised = {m: white_matter_standardise(data, mask_c, reference) for m, data in corrected.items()}
-    del corrected
     return {"standardised": standardised, "mask": mask_c, "box": box, "canonical": t1_c, "zooms": zooms,
             "brain_mask": how, "shape": t1.shape}
 
