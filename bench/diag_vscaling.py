@@ -2,22 +2,20 @@
 
 Usage: python bench/diag_vscaling.py [N] [--work DIR]   (default 6 subjects, seeds 1000.., /tmp/nbvdiag)
 
-Per subject: the true VSCALING (simulator: head_to_mni_det / det(pose)), the true intracranial
+Per subject: the true VSCALING (simulator: MNI152 ICV / true ICV), the true intracranial
 volume (label count of CSF+GM+WM), deepbet's mask volume and its Dice with the true ICV, and four
 VSCALING estimates: brain-only affine (ANTs, 1 mm), the arm's inner-skull fit on deepbet's mask,
 the same fit on the TRUE ICV outline, and the ICV ratio template_ICV / mask volume.
-``truth_icv_x_vs`` is the true ICV brought to MNI by the true VSCALING: if the simulator's truth
-were consistent with the template it would equal the template ICV (printed first).
-Measured 2026-11-23 (6 subjects): truth_icv_x_vs 1954-2054 ml vs template 1887 ml (+7 % on
-average): the simulated intracranial space is larger than its true VSCALING implies, and the
-skull fit on the TRUE outline underestimates VSCALING by 5-12 %. See README "Known limitations".
+``pose_icv_x_vs`` is the true ICV brought to MNI by the former, pose-based truth
+(``vscaling_pose`` = head_to_mni_det / det(pose)).
+Measured 2026-11-23 with the former truth (6 subjects): pose_icv_x_vs 1954-2054 ml vs template
+1887 ml (+7 % on average), which is why the truth is now defined by intracranial volumes.
 """
 
 import argparse
 import json
 from pathlib import Path
 import numpy as np, nibabel as nib
-from scipy import ndimage
 from defacebench.simulate import prepare_anatomy, simulate_subject
 from defacebench.cohorts import MODALITY_FILENAME
 from defacebench.io import load_image, to_canonical
@@ -25,7 +23,7 @@ from defacebench.brain import extract_brain
 from defacebench.analysis import bias, registration as reg, skull as S
 from defacebench.analysis.nbv import DEFAULT_REGISTRATION, set_threads
 from defacebench.simulate.anatomy import CSF, GM, WM
-from defacebench.templates import mni152
+from defacebench.templates import mni152_intracranial_ml
 set_threads(2)
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("n", type=int, nargs="?", default=6)
@@ -34,8 +32,7 @@ args = parser.parse_args()
 root = Path(args.work); anatomy = root / "anatomy"
 if not (anatomy / "anatomy.json").exists():
     prepare_anatomy(anatomy)
-t = nib.load(str(mni152("t1"))); tmask = ndimage.binary_fill_holes(np.asarray(t.dataobj) > 0)
-tmpl_icv = tmask.sum() * abs(np.linalg.det(t.affine[:3,:3])) / 1000
+tmpl_icv = mni152_intracranial_ml()
 print("template ICV ml", tmpl_icv)
 tp = S.template_inner_skull_points(2)
 for i in range(args.n):
@@ -59,10 +56,12 @@ for i in range(args.n):
            "dice_mask_icv": 2 * (mask & icv).sum() / (mask.sum() + icv.sum()), "vs_brain": reg.volume_scaling(A),
            "pitch": truth["pitch_deg"], "chin_cut": truth["chin_cut"], "atrophy": truth["atrophy"]}
     row["ratio_vs"] = tmpl_icv / row["mask_ml"]
-    row["truth_icv_x_vs"] = row["truth_icv"] * truth["vscaling"]
+    row["pose_icv_x_vs"] = row["truth_icv"] * truth["vscaling_pose"]
     for name, mk in (("deepbet", mask), ("truth_icv", icv)):
         pts = S.inner_skull_points(mk, img.affine, 2)
         C, info = S.fit_skull_scaling(reg.apply_affine(A, pts), tp)
         row["vs_" + name] = reg.volume_scaling(C @ A)
+        row["err_" + name] = 100 * (row["vs_" + name] / truth["vscaling"] - 1)
         row["rms_" + name] = info["skull_rms_mm_after"]
+    row["err_ratio"] = 100 * (row["ratio_vs"] / truth["vscaling"] - 1)
     print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, default=float), flush=True)

@@ -10,6 +10,10 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
 
 def _package_file(package: str, *parts: str) -> Path:
     path = Path(str(resources.files(package).joinpath(*parts)))
@@ -38,3 +42,27 @@ def mni152(kind: str) -> Path:
     return _package_file(
         "nilearn", "datasets", "data", f"mni_icbm152_{kind}_tal_nlin_sym_09a_converted.nii.gz"
     )
+
+
+@lru_cache(maxsize=None)
+def mni152_intracranial() -> tuple[np.ndarray, np.ndarray]:
+    """The MNI152 2009 intracranial region (boolean mask) and its affine.
+
+    nilearn's MNI152 2009 T1w is masked to the template's brain region, which
+    includes the extracerebral CSF, so its support (``t1 > 0``, holes filled)
+    is the template's intracranial space. It is the one definition shared by
+    the NBV arm's skull fit (:func:`defacebench.analysis.skull.template_inner_skull_points`)
+    and the simulator's true VSCALING. Read-only arrays (cached).
+    """
+    template = nib.load(str(mni152("t1")))
+    mask = ndimage.binary_fill_holes(np.asarray(template.dataobj) > 0)
+    mask.setflags(write=False)
+    affine = template.affine.copy()
+    affine.setflags(write=False)
+    return mask, affine
+
+
+def mni152_intracranial_ml() -> float:
+    """Volume of :func:`mni152_intracranial` in ml (1887 ml with nilearn 0.14)."""
+    mask, affine = mni152_intracranial()
+    return float(mask.sum() * abs(np.linalg.det(affine[:3, :3])) / 1000)

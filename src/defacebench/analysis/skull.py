@@ -34,13 +34,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import nibabel as nib
 import numpy as np
 from scipy import ndimage, optimize
 from scipy.spatial import cKDTree
 from skimage import measure
 
-from ..templates import mni152
+from ..templates import mni152_intracranial
 from .registration import apply_affine
 
 #: Default skull-estimate and scaling-fit settings.
@@ -119,10 +118,8 @@ def has_extracranial_tissue(intensity: np.ndarray, brain_mask: np.ndarray, zooms
 @lru_cache(maxsize=1)
 def template_inner_skull_points(surface_step: int = 2) -> np.ndarray:
     """Inner-skull (intracranial-mask outline) points of nilearn's MNI152 brain, MNI mm."""
-    template = nib.load(str(mni152("t1")))
-    mask = np.asarray(template.dataobj) > 0
-    mask = ndimage.binary_fill_holes(mask)
-    verts, _ = brain_surface(mask, template.affine, surface_step)
+    mask, affine = mni152_intracranial()
+    verts, _ = brain_surface(mask, affine, surface_step)
     return verts
 
 

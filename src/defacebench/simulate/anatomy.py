@@ -27,7 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from .. import io
-from ..templates import mni152, pydeface_facemask, pydeface_head
+from ..templates import mni152, mni152_intracranial_ml, pydeface_facemask, pydeface_head
 
 #: Tissue labels of the ground-truth segmentation (``dseg``).
 BACKGROUND, CSF, GM, WM, HEAD = 0, 1, 2, 3, 4
@@ -186,6 +186,7 @@ def prepare_anatomy(out_dir: Path, threads: int = 1) -> dict:
         "template_wm_ml": float(wm.sum() * voxel_ml),
         "template_icv_ml": float(icv_p.sum() * voxel_ml),
         "template_ventricles_ml": float(vent.sum() * voxel_ml),
+        "mni152_icv_ml": mni152_intracranial_ml(),
         "head_template": "pydeface data/mean_reg2mean.nii.gz (+ data/facemask.nii.gz)",
         "tissue": "nilearn MNI152 2009 (mni_icbm152_{t1,gm,wm}_tal_nlin_sym_09a)",
         "registration": "antspyx Affine at 2 mm (Mattes MI, 30 % sampling, 1 thread, ANTS_RANDOM_SEED=1), MNI152 T1w brain -> deepbet-masked head template",

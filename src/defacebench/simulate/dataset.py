@@ -100,7 +100,9 @@ COLUMN_DESCRIPTIONS = {
     "wm_ml": "true white-matter volume (ml, subject space), lesions and tumour-infiltrated WM included",
     "csf_ml": "true intracranial CSF volume (ml, subject space)",
     "brain_ml": "gm_ml + wm_ml",
-    "vscaling": "volume scaling subject -> MNI152 = 1 / det(linear part of the MNI -> subject mapping)",
+    "icv_ml": "true intracranial volume (ml) = csf_ml + gm_ml + wm_ml",
+    "vscaling": "true volume scaling subject -> MNI152 = MNI152 intracranial volume (1887 ml) / icv_ml",
+    "vscaling_pose": "head_to_mni_det / det(pose): the former VSCALING truth, kept for comparison (ignores the warp)",
     "nbv_ml": "true normalised brain volume (SIENAX-style) = brain_ml x vscaling",
     "lesion_ml": "true white-matter lesion volume (ml)",
     "necrosis_ml": "necrotic core (ml)", "oedema_ml": "peritumoural oedema (ml)",
@@ -128,6 +130,6 @@ def readme(kind: str, name: str) -> str:
         "desc-lesion_mask; desc-tumour_dseg: 1 necrosis, 2 oedema, 3 non-enhancing, 4 enhancing; desc-face_mask: "
         "PyDeface's face region in the subject; sub-*_truth.json) and as columns of participants.tsv. "
         "Volumes are label counts x voxel volume in ml, on the T1w grid. nbv_ml = (gm_ml + wm_ml) x vscaling, "
-        "vscaling = 1 / det(linear part of the MNI152 -> subject mapping). contact_sheet.png shows a sagittal and "
+        "vscaling = MNI152 intracranial volume / icv_ml (the scaling a skull-constrained registration estimates). contact_sheet.png shows a sagittal and "
         "an axial slice of every image.\n"
     )
