@@ -19,6 +19,7 @@ from defacebench.simulate import contrast, deform, pathology
 from defacebench.simulate.anatomy import CSF, GM, HEAD, WM
 from defacebench.simulate.dataset import save_nifti
 from defacebench.simulate.subject import reorient
+from defacebench.templates import mni152_intracranial_ml
 
 FAST = {"voxel_size": 2.0}
 SEED = 11
@@ -85,6 +86,9 @@ def test_truth_volumes_equal_label_sums(cohorts):
             assert truth["gm_ml"] == pytest.approx((dseg == GM).sum() * voxel_ml)
             assert truth["wm_ml"] == pytest.approx((dseg == WM).sum() * voxel_ml)
             assert truth["csf_ml"] == pytest.approx((dseg == CSF).sum() * voxel_ml)
+            assert truth["icv_ml"] == pytest.approx(np.isin(dseg, [CSF, GM, WM]).sum() * voxel_ml)
+            # the true scaling brings the true intracranial space to the MNI152 one the NBV arm fits to
+            assert truth["icv_ml"] * truth["vscaling"] == pytest.approx(mni152_intracranial_ml())
             assert truth["nbv_ml"] == pytest.approx((truth["gm_ml"] + truth["wm_ml"]) * truth["vscaling"])
             saved = json.loads((root / "derivatives/truth" / f"sub-{subject}/anat/sub-{subject}_truth.json").read_text())
             assert saved["nbv_ml"] == pytest.approx(truth["nbv_ml"])
