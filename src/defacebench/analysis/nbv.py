@@ -58,8 +58,10 @@ BACKENDS = {
 #: Default VSCALING range outside which the registration is taken to have failed.
 VSCALING_RANGE = (0.7, 2.2)  # subject -> nilearn MNI152 2009 (larger than FSL MNI152: adult heads give 1.1-1.8)
 
-#: Registration settings of the default backend (1 mm; see registration.AFFINE_SETTINGS).
-DEFAULT_REGISTRATION = {"resolution_mm": None}
+#: Registration settings of the default backend: registration.AFFINE_SETTINGS (both images at 2 mm).
+#: Measured on 6 simulated subjects (2026-11-23): VSCALING error against truth 2.4 % at 2 mm and
+#: 2.3 % at 1 mm (within the run-to-run spread of ~1 %), 1.7 s instead of 7.6 s per registration.
+DEFAULT_REGISTRATION = {"resolution_mm": 2.0}
 
 
 def set_threads(threads: int) -> None:

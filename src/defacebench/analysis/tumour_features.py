@@ -32,28 +32,42 @@ def feature_names() -> tuple[str, ...]:
 FEATURE_NAMES = feature_names()
 
 
-def _masked_smooth(data: np.ndarray, maskf: np.ndarray, sigma_mm: float, zooms) -> np.ndarray:
-    sigma = [sigma_mm / z for z in zooms]
-    return ndimage.gaussian_filter(data * maskf, sigma) / (ndimage.gaussian_filter(maskf, sigma) + 1e-6)
+class _MaskedSmoother:
+    """Gaussian smoothing inside a mask (normalised convolution: Knutsson & Westin 1993, CVPR 515-523).
+
+    The mask's own smoothed weight is the same for every image smoothed at one
+    width, so it is computed once per width.
+    """
+
+    def __init__(self, mask: np.ndarray, zooms):
+        self.maskf = mask.astype(np.float32)
+        self.zooms = zooms
+        self._weights = {}
+
+    def __call__(self, data: np.ndarray, sigma_mm: float) -> np.ndarray:
+        sigma = [sigma_mm / z for z in self.zooms]
+        if sigma_mm not in self._weights:
+            self._weights[sigma_mm] = ndimage.gaussian_filter(self.maskf, sigma) + 1e-6
+        return ndimage.gaussian_filter(data * self.maskf, sigma) / self._weights[sigma_mm]
 
 
 def tumour_features(standardised: dict[str, np.ndarray], mask: np.ndarray, zooms) -> dict[str, np.ndarray]:
     """Feature maps (keys :data:`FEATURE_NAMES`) from standardised modalities on one grid."""
-    maskf = mask.astype(np.float32)
+    smooth = _MaskedSmoother(mask, zooms)
     out = {}
     for m in MODALITY_ORDER:
         x = standardised[m]
-        s1 = _masked_smooth(x, maskf, 1.0, zooms)
-        s2 = _masked_smooth(x, maskf, 2.0, zooms)
-        sq2 = _masked_smooth(x * x, maskf, 2.0, zooms)
+        s1 = smooth(x, 1.0)
+        s2 = smooth(x, 2.0)
+        sq2 = smooth(x * x, 2.0)
         out[f"{m}_raw"] = x
         out[f"{m}_smooth1"] = s1
-        out[f"{m}_smooth3"] = _masked_smooth(x, maskf, 3.0, zooms)
+        out[f"{m}_smooth3"] = smooth(x, 3.0)
         out[f"{m}_sd2"] = np.sqrt(np.maximum(sq2 - s2 * s2, 0.0))
-        out[f"{m}_contrast8"] = s1 - _masked_smooth(x, maskf, 8.0, zooms)
+        out[f"{m}_contrast8"] = s1 - smooth(x, 8.0)
     enhancement = standardised["ceT1w"] - standardised["T1w"]
     out["enhancement"] = enhancement
-    out["enhancement_smooth2"] = _masked_smooth(enhancement, maskf, 2.0, zooms)
+    out["enhancement_smooth2"] = smooth(enhancement, 2.0)
     out["depth"] = np.minimum(ndimage.distance_transform_edt(mask, sampling=zooms), 40.0) / 10.0
     return {k: np.where(mask, v, 0.0).astype(np.float32) for k, v in out.items()}
 

@@ -67,28 +67,32 @@ def load_forest(path: str | None = None) -> dict:
     return model
 
 
-def predict_proba(model: dict, X: np.ndarray, chunk: int = 400_000) -> np.ndarray:
-    """Mean class probabilities over the trees, rows of ``X`` (float32) in, (n, n_classes) out."""
+def predict_proba(model: dict, X: np.ndarray) -> np.ndarray:
+    """Mean class probabilities over the trees, rows of ``X`` (float32) in, (n, n_classes) out.
+
+    Each tree is walked node by node, splitting the row indices that reach a
+    node between its children (one column comparison per node), rather than
+    row by row: the same decisions as scikit-learn's ``predict_proba``, with
+    numpy work proportional to rows x depth and no per-row gathers of the
+    split parameters.
+    """
     X = np.ascontiguousarray(X, dtype=np.float32)
     left, right, feature, threshold, value = (model[k] for k in ("left", "right", "feature", "threshold", "value"))
     n_trees = len(model["roots"])
     out = np.zeros((X.shape[0], value.shape[1]), np.float32)
-    rows_all = np.arange(X.shape[0])
-    for start in range(0, X.shape[0], chunk):
-        rows = rows_all[start:start + chunk]
-        Xc = X[rows]
-        local = np.arange(len(rows))
-        acc = np.zeros((len(rows), value.shape[1]), np.float32)
-        for root in model["roots"]:
-            node = np.full(len(rows), root, np.int32)
-            active = local
-            while active.size:
-                nd = node[active]
-                go_left = Xc[active, feature[nd]] <= threshold[nd]
-                nxt = np.where(go_left, left[nd], right[nd])
-                leaf = nxt < 0
-                node[active[~leaf]] = nxt[~leaf]
-                active = active[~leaf]
-            acc += value[node].astype(np.float32)
-        out[rows] = acc / n_trees
-    return out
+    columns = {}  # feature index -> contiguous column, shared by every tree
+    for root in model["roots"]:
+        stack = [(int(root), np.arange(X.shape[0]))]
+        while stack:
+            node, rows = stack.pop()
+            if left[node] < 0:
+                out[rows] += value[node].astype(np.float32)
+                continue
+            f = int(feature[node])
+            if f not in columns:
+                columns[f] = np.ascontiguousarray(X[:, f])
+            go_left = columns[f][rows] <= threshold[node]
+            for child, chosen in ((left[node], rows[go_left]), (right[node], rows[~go_left])):
+                if chosen.size:
+                    stack.append((int(child), chosen))
+    return out / n_trees

@@ -142,3 +142,27 @@ def sample(volume: np.ndarray, coordinates: np.ndarray, order: int = 1, cval: fl
     out = np.empty(coordinates.shape[1:], np.float32)
     ndimage.map_coordinates(volume, coordinates, output=out, order=order, mode="constant", cval=cval, prefilter=False)
     return out
+
+
+def points_in_box(coordinates: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
+    """Boolean map of the ``coordinates`` (3, *shape) whose linear interpolation reads only voxels of ``box``."""
+    inside = np.ones(coordinates.shape[1:], bool)
+    for axis, sl in enumerate(box):
+        inside &= (coordinates[axis] >= sl.start) & (coordinates[axis] <= sl.stop - 1)
+    return inside
+
+
+def sample_in_box(volume: np.ndarray, coordinates: np.ndarray, box: tuple[slice, ...], inside: np.ndarray,
+                  fill: float) -> np.ndarray:
+    """:func:`sample` (linear) at the points ``inside`` the template ``box``; ``fill`` elsewhere.
+
+    The brain maps are non-zero in about a fifth of a head's field of view:
+    interpolating only there is ~4x cheaper and, for a map that is ``fill``
+    outside ``box``, gives the same values as sampling everywhere.
+    """
+    out = np.full(coordinates.shape[1:], fill, np.float32)
+    offset = np.array([sl.start for sl in box], np.float32)[:, None]
+    points = coordinates[:, inside] - offset
+    out[inside] = ndimage.map_coordinates(np.ascontiguousarray(volume[box]), points, order=1, mode="constant",
+                                          cval=fill, prefilter=False).astype(np.float32)
+    return out

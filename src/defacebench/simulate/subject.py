@@ -31,7 +31,7 @@ import numpy as np
 from ..cohorts import MODALITY_FILENAME, SIMULATED_MODALITIES
 from ..templates import mni152_intracranial_ml
 from . import contrast, dataset, deform, pathology
-from .anatomy import CSF, GM, HEAD, WM, load_anatomy
+from .anatomy import CSF, GM, HEAD, MAX_DISTANCE_MM, WM, load_anatomy
 
 COHORT_KINDS = ("healthy", "ms", "glioma")
 
@@ -97,6 +97,10 @@ def _cached_anatomy(anatomy_dir: str, stamp: float) -> dict:
     model["fov_centre"] = np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2,
                                     top + 8 - deform.FIELD_OF_VIEW_MM[2] / 2])
     # deep white matter where a glioblastoma may be centred
+    # template voxels that can hold brain (with a voxel of margin): the brain maps are sampled only there
+    icv_support = np.argwhere(model["icv"] > 0)
+    model["brain_box"] = tuple(slice(max(0, int(a) - 1), min(n, int(b) + 2))
+                               for a, b, n in zip(icv_support.min(0), icv_support.max(0), model["icv"].shape))
     model["tumour_sites"] = np.argwhere((model["wm"] > 0.6) & (model["csf_distance"] > 10)
                                         & (model["ventricle_distance"] > 6))
     return model
@@ -186,8 +190,13 @@ def simulate_subject(kind: str, subject: str, seed: int, anatomy_dir: Path, bids
                                          difficulty["warp_mm"], mass)
 
     # -- resample the model once
-    sampled = {name: deform.sample(model[name], coords) for name in
-               ("gm", "wm", "icv", "head", "head_mask", "face", "ventricle_distance", "csf_distance")}
+    sampled = {name: deform.sample(model[name], coords) for name in ("head", "head_mask", "face")}
+    # brain maps: zero (probabilities) or irrelevant (distances, read only inside the skull) outside the brain box
+    in_brain_box = deform.points_in_box(coords, model["brain_box"])
+    for name in ("gm", "wm", "icv", "ventricle_distance", "csf_distance"):
+        fill = MAX_DISTANCE_MM if name.endswith("_distance") else 0.0
+        sampled[name] = deform.sample_in_box(model[name], coords, model["brain_box"], in_brain_box, fill)
+    del in_brain_box
     del coords
     head_scale = float(np.cbrt(np.prod(pose.scale)))
     atrophy = float(rng.uniform(*ATROPHY_RANGE[kind]))
