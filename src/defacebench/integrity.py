@@ -33,8 +33,14 @@ def head_mask(data: np.ndarray) -> np.ndarray:
 
 
 def changed(full: np.ndarray, defaced: np.ndarray) -> np.ndarray:
-    """Voxels whose value differs between the full and the defaced image."""
-    return ~np.isclose(np.asarray(full, np.float64), np.asarray(defaced, np.float64), rtol=1e-6, atol=1e-6)
+    """Voxels whose value differs between the full and the defaced image (beyond 1e-6 absolute + 1e-6 relative).
+
+    ``numpy.isclose``'s test (NaN counts as changed), written out: isclose's
+    generality cost about 0.4 s per 1 mm head, three times per defaced image.
+    """
+    full = np.asarray(full, np.float64)
+    defaced = np.asarray(defaced, np.float64)
+    return ~(np.abs(full - defaced) <= 1e-6 + 1e-6 * np.abs(defaced))
 
 
 def integrity(full: np.ndarray, defaced: np.ndarray, brain_mask: np.ndarray | None,
