@@ -233,3 +233,16 @@ def test_lesions_stay_in_white_matter():
     vent[20:40, 20:40, 20:40] = 3.0
     lesion = pathology.white_matter_lesions(labels, vent, (1.0, 1.0, 1.0), rng, 5.0)
     assert 4.0 <= lesion.sum() / 1000 <= 9.0 and np.all(labels[lesion] == WM)
+
+
+def test_sampling_inside_the_brain_box_equals_sampling_everywhere():
+    from defacebench.simulate import deform
+
+    rng = np.random.default_rng(5)
+    volume = np.zeros((30, 32, 34), np.float32)
+    volume[8:20, 10:25, 5:30] = rng.random((12, 15, 25))
+    box = (slice(7, 21), slice(9, 26), slice(4, 31))  # the support with a voxel of margin
+    coords = rng.uniform(-2, 36, (3, 20, 21, 22)).astype(np.float32)
+    inside = deform.points_in_box(coords, box)
+    assert 0 < inside.sum() < inside.size
+    assert np.array_equal(deform.sample_in_box(volume, coords, box, inside, 0.0), deform.sample(volume, coords))

@@ -54,6 +54,22 @@ def test_shipped_forest_loads_and_predicts():
     assert MODEL_FILE in readme
 
 
+def test_exported_forest_predicts_like_scikit_learn(tmp_path):
+    """The node-by-node walk of an exported forest gives scikit-learn's probabilities (float16 leaves aside)."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    from defacebench.analysis.tumour_forest import export_forest
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(3000, 5)).astype(np.float32)
+    y = (X[:, 0] + 0.5 * X[:, 1] ** 2 > 0.5).astype(int) + (X[:, 2] > 1).astype(int)
+    forest = RandomForestClassifier(n_estimators=5, max_depth=8, random_state=0).fit(X, y)
+    path = export_forest(forest, tmp_path / "forest.npz", {"feature_names": list("abcde")})
+    model = load_forest(path)
+    X_new = rng.normal(size=(2000, 5)).astype(np.float32)
+    assert np.abs(predict_proba(model, X_new) - forest.predict_proba(X_new)).max() < 2e-3
+
+
 def test_phantom_subject_core_dice():
     """A 2 mm phantom (or simulated) glioma not used for fitting: core Dice above a floor."""
     from defacebench.analysis.pathology_training import VALIDATION_SEED, training_cohort, truth_on_grid
