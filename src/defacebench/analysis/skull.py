@@ -106,13 +106,20 @@ def has_extracranial_tissue(intensity: np.ndarray, brain_mask: np.ndarray, zooms
     Counts voxels brighter than 20 % of the brain's median in a 5-15 mm shell
     outside the brain mask; a full head has a scalp there.
     """
-    # a distance map is much cheaper than dilating by a 31-voxel ellipsoid at 1 mm
-    distance = ndimage.distance_transform_edt(~brain_mask, sampling=zooms)
+    if not brain_mask.any():
+        return False
+    # a distance map is much cheaper than dilating by a 31-voxel ellipsoid at 1 mm; it is computed
+    # only within 15 mm of the brain's bounding box, which holds the whole shell and every brain voxel
+    # (so its distances are exact), at a third of the cost of the full field of view
+    idx = np.nonzero(brain_mask)
+    box = tuple(slice(max(0, int(i.min()) - m), min(n, int(i.max()) + m + 1)) for i, n, m in
+                zip(idx, brain_mask.shape, (int(np.ceil(15.0 / z)) + 1 for z in zooms)))
+    distance = ndimage.distance_transform_edt(~brain_mask[box], sampling=zooms)
     shell = (distance > 5.0) & (distance <= 15.0)
     if shell.sum() == 0:
         return False
     reference = float(np.median(intensity[brain_mask]))
-    return float(np.mean(intensity[shell] > 0.2 * reference)) > 0.05
+    return float(np.mean(intensity[box][shell] > 0.2 * reference)) > 0.05
 
 
 @lru_cache(maxsize=1)
