@@ -83,7 +83,8 @@ def _check_result(result):
     assert result["backend"] == BACKENDS["sienax-like"]
     assert result["value"] == pytest.approx(result["brain_ml"] * result["vscaling"])
     assert result["brain_ml"] == pytest.approx(result["gm_ml"] + result["wm_ml"])
-    assert 0.8 < result["vscaling"] < 1.6
+    # subject -> nilearn's MNI152 2009, which is larger than most adult heads
+    assert 0.9 < result["vscaling"] < 2.0
     assert 800 < result["value"] < 2200
     assert "registration" in result["parameters"] and "segmentation" in result["parameters"]
     assert set(result["stage_times_s"]) >= {"brain_extraction", "registration", "segmentation"}
@@ -116,6 +117,8 @@ def test_skull_stripped_mni_input(real_bids):
     result = normalised_brain_volume({"T1w": img}, threads=2)
     assert not result["extracranial_tissue"]
     _check_result(result)
+    # brain-only scaling of a small (1030 ml GM+WM) brain: measured 1.56-1.60 over repeated runs
+    assert 1.45 < result["vscaling"] < 1.75
     with pytest.raises(AnalysisFailure) as info:
         normalised_brain_volume({"T1w": img}, threads=2, skull_constraint="required")
     assert info.value.stage == "skull_estimation"
