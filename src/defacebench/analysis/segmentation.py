@@ -28,6 +28,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage, optimize
 
+from ..arrays import bounding_box
+
 #: Default segmentation settings.
 SEGMENTATION_SETTINGS = {"mrf_beta": 0.3, "icm_iterations": 6, "histogram_bins": 256, "mixel_steps": 16}
 
@@ -136,13 +138,6 @@ def partial_volumes(x: np.ndarray, mask: np.ndarray, labels: np.ndarray, means) 
     return pve
 
 
-def _bounding_box(mask: np.ndarray, margin: int = 2):
-    nz = np.nonzero(mask)
-    return tuple(
-        slice(max(int(i.min()) - margin, 0), min(int(i.max()) + margin + 1, s)) for i, s in zip(nz, mask.shape)
-    )
-
-
 def segment_tissues(
     intensity: np.ndarray,
     mask: np.ndarray,
@@ -160,7 +155,7 @@ def segment_tissues(
     mask = np.asarray(mask, bool)
     if mask.sum() < 1000:
         raise ValueError(f"only {int(mask.sum())} voxels to segment")
-    box = _bounding_box(mask)
+    box = bounding_box(mask, margin=2)
     m = mask[box]
     x_full = np.asarray(intensity, dtype=np.float32)[box]
     values = x_full[m]

@@ -39,6 +39,7 @@ from scipy import ndimage, optimize
 from scipy.spatial import cKDTree
 from skimage import measure
 
+from ..arrays import bounding_box
 from ..templates import mni152_intracranial
 from .registration import apply_affine
 
@@ -111,9 +112,7 @@ def has_extracranial_tissue(intensity: np.ndarray, brain_mask: np.ndarray, zooms
     # a distance map is much cheaper than dilating by a 31-voxel ellipsoid at 1 mm; it is computed
     # only within 15 mm of the brain's bounding box, which holds the whole shell and every brain voxel
     # (so its distances are exact), at a third of the cost of the full field of view
-    idx = np.nonzero(brain_mask)
-    box = tuple(slice(max(0, int(i.min()) - m), min(n, int(i.max()) + m + 1)) for i, n, m in
-                zip(idx, brain_mask.shape, (int(np.ceil(15.0 / z)) + 1 for z in zooms)))
+    box = bounding_box(brain_mask, margin=[int(np.ceil(15.0 / z)) + 1 for z in zooms])
     distance = ndimage.distance_transform_edt(~brain_mask[box], sampling=zooms)
     shell = (distance > 5.0) & (distance <= 15.0)
     if shell.sum() == 0:

@@ -29,6 +29,7 @@ import json
 import nibabel as nib
 import numpy as np
 
+from ..arrays import bounding_box
 from ..io import from_canonical, mask_like, voxel_volume_ml
 from ..records import AnalysisFailure, check_plausible
 from . import tumour_features as tfeat
@@ -41,11 +42,6 @@ from .tumour_forest import MODEL_FILE, load_forest, predict_proba
 BACKENDS = ("brats-forest", "command")
 BACKEND_NAME = "defacebench-tumour-forest (re-implementation after BraTumIA, Porz et al. 2014)"
 MODALITIES = ("T1w", "ceT1w", "T2w", "FLAIR")
-
-
-def _bounding_box(mask: np.ndarray, margin: int = 10) -> tuple[slice, ...]:
-    idx = np.nonzero(mask)
-    return tuple(slice(max(0, int(i.min()) - margin), min(s, int(i.max()) + margin + 1)) for i, s in zip(idx, mask.shape))
 
 
 def prepare(images: dict, *, threads: int = 1, register: bool = True, brain_backend: str = "deepbet",
@@ -61,7 +57,7 @@ def prepare(images: dict, *, threads: int = 1, register: bool = True, brain_back
     mask, how = brain_mask(images["T1w"], t1, zooms, backend=brain_backend)
     if mask.sum() * np.prod(zooms) / 1000.0 < 300:
         raise AnalysisFailure("brain_extraction", "brain mask is implausibly small")
-    box = _bounding_box(mask)
+    box = bounding_box(mask, margin=10)
     mask_c = mask[box]
     on_t1 = {"T1w": t1}
     for m in ("ceT1w", "T2w", "FLAIR"):

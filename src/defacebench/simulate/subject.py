@@ -28,6 +28,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from ..arrays import bounding_box
 from ..cohorts import MODALITY_FILENAME, SIMULATED_MODALITIES
 from ..templates import mni152_intracranial_ml
 from . import contrast, dataset, deform, pathology
@@ -96,11 +97,9 @@ def _cached_anatomy(anatomy_dir: str, stamp: float) -> dict:
     top = max(lo[2], hi[2])
     model["fov_centre"] = np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2,
                                     top + 8 - deform.FIELD_OF_VIEW_MM[2] / 2])
-    # deep white matter where a glioblastoma may be centred
     # template voxels that can hold brain (with a voxel of margin): the brain maps are sampled only there
-    icv_support = np.argwhere(model["icv"] > 0)
-    model["brain_box"] = tuple(slice(max(0, int(a) - 1), min(n, int(b) + 2))
-                               for a, b, n in zip(icv_support.min(0), icv_support.max(0), model["icv"].shape))
+    model["brain_box"] = bounding_box(model["icv"] > 0, margin=1)
+    # deep white matter where a glioblastoma may be centred
     model["tumour_sites"] = np.argwhere((model["wm"] > 0.6) & (model["csf_distance"] > 10)
                                         & (model["ventricle_distance"] > 6))
     return model
