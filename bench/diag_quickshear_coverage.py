@@ -21,23 +21,24 @@ from defacebench import io
 from defacebench.brain import extract_brain
 from defacebench.deface import deface_image
 from defacebench.deface.common import face_region_mask, face_weights
-from defacebench.integrity import changed, head_mask
+from defacebench.analysis.pathology_training import simulate_cohort, subject_images
+from defacebench.integrity import changed, head_mask, integrity
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-bids"
 
 
 def thirds_changed(img, defaced, face) -> dict:
-    """Changed share of the face region, whole and per inferior-superior third (canonical grid)."""
+    """Changed share of the face region in each inferior-superior third (canonical grid)."""
     def canonical(data):
         return np.asarray(io.to_canonical(nib.Nifti1Image(np.asarray(data), img.affine)).dataobj)
 
     full = canonical(img.dataobj)
     diff = changed(full, canonical(defaced.dataobj))
+    # the same face region as the integrity record: the registered face mask, where the full image holds tissue
     region = (canonical(face.astype(np.uint8)) > 0) & head_mask(full)
     z = np.broadcast_to(np.arange(region.shape[2]), region.shape)
     low, high = np.percentile(z[region], [100 / 3, 200 / 3])
-    parts = {"whole": region, "lower": region & (z < low), "middle": region & (z >= low) & (z < high),
-             "upper": region & (z >= high)}
+    parts = {"lower": region & (z < low), "middle": region & (z >= low) & (z < high), "upper": region & (z >= high)}
     return {name: float(diff[part].mean()) if part.any() else float("nan") for name, part in parts.items()}
 
 
@@ -47,19 +48,10 @@ def images(n_simulated: int, work: Path) -> dict:
         path = REAL / f"sub-{sub}" / "anat" / f"sub-{sub}_T1w.nii.gz"
         if path.exists():
             found[f"real sub-{sub}"] = io.load_image(path)
-    if n_simulated:
-        from defacebench.simulate import prepare_anatomy, simulate_subject
-
-        anatomy = work / "anatomy"
-        if not (anatomy / "anatomy.json").exists():
-            prepare_anatomy(anatomy)
-        for i in range(n_simulated):
-            kind = ("healthy", "ms", "glioma")[i % 3]
-            subject = f"qs{i:02d}"
-            root = work / kind
-            if not (root / f"sub-{subject}").exists():
-                simulate_subject(kind, subject, 4000 + i, anatomy, root, {})
-            found[f"simulated {kind} {subject}"] = io.load_image(next(root.rglob(f"sub-{subject}_T1w.nii.gz")))
+    for i in range(n_simulated):
+        kind = ("healthy", "ms", "glioma")[i % 3]
+        (truth,) = simulate_cohort(kind, 1, 4000 + i, work, prefix="qs")
+        found[f"simulated {kind} sub-{truth['subject']}"] = subject_images(truth["bids_root"], truth["subject"], kind)["T1w"]
     return found
 
 
@@ -73,11 +65,11 @@ def main():
         weights, _ = face_weights(img)
         face = face_region_mask(weights)
         defaced, _ = deface_image("quickshear", img, brain_mask=brain, face_region=weights)
+        record = integrity(img.dataobj, defaced.dataobj, brain, face)
         shares = thirds_changed(img, defaced, face)
-        brain_changed = float(changed(np.asarray(img.dataobj), np.asarray(defaced.dataobj))[brain].mean())
-        print(f"{name:28s} face region changed {shares['whole']:.0%}: lower third {shares['lower']:.0%}, "
-              f"middle {shares['middle']:.0%}, upper {shares['upper']:.0%}; brain voxels changed "
-              f"{brain_changed:.4%}", flush=True)
+        print(f"{name:28s} face region changed {record['face_region_changed_fraction']:.0%}: lower third "
+              f"{shares['lower']:.0%}, middle {shares['middle']:.0%}, upper {shares['upper']:.0%}; brain voxels "
+              f"changed {record['brain_voxels_changed_fraction']:.4%}", flush=True)
 
 
 if __name__ == "__main__":
