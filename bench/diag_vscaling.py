@@ -34,7 +34,6 @@ if not (anatomy / "anatomy.json").exists():
     prepare_anatomy(anatomy)
 tmpl_icv = mni152_intracranial_ml()
 print("template ICV ml", tmpl_icv)
-tp = S.template_inner_skull_points(2)
 for i in range(args.n):
     subject = f"sim{i:02d}"
     tf = root / f"truth-{subject}.json"
@@ -59,7 +58,7 @@ for i in range(args.n):
     row["pose_icv_x_vs"] = row["truth_icv"] * truth["vscaling_pose"]
     for name, mk in (("deepbet", mask), ("truth_icv", icv)):
         pts = S.inner_skull_points(mk, img.affine, 2)
-        C, info = S.fit_skull_scaling(reg.apply_affine(A, pts), tp)
+        C, info = S.fit_skull_scaling(reg.apply_affine(A, pts))
         row["vs_" + name] = reg.volume_scaling(C @ A)
         row["err_" + name] = 100 * (row["vs_" + name] / truth["vscaling"] - 1)
         row["rms_" + name] = info["skull_rms_mm_after"]

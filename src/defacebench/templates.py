@@ -51,7 +51,7 @@ def mni152_intracranial() -> tuple[np.ndarray, np.ndarray]:
     nilearn's MNI152 2009 T1w is masked to the template's brain region, which
     includes the extracerebral CSF, so its support (``t1 > 0``, holes filled)
     is the template's intracranial space. It is the one definition shared by
-    the NBV arm's skull fit (:func:`defacebench.analysis.skull.template_inner_skull_points`)
+    the NBV arm's skull fit (:func:`defacebench.analysis.skull.template_inner_skull_distance`)
     and the simulator's true VSCALING. Read-only arrays (cached).
     """
     template = nib.load(str(mni152("t1")))

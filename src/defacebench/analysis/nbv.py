@@ -203,13 +203,11 @@ def _sienax_like(
         if skull_constraint == "required" and not has_head:
             raise AnalysisFailure("skull_estimation", "no skull in the image (skull-stripped?) and skull_constraint='required'")
         if skull_constraint != "off":
-            template_points = skull_mod.template_inner_skull_points(skull_settings["surface_step"])
             points = skull_mod.inner_skull_points(mask, canonical.affine, skull_settings["surface_step"])
             try:
                 correction, skull_info = skull_mod.fit_skull_scaling(
-                    reg.apply_affine(brain_to_mni, points), template_points,
-                    vault_z_mm=skull_settings["vault_z_mm"], truncate_mm=skull_settings["truncate_mm"],
-                    min_points=skull_settings["min_points"], max_points=skull_settings["max_points"],
+                    reg.apply_affine(brain_to_mni, points), vault_z_mm=skull_settings["vault_z_mm"],
+                    loss_scale_mm=skull_settings["loss_scale_mm"], min_points=skull_settings["min_points"],
                 )
             except ValueError as exc:
                 raise AnalysisFailure("skull_estimation", str(exc)) from exc
