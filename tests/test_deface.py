@@ -134,6 +134,22 @@ def test_deface_subject_writes_bids_names_and_scrubbed_sidecars(tmp_path):
     assert record["backend"].startswith("defacebench-mri_deface-like")
 
 
+def test_full_renders_from_the_preparation_are_reused(tmp_path):
+    """The preparation renders each full image once; a method's record points at that render, not a new one."""
+    from defacebench.deface import render_full_images
+
+    images, prep = _write_subject(tmp_path)
+    prep["full_renders"] = render_full_images(images, tmp_path / "renders")
+    assert set(prep["full_renders"]) == {"T1w", "FLAIR"}
+    full_png = Path(prep["full_renders"]["T1w"]["render"])
+    stamp = full_png.stat().st_mtime_ns
+    record = deface_subject("quickshear", images, tmp_path / "out", prep=prep, render_dir=tmp_path / "renders")
+    t1 = record["images"]["T1w"]
+    assert t1["render_full"] == str(full_png) and full_png.stat().st_mtime_ns == stamp
+    assert t1["face_detected_full"] == prep["full_renders"]["T1w"]["face_detected"]
+    assert Path(t1["render_defaced"]).exists()
+
+
 def test_apply_t1w_mask_resamples_the_removed_voxels(tmp_path):
     images, prep = _write_subject(tmp_path)
     record = deface_subject("quickshear", images, tmp_path / "out", prep=prep, options={"apply_t1w_mask": True})

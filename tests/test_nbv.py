@@ -158,3 +158,17 @@ def test_skull_fit_is_stable_under_a_small_change_of_start():
     a = np.linalg.det(plain[:3, :3])
     b = np.linalg.det(nudged[:3, :3] @ nudge[:3, :3])
     assert abs(b / a - 1) < 0.003
+
+
+def test_shipped_template_distance_matches_a_fresh_computation():
+    """The shipped MNI152 intracranial distance map is what compute_template_inner_skull_distance makes now."""
+    from defacebench.analysis.skull import compute_template_inner_skull_distance, template_inner_skull_distance
+
+    shipped, shipped_affine = template_inner_skull_distance()
+    fresh, fresh_affine = compute_template_inner_skull_distance()
+    assert shipped.shape == fresh.shape
+    np.testing.assert_allclose(shipped_affine, fresh_affine)
+    assert np.abs(shipped - fresh).max() <= 0.006  # 0.01 mm storage units
+    # the MNI origin (near the anterior commissure) lies deep inside the outline, the grid's corner outside it
+    origin = np.round(np.linalg.inv(shipped_affine) @ [0, 0, 0, 1])[:3].astype(int)
+    assert shipped[tuple(origin)] < -10 and shipped[0, 0, 0] > 5

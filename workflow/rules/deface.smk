@@ -8,7 +8,10 @@ rule prepare_defacing:
         directory(f"{RESULTS}/defaced/{{cohort}}/preparation/sub-{{subject}}"),
     params:
         t1w=lambda wc: full_image_paths(wc.cohort, wc.subject).get("T1w"),
+        images=lambda wc: full_image_paths(wc.cohort, wc.subject),
         brain_extraction=DEFACE.get("brain_extraction", "deepbet"),
+        render=DEFACE.get("render", True),
+        render_dir=lambda wc: f"{RESULTS}/renders/{wc.cohort}/sub-{wc.subject}",
     conda:
         "../../envs/defacebench.yaml"
     log:

@@ -13,9 +13,9 @@ Modules: :mod:`.common` (template face region, command runner), one module per m
 """
 
 from .run import (BACKENDS, METHODS, cached_preparation, deface_image, deface_subject, load_preparation,
-                  prepare_subject, save_preparation)
+                  prepare_subject, render_full_images, save_preparation)
 
 __all__ = [
     "BACKENDS", "METHODS", "cached_preparation", "deface_image", "deface_subject", "load_preparation",
-    "prepare_subject", "save_preparation",
+    "prepare_subject", "render_full_images", "save_preparation",
 ]

@@ -61,6 +61,19 @@ def prepare_subject(t1w: nib.Nifti1Image, brain_backend: str = "deepbet", regist
     return out
 
 
+def render_full_images(images: dict[str, Path], render_dir: Path) -> dict:
+    """A frontal render of each full image with its face-detection result, keyed by modality.
+
+    Done once per subject in the preparation, so that every method's integrity
+    record compares against the same full-head render instead of each method's
+    job rendering (and writing) it again.
+    """
+    from ..privacy import render_and_detect
+
+    return {modality: render_and_detect(io.load_image(path), Path(render_dir) / f"{_stem(Path(path))}_desc-full_render.png")
+            for modality, path in images.items()}
+
+
 def save_preparation(prep: dict, t1w: nib.Nifti1Image | None, out_dir: Path) -> None:
     """Write a subject's preparation (masks on the T1w grid, failures and details as JSON)."""
     out_dir = Path(out_dir)
@@ -271,7 +284,8 @@ def deface_subject(method: str, images: dict[str, Path], out_dir: Path, *, optio
             entry.update(integrity(full, np.asanyarray(defaced.dataobj), on_grid.get("brain_mask"),
                                    common.face_region_mask(on_grid["face_region"]) if "face_region" in on_grid else None))
             if render:
-                entry.update(_render_pair(img, defaced, path, method, Path(render_dir)))
+                entry.update(_render_pair(img, defaced, path, method, Path(render_dir),
+                                          prep.get("full_renders", {}).get(modality)))
         except AnalysisFailure as failure:
             entry.update(status="failed", failed_stage=failure.stage, message=failure.reason,
                          runtime_s=round(time.perf_counter() - start, 2))
@@ -296,12 +310,18 @@ def _resample(array: np.ndarray, source: nib.Nifti1Image, target: nib.Nifti1Imag
     return resample_mask(array > 0.5, source, target).astype(np.float32)
 
 
-def _render_pair(full: nib.Nifti1Image, defaced: nib.Nifti1Image, path: Path, method: str, render_dir: Path) -> dict:
-    """Frontal renders of the full and the defaced head, with face detection on each."""
+def _render_pair(full: nib.Nifti1Image, defaced: nib.Nifti1Image, path: Path, method: str, render_dir: Path,
+                 full_result: dict | None = None) -> dict:
+    """Frontal renders of the full and the defaced head, with face detection on each.
+
+    ``full_result`` is the full head's render from the preparation
+    (:func:`render_full_images`); without one, the full head is rendered here.
+    """
     from ..privacy import render_and_detect
 
     stem = _stem(path)
-    full_result = render_and_detect(full, render_dir / f"{stem}_desc-full_render.png")
+    if full_result is None:
+        full_result = render_and_detect(full, render_dir / f"{stem}_desc-full_render.png")
     mine = render_and_detect(defaced, render_dir / f"{stem}_desc-{method}_render.png")
     return {"face_detected_full": full_result["face_detected"], "face_detected_defaced": mine["face_detected"],
             "faces_detected_full": full_result["faces_detected"], "faces_detected_defaced": mine["faces_detected"],
