@@ -31,10 +31,14 @@ import numpy as np
 from ..arrays import bounding_box
 from ..cohorts import MODALITY_FILENAME, SIMULATED_MODALITIES
 from ..templates import mni152_intracranial_ml
-from . import contrast, dataset, deform, pathology
+from . import contrast, dataset, deform, mimics, pathology
 from .anatomy import CSF, GM, HEAD, MAX_DISTANCE_MM, WM, load_anatomy
 
 COHORT_KINDS = ("healthy", "ms", "glioma")
+#: Cohorts whose images show the normal lesion/tumour mimics (:mod:`.mimics`): those with FLAIR and
+#: ceT1w, where the mimics are visible; the healthy cohort has a T1w only, on which they hardly show,
+#: so its images (and the NBV arm's validation on them) stay as they were.
+MIMIC_KINDS = ("ms", "glioma")
 
 DEFAULT_DIFFICULTY = {
     "max_pitch_deg": 15.0,  # head nodding, uniform in +-max
@@ -207,15 +211,17 @@ def simulate_subject(kind: str, subject: str, seed: int, anatomy_dir: Path, bids
     head_t1 = sampled["head"] / np.float32(model["template_wm_intensity"])
     zooms = (voxel,) * 3
 
-    lesion = tumour = None
+    lesion = tumour = mimic_maps = None
+    ventricle_mm = sampled["ventricle_distance"] * head_scale
     if kind == "ms":
         lesion_target = float(np.exp(rng.uniform(*np.log(LESION_ML))))
-        lesion = pathology.white_matter_lesions(labels, sampled["ventricle_distance"] * head_scale, zooms, rng,
-                                                lesion_target)
+        lesion = pathology.white_matter_lesions(labels, ventricle_mm, zooms, rng, lesion_target)
     elif kind == "glioma":
         centre_vox = np.linalg.inv(out_affine)[:3, :3] @ tumour_centre + np.linalg.inv(out_affine)[:3, 3]
         tumour = pathology.glioblastoma(labels, centre_vox, zooms, rng, core_ml)
-    del sampled
+    if kind in MIMIC_KINDS:
+        mimic_maps = mimics.normal_mimics(labels, ventricle_mm, atrophy_distances(atrophy)[1], zooms, rng)
+    del sampled, ventricle_mm
 
     # -- images
     bias = contrast.bias_field(shape, zooms, rng, difficulty["bias_level"])
@@ -223,7 +229,8 @@ def simulate_subject(kind: str, subject: str, seed: int, anatomy_dir: Path, bids
     images = {}
     for modality in SIMULATED_MODALITIES[kind]:
         signal = contrast.tissue_signal(modality, rng)
-        clean = contrast.clean_image(modality, labels, fractions, head_t1, lesion, tumour, signal, rng, zooms)
+        clean = contrast.clean_image(modality, labels, fractions, head_t1, lesion, tumour, signal, rng, zooms,
+                                     mimic_maps)
         # each sequence sees the coil a little differently
         clean *= bias * contrast.bias_field(shape, zooms, rng, difficulty["bias_level"] / 3)
         data = contrast.rician(clean, noise * signal["wm"], rng)
