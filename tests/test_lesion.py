@@ -70,8 +70,10 @@ def test_cluster_filter_drops_small_clusters():
 
 
 SIM_WORK = "/tmp/dfb-test-pathology"  # simulated subjects are reused across sessions on one machine
-# floors under the measured figures (bench/bench_lesion_tumour.py, 5 validation subjects, 1 mm:
-# Dice 0.81-0.98, mean 0.86; sub-ms07: 0.29), so that a regression fails and run-to-run noise does not
+# floors under the measured figures (bench/bench_lesion_tumour.py, 5 validation subjects, 1 mm, on the
+# simulator with realistic lesions and FLAIR mimics: Dice 0.55-0.85, mean 0.72; the first validation
+# subject, the one tested below, 0.83 with volume 22.5 ml for 31.4 ml true; sub-ms07: see
+# src/defacebench/data/README.md), so that a regression fails and run-to-run noise does not
 SIM_DICE_FLOOR = 0.75
 MS07_DICE_FLOOR = 0.2
 
@@ -81,7 +83,8 @@ def test_shipped_coefficients_were_fitted_on_the_simulator():
     training = params["training"]
     assert training["source"] == "simulator"
     assert training["seed"] == 9001 and training["n_subjects"] >= 8
-    assert training["fitting_dice_mean"] > 0.85
+    # measured 0.78 on the simulator with realistic lesions and FLAIR mimics (0.95 on the easier earlier one)
+    assert training["fitting_dice_mean"] > 0.75
     # the FLAIR-brightness slope must be positive: brighter than white matter means more likely a lesion
     assert params["coefficients"][lf.FEATURE_NAMES.index("z_wm")] > 0
 
