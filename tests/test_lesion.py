@@ -75,7 +75,7 @@ SIM_WORK = "/tmp/dfb-test-pathology"  # simulated subjects are reused across ses
 # subject, the one tested below, 0.83 with volume 22.5 ml for 31.4 ml true; sub-ms07: see
 # src/defacebench/data/README.md), so that a regression fails and run-to-run noise does not
 SIM_DICE_FLOOR = 0.75
-MS07_DICE_FLOOR = 0.3  # measured 0.35 (was 0.29 with the model fitted on the easier simulator)
+MS07_DICE_FLOOR = 0.3  # measured 0.35 and 0.34 in two runs (was 0.29 with the model fitted on the easier simulator)
 
 
 def test_shipped_coefficients_were_fitted_on_the_simulator():
