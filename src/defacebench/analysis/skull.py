@@ -13,7 +13,7 @@ sides, the **inner skull surface**, i.e. the outline of the intracranial
 
 * subject: the brain mask from deepbet, which includes most of the
   extracerebral CSF up to the inner table of the skull (on simulated heads with
-  widened CSF spaces it stays 5-6 % below the true intracranial volume, which
+  widened CSF spaces it stays 3-6 % below the true intracranial volume, which
   is the largest remaining error of the arm);
 * template: the outline of nilearn's MNI152 brain (T1 > 0, 1887 ml, also brain +
   CSF).
@@ -36,9 +36,10 @@ Why a distance map and not point-to-point matching: a symmetric chamfer
 distance over k-d-tree nearest neighbours, minimised with Powell, was the first
 version. Its cost is piecewise constant in the parameters, and measured on six
 simulated heads, starting it from the same affine perturbed by 0.3 % gave
-VSCALINGs 2-5 % apart. The distance-map fit moves by less than 0.3 % under the
-same perturbation, and on the true intracranial outline it is within 0.7 % of
-the true VSCALING (mean absolute error over the six heads).
+VSCALINGs 2-5 % apart. The distance-map fit moves by less than 0.1 % under the
+same perturbation, and on the true intracranial outline it is within 0.6 % of
+the true VSCALING (mean absolute error over the six heads;
+``bench/diag_vscaling.py``).
 
 Deviation from SIENAX: inner instead of outer skull surface; the outer-skull helper :func:`outer_skull_points` (BET-style profile
 search) is kept for diagnostics only.
