@@ -130,7 +130,7 @@ def _scaled_template_outline(scales, shift):
     from defacebench.templates import mni152_intracranial
 
     mask, affine = mni152_intracranial()
-    points, _ = brain_surface(mask, affine, 2)
+    points = brain_surface(mask, affine, 2)
     centre = np.array([0.0, -18.0, 18.0])
     return (points - centre) / np.asarray(scales) + centre + np.asarray(shift)
 

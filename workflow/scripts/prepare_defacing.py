@@ -17,5 +17,6 @@ with job_log(snakemake.log[0]):
         t1w = load_image(snakemake.params.t1w)
         prep = prepare_subject(t1w, snakemake.params.brain_extraction)
     if snakemake.params.render:
-        prep["full_renders"] = render_full_images(snakemake.params.images, Path(snakemake.params.render_dir))
+        prep["full_renders"] = render_full_images(snakemake.params.images, Path(snakemake.params.render_dir),
+                                                  loaded={"T1w": t1w} if t1w is not None else None)
     save_preparation(prep, t1w, out)

@@ -41,8 +41,7 @@ same perturbation, and on the true intracranial outline it is within 0.6 % of
 the true VSCALING (mean absolute error over the six heads;
 ``bench/diag_vscaling.py``).
 
-Deviation from SIENAX: inner instead of outer skull surface; the outer-skull helper :func:`outer_skull_points` (BET-style profile
-search) is kept for diagnostics only.
+Deviation from SIENAX: inner instead of outer skull surface.
 """
 
 from __future__ import annotations
@@ -50,6 +49,7 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib import resources
 
+import nibabel as nib
 import numpy as np
 from scipy import ndimage, optimize
 from skimage import measure
@@ -60,8 +60,6 @@ from .registration import apply_affine
 
 #: Default skull-estimate and scaling-fit settings.
 SKULL_SETTINGS = {
-    "search_mm": 25.0,
-    "min_dark_mm": 1.5,
     "vault_z_mm": -40.0,
     "loss_scale_mm": 2.0,
     "min_points": 300,
@@ -70,49 +68,11 @@ SKULL_SETTINGS = {
 
 
 
-def brain_surface(mask: np.ndarray, affine: np.ndarray, step: int = 2):
-    """Vertices (N, 3, world mm) and outward unit normals of a smoothed brain-mask surface."""
+def brain_surface(mask: np.ndarray, affine: np.ndarray, step: int = 2) -> np.ndarray:
+    """Vertices (N, 3, world mm) of a smoothed brain-mask surface."""
     smooth = ndimage.gaussian_filter(mask.astype(np.float32), 1.5)
-    verts, faces, normals, _ = measure.marching_cubes(smooth, 0.5, step_size=step, gradient_direction="ascent")
-    # marching_cubes normals point towards increasing values (into the brain) with "ascent": flip
-    normals = -normals
-    world = apply_affine(affine, verts)
-    linear = affine[:3, :3]
-    world_normals = normals @ np.linalg.inv(linear)  # normals transform by the inverse transpose
-    world_normals /= np.linalg.norm(world_normals, axis=1, keepdims=True) + 1e-12
-    return world, world_normals
-
-
-def outer_skull_points(
-    intensity: np.ndarray,
-    affine: np.ndarray,
-    brain_mask: np.ndarray,
-    *,
-    search_mm: float = SKULL_SETTINGS["search_mm"],
-    min_dark_mm: float = SKULL_SETTINGS["min_dark_mm"],
-    surface_step: int = SKULL_SETTINGS["surface_step"],
-) -> np.ndarray:
-    """Outer-skull surface points (M, 3, world mm) found along the brain-surface normals."""
-    verts, normals = brain_surface(brain_mask, affine, surface_step)
-    reference = float(np.median(intensity[brain_mask]))
-    distances = np.arange(0.0, search_mm + 0.5, 0.5)
-    samples = verts[:, None, :] + distances[None, :, None] * normals[:, None, :]
-    voxels = apply_affine(np.linalg.inv(affine), samples.reshape(-1, 3)).T
-    profiles = ndimage.map_coordinates(intensity, voxels, order=1, mode="constant", cval=np.nan)
-    profiles = profiles.reshape(len(verts), len(distances))
-    # the dark band must start beyond the brain edge and lie within the first 2/3 of the search
-    start = int(min_dark_mm / 0.5)
-    stop = int(len(distances) * 2 / 3)
-    inner = np.where(np.isnan(profiles[:, start:stop]), np.inf, profiles[:, start:stop])
-    i_min = np.argmin(inner, axis=1) + start
-    v_min = profiles[np.arange(len(verts)), i_min]
-    threshold = v_min + 0.5 * (reference - v_min)
-    after = np.arange(len(distances))[None, :] > i_min[:, None]
-    above = after & (np.nan_to_num(profiles, nan=-np.inf) > threshold[:, None])
-    found = above.any(axis=1) & (v_min < 0.5 * reference)
-    first = np.argmax(above, axis=1)
-    points = verts + distances[first][:, None] * normals
-    return points[found]
+    verts, _, _, _ = measure.marching_cubes(smooth, 0.5, step_size=step)
+    return apply_affine(affine, verts)
 
 
 def has_extracranial_tissue(intensity: np.ndarray, brain_mask: np.ndarray, zooms) -> bool:
@@ -152,18 +112,14 @@ def compute_template_inner_skull_distance(step: int = 2, margin_mm: int = 12,
     +-``clip_mm`` (points farther out are outliers of the robust fit anyway).
     """
     mask, affine = mni152_intracranial()
-    zooms = np.abs(np.diag(affine)[:3])
-    box = bounding_box(mask, margin=margin_mm)
-    inside = mask[box]
+    cropped = nib.Nifti1Image(mask.astype(np.uint8), affine).slicer[bounding_box(mask, margin=margin_mm)]
+    inside = np.asarray(cropped.dataobj) > 0
+    zooms = cropped.header.get_zooms()[:3]
     signed = (ndimage.distance_transform_edt(~inside, sampling=zooms)
               - ndimage.distance_transform_edt(inside, sampling=zooms))
     signed = ndimage.gaussian_filter(signed.astype(np.float32), 1.0)
-    signed = np.clip(signed[::step, ::step, ::step], -clip_mm, clip_mm)
-    corner = np.array([sl.start for sl in box], dtype=float)
-    out_affine = np.array(affine, dtype=float)
-    out_affine[:3, 3] = out_affine[:3, :3] @ corner + out_affine[:3, 3]
-    out_affine[:3, :3] *= step
-    return signed, out_affine
+    coarse = nib.Nifti1Image(signed, cropped.affine).slicer[::step, ::step, ::step]
+    return np.clip(np.asarray(coarse.dataobj), -clip_mm, clip_mm), coarse.affine
 
 
 def save_template_inner_skull_distance(path) -> None:
@@ -190,8 +146,7 @@ def template_inner_skull_distance() -> tuple[np.ndarray, np.ndarray]:
 
 def inner_skull_points(brain_mask: np.ndarray, affine: np.ndarray, surface_step: int = 2) -> np.ndarray:
     """Inner-skull (intracranial-mask outline) points of a subject, world mm."""
-    verts, _ = brain_surface(ndimage.binary_fill_holes(brain_mask), affine, surface_step)
-    return verts
+    return brain_surface(ndimage.binary_fill_holes(brain_mask), affine, surface_step)
 
 
 def fit_skull_scaling(

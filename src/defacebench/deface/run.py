@@ -61,16 +61,20 @@ def prepare_subject(t1w: nib.Nifti1Image, brain_backend: str = "deepbet", regist
     return out
 
 
-def render_full_images(images: dict[str, Path], render_dir: Path) -> dict:
+def render_full_images(images: dict[str, Path], render_dir: Path,
+                       loaded: dict[str, nib.Nifti1Image] | None = None) -> dict:
     """A frontal render of each full image with its face-detection result, keyed by modality.
 
     Done once per subject in the preparation, so that every method's integrity
     record compares against the same full-head render instead of each method's
-    job rendering (and writing) it again.
+    job rendering (and writing) it again. ``loaded`` holds images the caller
+    has already read (by modality), which are not read again.
     """
     from ..privacy import render_and_detect
 
-    return {modality: render_and_detect(io.load_image(path), Path(render_dir) / f"{_stem(Path(path))}_desc-full_render.png")
+    loaded = loaded or {}
+    return {modality: render_and_detect(loaded[modality] if modality in loaded else io.load_image(path),
+                                        Path(render_dir) / f"{_stem(Path(path))}_desc-full_render.png")
             for modality, path in images.items()}
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from ..arrays import bounding_box
 from . import pathology
 from .anatomy import CSF, GM, HEAD, WM
 
@@ -119,7 +120,7 @@ def clean_image(modality: str, labels: np.ndarray, fractions: dict, head_t1: np.
         strength = np.concatenate([[0.0], rng.uniform(*LESION_STRENGTH, n)]).astype(np.float32)
         data[lesion] = signal["wm"] + strength[components[lesion]] * (signal["lesion"] - signal["wm"])
     if tumour is not None and tumour.any():
-        box = ndimage.find_objects((tumour > 0).astype(np.uint8))[0]
+        box = bounding_box(tumour > 0)
         local_labels = tumour[box]
         local = data[box]
         for label, key in ((pathology.NECROSIS, "necrosis"), (pathology.NONENHANCING, "nonenhancing"),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from ..arrays import bounding_box
 from .anatomy import GM, WM
 
 #: Tumour labels (BraTS-compatible: core = {1, 3, 4}, whole tumour = {1, 2, 3, 4}).
@@ -148,7 +149,7 @@ def glioblastoma(labels: np.ndarray, centre_vox, zooms, rng: np.random.Generator
     out = np.zeros(labels.shape, np.uint8)
     if rim.any():
         # part of the rim does not enhance: a smooth random split within the tumour's bounding box
-        box = ndimage.find_objects(rim.astype(np.uint8))[0]
+        box = bounding_box(rim)
         split = ndimage.gaussian_filter(rng.standard_normal(rim[box].shape), 3 / min(zooms))
         weak = rng.random() < WEAK_ENHANCEMENT_PROBABILITY
         nonenhancing_share = rng.uniform(0.75, 0.92) if weak else rng.uniform(0.2, 0.45)
