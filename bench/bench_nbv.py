@@ -1,17 +1,16 @@
 """Speed, memory and accuracy of the NBV arm (defacebench.analysis.nbv).
 
-Run: python bench/bench_nbv.py [--threads 2]
+Run: python bench/bench_nbv.py [--threads 2] [--n 6] [--work /tmp/nbvdiag]
 Prints per image: NBV, GM, WM, VSCALING, stage times, wall time, and the
 process's peak RSS; GM/WM of the segmentation on nilearn's MNI152 T1 against
-the sums of its GM/WM probability maps; and, when the simulator exists
-(defacebench.simulate.simulate_subject), NBV error against simulated truth.
+the sums of its GM/WM probability maps; and the NBV error against the truth of
+simulated healthy subjects (``pathology_training.simulate_cohort``, cached in ``--work``).
 """
 
 from __future__ import annotations
 
 import argparse
 import resource
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,6 +24,8 @@ from defacebench.records import AnalysisFailure
 from defacebench.templates import mni152, pydeface_head
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-bids"
+#: Seed of the simulated healthy subjects (subject i: seed + i), shared with bench/diag_vscaling.py.
+SIMULATION_SEED = 1000
 
 
 def peak_rss_mb() -> float:
@@ -64,32 +65,23 @@ def mni_check():
     )
 
 
-def simulated(threads, n=6):
-    try:
-        from defacebench.simulate import prepare_anatomy, simulate_subject
-    except ImportError:
-        print("simulator not available: no accuracy against simulated truth")
-        return
-    from defacebench.cohorts import MODALITY_FILENAME
+def simulated(threads, work: Path, n=6):
+    from defacebench.analysis.pathology_training import simulate_cohort, subject_images
 
     errors = []
-    with tempfile.TemporaryDirectory() as tmp:
-        anatomy = Path(tmp) / "anatomy"
-        prepare_anatomy(anatomy)
-        for i in range(n):
-            subject = f"sim{i:02d}"
-            truth = simulate_subject("healthy", subject, 1000 + i, anatomy, Path(tmp) / "bids", {})
-            path = next((Path(tmp) / "bids").rglob(f"sub-{subject}*{MODALITY_FILENAME['T1w']}*"))
-            r = run_one(subject, load_image(path), threads)
-            if r:
-                err = 100 * (r["value"] / truth["nbv_ml"] - 1)
-                # NBV = (GM + WM) x VSCALING: say which factor the error comes from
-                brain_err = 100 * (r["brain_ml"] / truth["brain_ml"] - 1)
-                scaling_err = 100 * (r["vscaling"] / truth["vscaling"] - 1)
-                errors.append((abs(err), abs(brain_err), abs(scaling_err)))
-                print(f"   truth NBV {truth['nbv_ml']:.1f} ml (GM+WM {truth['brain_ml']:.1f} ml, VSCALING "
-                      f"{truth['vscaling']:.3f}): NBV error {err:+.2f} %, GM+WM {brain_err:+.2f} %, "
-                      f"VSCALING {scaling_err:+.2f} %")
+    # the same healthy subjects bench/diag_vscaling.py diagnoses (seeds 1000.., cached under ``work``)
+    for truth in simulate_cohort("healthy", n, SIMULATION_SEED, work, prefix="sim"):
+        subject = truth["subject"]
+        r = run_one(subject, subject_images(truth["bids_root"], subject, "healthy")["T1w"], threads)
+        if r:
+            err = 100 * (r["value"] / truth["nbv_ml"] - 1)
+            # NBV = (GM + WM) x VSCALING: say which factor the error comes from
+            brain_err = 100 * (r["brain_ml"] / truth["brain_ml"] - 1)
+            scaling_err = 100 * (r["vscaling"] / truth["vscaling"] - 1)
+            errors.append((abs(err), abs(brain_err), abs(scaling_err)))
+            print(f"   truth NBV {truth['nbv_ml']:.1f} ml (GM+WM {truth['brain_ml']:.1f} ml, VSCALING "
+                  f"{truth['vscaling']:.3f}, atrophy {truth['atrophy']:.2f}): NBV error {err:+.2f} %, "
+                  f"GM+WM {brain_err:+.2f} %, VSCALING {scaling_err:+.2f} %")
     if errors:
         nbv, brain, scaling = np.mean(errors, axis=0)
         print(f"mean absolute error vs simulated truth (n={len(errors)}): NBV {nbv:.2f} %, GM+WM {brain:.2f} %, "
@@ -99,6 +91,8 @@ def simulated(threads, n=6):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--work", default="/tmp/nbvdiag", help="cache of the simulated subjects (shared with diag_vscaling.py)")
+    parser.add_argument("--n", type=int, default=6, help="simulated subjects")
     args = parser.parse_args()
     mni_check()
     images = {"pydeface-head": load_image(pydeface_head())}
@@ -108,7 +102,7 @@ def main():
             images[sub] = load_image(path)
     for name, img in images.items():
         run_one(name, img, args.threads)
-    simulated(args.threads)
+    simulated(args.threads, Path(args.work), args.n)
     print(f"peak RSS {peak_rss_mb():.0f} MB")
 
 

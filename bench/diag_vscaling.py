@@ -1,6 +1,7 @@
 """Where the NBV arm's VSCALING error comes from, on simulated healthy subjects.
 
-Usage: python bench/diag_vscaling.py [N] [--work DIR]   (default 6 subjects, seeds 1000.., /tmp/nbvdiag)
+Usage: python bench/diag_vscaling.py [N] [--work DIR]   (default 6 subjects, seeds 1000.., /tmp/nbvdiag;
+the subjects are bench/bench_nbv.py's, simulated once by pathology_training.simulate_cohort)
 
 Per subject: the true VSCALING (simulator: MNI152 ICV / true ICV), the true intracranial
 volume (label count of CSF+GM+WM), deepbet's mask volume and its Dice with the true ICV, and four
@@ -22,37 +23,29 @@ import argparse
 import json
 from pathlib import Path
 import numpy as np, nibabel as nib
-from defacebench.simulate import prepare_anatomy, simulate_subject
-from defacebench.cohorts import MODALITY_FILENAME
+from defacebench.analysis.pathology_training import simulate_cohort
 from defacebench.io import load_image, to_canonical
 from defacebench.brain import extract_brain
 from defacebench.analysis import bias, registration as reg, skull as S
 from defacebench.analysis.nbv import DEFAULT_REGISTRATION, set_threads
 from defacebench.simulate.anatomy import CSF, GM, WM
 from defacebench.templates import mni152_intracranial_ml
+from bench_nbv import SIMULATION_SEED
 set_threads(2)
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("n", type=int, nargs="?", default=6)
 parser.add_argument("--work", default="/tmp/nbvdiag")
 args = parser.parse_args()
-root = Path(args.work); anatomy = root / "anatomy"
-if not (anatomy / "anatomy.json").exists():
-    prepare_anatomy(anatomy)
 tmpl_icv = mni152_intracranial_ml()
 print("template ICV ml", tmpl_icv)
 rng = np.random.default_rng(5)
 errors: dict[str, list[float]] = {}
-for i in range(args.n):
-    subject = f"sim{i:02d}"
-    tf = root / f"truth-{subject}.json"
-    if tf.exists():
-        truth = json.loads(tf.read_text())
-    else:
-        truth = simulate_subject("healthy", subject, 1000 + i, anatomy, root / "bids", {})
-        tf.write_text(json.dumps(truth, default=float))
-    path = next((root / "bids").rglob(f"sub-{subject}*{MODALITY_FILENAME['T1w']}*"))
+# the same healthy subjects bench/bench_nbv.py measures (cached under --work)
+for truth in simulate_cohort("healthy", args.n, SIMULATION_SEED, args.work, prefix="sim"):
+    subject, bids = truth["subject"], Path(truth["bids_root"])
+    path = bids / f"sub-{subject}" / "anat" / f"sub-{subject}_T1w.nii.gz"
+    dseg = to_canonical(nib.load(bids / "derivatives" / "truth" / f"sub-{subject}" / "anat" / f"sub-{subject}_dseg.nii.gz"))
     img = to_canonical(load_image(path)); vox = np.prod(img.header.get_zooms()[:3]) / 1000
-    dseg = to_canonical(nib.load(next((root / "bids").rglob(f"sub-{subject}*dseg.nii.gz"))))
     lab = np.asarray(dseg.dataobj)
     icv = np.isin(lab, [CSF, GM, WM])
     mask = extract_brain(img)

@@ -152,6 +152,28 @@ def test_tissue_and_pathology_contrast(cohorts):
         assert means(root, s, "T2w", tumour == 2) > 1.2 * means(root, s, "T2w", wm)
 
 
+def test_skull_is_a_dark_band_as_in_real_t1w(cohorts):
+    """Cortical bone right outside the intracranial region is dark (real T1w: 0.11-0.15 x WM), and the scalp
+    further out is bright again, so brain extraction sees an inner table."""
+    from scipy import ndimage
+
+    root, truths = cohorts["healthy"]
+    for truth in truths:
+        s = truth["participant_id"][4:]
+        data = np.asarray(nib.as_closest_canonical(nib.load(str(root / f"sub-{s}/anat/sub-{s}_T1w.nii.gz"))).dataobj, float)
+        dseg_file = root / "derivatives" / "truth" / f"sub-{s}" / "anat" / f"sub-{s}_dseg.nii.gz"
+        dseg = np.asarray(nib.as_closest_canonical(nib.load(str(dseg_file))).dataobj)
+        icv = (dseg >= CSF) & (dseg <= WM)
+        depth = ndimage.distance_transform_edt(~icv, sampling=truth["voxel_size_mm"])
+        vault = np.zeros(icv.shape, bool)
+        vault[..., int(np.argwhere(icv)[:, 2].mean()):] = True  # above the brain's centre (RAS: axis 2 is superior)
+        wm = np.median(data[dseg == WM])
+        bone = np.median(data[vault & (dseg == HEAD) & (depth > 1.5) & (depth <= 4)]) / wm
+        csf = np.median(data[dseg == CSF]) / wm
+        scalp = np.percentile(data[vault & (dseg == HEAD) & (depth > 6) & (depth <= 10)], 75) / wm
+        assert bone < 0.2 < csf and scalp > 0.5, (s, bone, csf, scalp)
+
+
 def test_dataset_files(cohorts):
     root, truths = cohorts["ms"]
     for path in ("dataset_description.json", "derivatives/truth/dataset_description.json", "README",

@@ -4,6 +4,9 @@
 rule simulate_anatomy:
     output:
         directory(f"{RESULTS}/simulation/anatomy"),
+    params:
+        # a new version of the head model re-prepares it (Snakemake reruns a job whose params changed)
+        model_version=ANATOMY_MODEL_VERSION,
     conda:
         "../../envs/defacebench.yaml"
     log:

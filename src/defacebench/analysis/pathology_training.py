@@ -32,19 +32,20 @@ def simulator_available() -> bool:
 
 def simulate_cohort(kind: str, n_subjects: int, seed: int, out_dir: str | Path, settings: dict | None = None,
                     prefix: str = "fit") -> list[dict]:
-    """Simulate ``n_subjects`` of ``kind`` (``ms`` or ``glioma``) under ``out_dir``; returns their truths.
+    """Simulate ``n_subjects`` of ``kind`` (``healthy``, ``ms`` or ``glioma``) under ``out_dir``; returns their truths.
 
     Subject ``i`` gets seed ``seed + i``; already simulated subjects are reused.
     Each returned dict has ``subject``, ``bids_root`` and the simulator's truth keys.
     """
     from .. import simulate
+    from ..simulate.anatomy import MODEL_VERSION, is_current
 
     out_dir = Path(out_dir)
     anatomy = out_dir / "anatomy"
-    if not (anatomy / ".done").exists():
+    if not is_current(anatomy):
         simulate.prepare_anatomy(anatomy)
-        (anatomy / ".done").write_text("ok\n")
-    bids = out_dir / f"{kind}-{seed}"
+    # subjects simulated from another version of the head model are other subjects: cache them apart
+    bids = out_dir / f"{kind}-{seed}-model{MODEL_VERSION}"
     truths = []
     for i in range(n_subjects):
         subject = f"{prefix}{i + 1:03d}"

@@ -1,6 +1,7 @@
 """Simulated study cohorts with ground truth, built from templates shipped in PyPI packages.
 
-Heads (face, skull, scalp) come from PyDeface's ``mean_reg2mean`` template and
+Heads (face, scalp) come from PyDeface's ``mean_reg2mean`` template, with the
+skull's cortical bone drawn as a dark band around the intracranial region, and
 brain tissue from nilearn's MNI152 2009 GM/WM maps registered into that head
 once (:mod:`.anatomy`). Each subject is a random pose, field of view, smooth
 non-linear deformation and mass effect of that anatomy (:mod:`.deform`) with

@@ -8,6 +8,13 @@ MNI152 T1w brain to the deepbet-extracted template brain (antspyx; Avants et
 al. 2011, NeuroImage 54:2033). Intracranial CSF is the registered MNI152 brain
 region (nilearn ``t1 > 0``) minus GM and WM.
 
+The skull: the mean head is too blurred to show one (its intensity between the
+intracranial region and the scalp is a flat 0.40-0.43 x WM, like CSF), whereas
+real T1w heads show the cortical bone as a dark band, 0.11-0.15 x WM, 1-4 mm
+outside deepbet's brain outline (measured on the real sample heads sub-IXI012,
+sub-IXI013 and sub-otsu). :func:`skull_bone` marks that band in the head model
+so that every simulated image shows a dark skull (:data:`.contrast.BONE_SIGNAL`).
+
 Besides the maps, :func:`prepare_anatomy` stores two distance maps that let
 each subject get its own atrophy cheaply (no per-subject morphology on the
 full grid): the distance from the ventricles (ventricle enlargement) and the
@@ -37,6 +44,16 @@ PROBABILITY_SCALE = 255.0
 DISTANCE_SCALE = 10.0
 MAX_DISTANCE_MM = 40.0
 
+#: Version of the model's contents; :func:`load_anatomy` refuses a model written by another version.
+#: 2: the skull's cortical bone (``skull``).
+MODEL_VERSION = 2
+#: Cortical bone of the simulated skull: head-model voxels outside the intracranial region, at most
+#: ``SKULL_MAX_MM`` from it, whose template intensity is below ``BONE_TEMPLATE_MAX`` x WM. Over the
+#: vault the mean head's scalp starts 5-6 mm outside the intracranial region (its intensity rises
+#: from 0.4 to 0.8-1.0 x WM); brighter voxels nearer in (fatty marrow, sinus) stay as they are.
+SKULL_MAX_MM = 6.0
+BONE_TEMPLATE_MAX = 0.55
+
 #: Files of the model, with what each holds.
 MODEL_FILES = {
     "head": "head.nii.gz",  # template T1w intensities (int16), the non-brain tissue of every subject
@@ -47,6 +64,7 @@ MODEL_FILES = {
     "icv": "icv.nii.gz",  # intracranial (MNI152 brain region) probability x 255, uint8
     "ventricle_distance": "ventricle_distance.nii.gz",  # mm x 10 from the lateral ventricles, int16
     "csf_distance": "csf_distance.nii.gz",  # mm x 10 from non-ventricular CSF, int16
+    "skull": "skull.nii.gz",  # 1 in the skull's cortical bone (:func:`skull_bone`), uint8
 }
 
 
@@ -115,6 +133,19 @@ def head_mask(head_data: np.ndarray) -> np.ndarray:
     return mask
 
 
+def skull_bone(head_t1: np.ndarray, icv: np.ndarray, inside_head: np.ndarray, zooms) -> np.ndarray:
+    """The skull's cortical bone in the head model (see :data:`SKULL_MAX_MM`, :data:`BONE_TEMPLATE_MAX`).
+
+    ``head_t1`` is the template T1w relative to its white matter; ``icv`` the
+    intracranial region. Cortical bone has almost no MR signal in any of the
+    simulated sequences, which is what lets brain extraction and skull
+    estimation find the inner table (Smith 2002, Hum Brain Mapp 17:143, BET's
+    skull model: dark bone between the brain's CSF and the bright scalp).
+    """
+    depth = ndimage.distance_transform_edt(~icv, sampling=zooms)
+    return inside_head & ~icv & (depth <= SKULL_MAX_MM) & (head_t1 < BONE_TEMPLATE_MAX)
+
+
 def ventricles(csf: np.ndarray, icv: np.ndarray, zooms) -> np.ndarray:
     """Lateral (and third) ventricles: CSF deep inside the intracranial space, largest connected parts."""
     depth = ndimage.distance_transform_edt(icv, sampling=zooms)
@@ -158,6 +189,8 @@ def prepare_anatomy(out_dir: Path, threads: int = 1) -> dict:
     outer_csf = (csf > 0.5) & ~ndimage.binary_dilation(vent, iterations=2)
     inside_head = head_mask(head_data) | icv
     face = (np.asarray(nib.load(str(pydeface_facemask())).dataobj) < 0.5) & inside_head
+    wm_level = float(np.median(head_data[(wm > 0.9) & brain]))
+    skull = skull_bone(head_data / wm_level, icv, inside_head, zooms)
 
     def distance(region):
         d = ndimage.distance_transform_edt(~region, sampling=zooms)
@@ -172,20 +205,22 @@ def prepare_anatomy(out_dir: Path, threads: int = 1) -> dict:
         "icv": np.round(icv_p * PROBABILITY_SCALE).astype(np.uint8),
         "ventricle_distance": distance(vent),
         "csf_distance": distance(outer_csf),
+        "skull": skull.astype(np.uint8),
     }
     for name, arr in arrays.items():
         img = nib.Nifti1Image(arr, head.affine)
         img.header.set_xyzt_units("mm", "sec")
         io.save_image(img, out_dir / MODEL_FILES[name])
-    wm_level = float(np.median(head_data[(wm > 0.9) & brain]))
     voxel_ml = float(np.prod(zooms)) / 1000
     info = {
+        "model_version": MODEL_VERSION,
         "head_to_mni_det": reg["head_to_mni_det"],
         "template_wm_intensity": wm_level,
         "template_gm_ml": float(gm.sum() * voxel_ml),
         "template_wm_ml": float(wm.sum() * voxel_ml),
         "template_icv_ml": float(icv_p.sum() * voxel_ml),
         "template_ventricles_ml": float(vent.sum() * voxel_ml),
+        "template_skull_ml": float(skull.sum() * voxel_ml),
         "mni152_icv_ml": mni152_intracranial_ml(),
         "head_template": "pydeface data/mean_reg2mean.nii.gz (+ data/facemask.nii.gz)",
         "tissue": "nilearn MNI152 2009 (mni_icbm152_{t1,gm,wm}_tal_nlin_sym_09a)",
@@ -195,9 +230,21 @@ def prepare_anatomy(out_dir: Path, threads: int = 1) -> dict:
     return {"dir": str(out_dir), **info}
 
 
+def is_current(anatomy_dir: Path) -> bool:
+    """Whether ``anatomy_dir`` holds a complete model of this version (:data:`MODEL_VERSION`)."""
+    info_file = Path(anatomy_dir) / "anatomy.json"
+    if not info_file.exists():
+        return False
+    return json.loads(info_file.read_text()).get("model_version", 1) == MODEL_VERSION and all(
+        (Path(anatomy_dir) / name).exists() for name in MODEL_FILES.values())
+
+
 def load_anatomy(anatomy_dir: Path) -> dict:
     """The model written by :func:`prepare_anatomy`: float32 arrays (probabilities 0..1, distances in mm) and the head affine."""
     anatomy_dir = Path(anatomy_dir)
+    if not is_current(anatomy_dir):
+        raise RuntimeError(f"the head model in {anatomy_dir} was written by another version of defacebench "
+                           f"(model version {MODEL_VERSION} needed): delete it and prepare it again")
     head = nib.load(str(anatomy_dir / MODEL_FILES["head"]))
     out = {"affine": head.affine.copy(), "shape": head.shape[:3]}
     for name, filename in MODEL_FILES.items():

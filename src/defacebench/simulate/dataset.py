@@ -122,7 +122,8 @@ def describe(column: str) -> str | None:
 def readme(kind: str, name: str) -> str:
     return (
         f"Simulated cohort '{name}': {DESCRIPTIONS[kind]}.\n\n"
-        "Heads (face, skull, scalp) are PyDeface's mean_reg2mean template; brain tissue is nilearn's MNI152 2009 "
+        "Heads (face, scalp) are PyDeface's mean_reg2mean template, with the skull's cortical bone drawn as a dark band "
+        "outside the intracranial region (as in real T1w); brain tissue is nilearn's MNI152 2009 "
         "GM/WM maps registered into it once (antspyx affine). Each subject gets, from one seed, its own pose "
         "(pitch, roll, yaw, head size, position), field of view (chin sometimes cut off), smooth non-linear "
         "deformation, atrophy, pathology, tissue contrast, bias field, Rician noise and voxel size (thick-slice "

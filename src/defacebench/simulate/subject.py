@@ -103,6 +103,7 @@ def _cached_anatomy(anatomy_dir: str, stamp: float) -> dict:
                                     top + 8 - deform.FIELD_OF_VIEW_MM[2] / 2])
     # template voxels that can hold brain (with a voxel of margin): the brain maps are sampled only there
     model["brain_box"] = bounding_box(model["icv"] > 0, margin=1)
+    model["skull_box"] = bounding_box(model["skull"] > 0, margin=1)
     # deep white matter where a glioblastoma may be centred
     model["tumour_sites"] = np.argwhere((model["wm"] > 0.6) & (model["csf_distance"] > 10)
                                         & (model["ventricle_distance"] > 6))
@@ -200,6 +201,9 @@ def simulate_subject(kind: str, subject: str, seed: int, anatomy_dir: Path, bids
         fill = MAX_DISTANCE_MM if name.endswith("_distance") else 0.0
         sampled[name] = deform.sample_in_box(model[name], coords, model["brain_box"], in_brain_box, fill)
     del in_brain_box
+    in_skull_box = deform.points_in_box(coords, model["skull_box"])
+    sampled["skull"] = deform.sample_in_box(model["skull"], coords, model["skull_box"], in_skull_box, 0.0)
+    del in_skull_box
     del coords
     head_scale = float(np.cbrt(np.prod(pose.scale)))
     atrophy = float(rng.uniform(*ATROPHY_RANGE[kind]))
@@ -209,6 +213,7 @@ def simulate_subject(kind: str, subject: str, seed: int, anatomy_dir: Path, bids
     fractions = tissue_fractions(sampled["gm"], sampled["wm"], sampled["icv"], labels)
     face = (sampled["face"] > 0.5) & (labels == HEAD)
     head_t1 = sampled["head"] / np.float32(model["template_wm_intensity"])
+    bone = sampled["skull"]
     zooms = (voxel,) * 3
 
     lesion = tumour = mimic_maps = None
@@ -230,7 +235,7 @@ def simulate_subject(kind: str, subject: str, seed: int, anatomy_dir: Path, bids
     for modality in SIMULATED_MODALITIES[kind]:
         signal = contrast.tissue_signal(modality, rng)
         clean = contrast.clean_image(modality, labels, fractions, head_t1, lesion, tumour, signal, rng, zooms,
-                                     mimic_maps)
+                                     mimic_maps, bone)
         # each sequence sees the coil a little differently
         clean *= bias * contrast.bias_field(shape, zooms, rng, difficulty["bias_level"] / 3)
         data = contrast.rician(clean, noise * signal["wm"], rng)
@@ -239,7 +244,7 @@ def simulate_subject(kind: str, subject: str, seed: int, anatomy_dir: Path, bids
             factor = max(2, int(round(rng.uniform(3, 5) / voxel)))
             data, affine = contrast.thick_slices(data, out_affine, factor, axis=2)
         images[modality] = (contrast.to_int16(data, rng.uniform(600, 1500) / signal["wm"]), affine)
-    del bias, fractions
+    del bias, fractions, bone
 
     # -- truth (on the T1w grid, RAS-ordered before any reorientation: counts do not depend on it)
     voxel_ml = voxel**3 / 1000
