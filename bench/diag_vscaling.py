@@ -17,6 +17,9 @@ Measured 2026-11-23 with the distance-map skull fit (6 subjects, 2 threads): VSC
 error 4.03 % on deepbet's outline (+1.0 to +7.0 %, larger with atrophy; deepbet's mask up to 5.9 %
 below the true ICV) and 0.63 % on the true ICV outline; nudged starts land within 0.08 %. With the
 former chamfer/Powell fit: 2.9 % on the true outline, nudged starts 2-5 % apart.
+Measured 2026-11-23 after the simulated heads got a skull (dark cortical bone; head model 2; other
+subjects, sim001-sim006): deepbet's mask -0.2 to +2.9 % of the true ICV (Dice 0.97-0.98); VSCALING
+mean absolute error 1.06 % on deepbet's outline (-2.1 to +0.9 %), 0.44 % on the true ICV outline.
 """
 
 import argparse

@@ -11,10 +11,11 @@ this module uses the other skull-defined surface that is available on both
 sides, the **inner skull surface**, i.e. the outline of the intracranial
 (brain + CSF) mask:
 
-* subject: the brain mask from deepbet, which includes most of the
-  extracerebral CSF up to the inner table of the skull (on simulated heads with
-  widened CSF spaces it stays 3-6 % below the true intracranial volume, which
-  is the largest remaining error of the arm);
+* subject: the brain mask from deepbet, which includes the extracerebral CSF
+  up to the inner table of the skull, where dark cortical bone begins (on
+  simulated heads with a skull: -0.2 to +2.9 % of the true intracranial volume,
+  Dice 0.97-0.98; on real T1w the dark bone band starts within 0.3 mm of its
+  outline; ``bench/diag_vscaling.py``);
 * template: the outline of nilearn's MNI152 brain (T1 > 0, 1887 ml, also brain +
   CSF).
 
@@ -38,7 +39,8 @@ version. Its cost is piecewise constant in the parameters, and measured on six
 simulated heads, starting it from the same affine perturbed by 0.3 % gave
 VSCALINGs 2-5 % apart. The distance-map fit moves by less than 0.1 % under the
 same perturbation, and on the true intracranial outline it is within 0.6 % of
-the true VSCALING (mean absolute error over the six heads;
+the true VSCALING (0.44 % on the current simulator, whose heads have a skull),
+and on deepbet's outline within 1.06 % (mean absolute error over the six heads;
 ``bench/diag_vscaling.py``).
 
 Deviation from SIENAX: inner instead of outer skull surface.
