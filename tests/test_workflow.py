@@ -22,6 +22,25 @@ def test_lint_is_clean():
     assert "Congratulations" in result.stdout + result.stderr
 
 
+def test_workflow_parses_without_the_analysis_dependencies():
+    """The Snakefile's own imports load with only Snakemake's dependencies installed.
+
+    On a cluster the workflow is parsed by a submit-only environment (README, "Running on a
+    cluster"); an import of the simulator or analysis at parse time would stop it there."""
+    sources = [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
+    imports = [line.strip() for path in sources for line in path.read_text().splitlines()
+               if line.startswith(("from defacebench", "import defacebench"))]
+    assert imports, "the workflow no longer imports the package: update this test"
+    heavy = ["numpy", "scipy", "nibabel", "pandas", "ants", "torch", "deepbet", "sklearn", "bids"]
+    program = "\n".join([
+        "import sys",
+        *(f"sys.modules[{name!r}] = None" for name in heavy),  # any import of these now fails
+        *imports,
+    ])
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+
+
 def test_default_study_dry_run():
     result = snakemake("-n")
     output = result.stdout + result.stderr

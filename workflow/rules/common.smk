@@ -5,7 +5,7 @@ from pathlib import Path
 
 from defacebench.study import ConfigError, plan_cohorts
 from defacebench.cohorts import OUTCOME_RECORDS
-from defacebench.simulate.anatomy import MODEL_VERSION as ANATOMY_MODEL_VERSION
+from defacebench.simulate.model_version import MODEL_VERSION as ANATOMY_MODEL_VERSION
 
 try:
     COHORTS = plan_cohorts(config, Path.cwd())

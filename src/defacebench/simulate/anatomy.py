@@ -35,6 +35,7 @@ from scipy import ndimage
 
 from .. import io
 from ..templates import mni152, mni152_intracranial_ml, pydeface_facemask, pydeface_head
+from .model_version import MODEL_VERSION
 
 #: Tissue labels of the ground-truth segmentation (``dseg``).
 BACKGROUND, CSF, GM, WM, HEAD = 0, 1, 2, 3, 4
@@ -44,9 +45,6 @@ PROBABILITY_SCALE = 255.0
 DISTANCE_SCALE = 10.0
 MAX_DISTANCE_MM = 40.0
 
-#: Version of the model's contents; :func:`load_anatomy` refuses a model written by another version.
-#: 2: the skull's cortical bone (``skull``).
-MODEL_VERSION = 2
 #: Cortical bone of the simulated skull: head-model voxels outside the intracranial region, at most
 #: ``SKULL_MAX_MM`` from it, whose template intensity is below ``BONE_TEMPLATE_MAX`` x WM. Over the
 #: vault the mean head's scalp starts 5-6 mm outside the intracranial region (its intensity rises
