@@ -172,3 +172,26 @@ def test_shipped_template_distance_matches_a_fresh_computation():
     # the MNI origin (near the anterior commissure) lies deep inside the outline, the grid's corner outside it
     origin = np.round(np.linalg.inv(shipped_affine) @ [0, 0, 0, 1])[:3].astype(int)
     assert shipped[tuple(origin)] < -10 and shipped[0, 0, 0] > 5
+
+
+def test_face_neighbour_count_equals_the_six_neighbourhood_convolution():
+    from scipy import ndimage
+
+    from defacebench.analysis.segmentation import face_neighbour_count
+
+    indicator = np.random.default_rng(3).random((23, 31, 17)) > 0.6
+    kernel = ndimage.generate_binary_structure(3, 1).astype(np.float32)
+    kernel[1, 1, 1] = 0
+    expected = ndimage.convolve(indicator.astype(np.float32), kernel, mode="constant")
+    np.testing.assert_array_equal(face_neighbour_count(indicator), expected)
+
+
+def test_tabulated_label_likelihood_matches_the_direct_evaluation():
+    from defacebench.analysis.segmentation import _label_loglik, _label_loglik_tabulated
+
+    intensities = np.random.default_rng(5).uniform(0.0, 1.2, 200_000)
+    means, sds = [0.3, 0.62, 0.95], [0.07, 0.06, 0.04]
+    direct = _label_loglik(intensities, means, sds, 16)
+    tabulated = _label_loglik_tabulated(intensities, means, sds, 16)
+    np.testing.assert_allclose(tabulated, direct, rtol=0, atol=1e-5)
+    assert np.array_equal(np.argmax(tabulated, axis=0), np.argmax(direct, axis=0))

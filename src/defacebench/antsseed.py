@@ -16,7 +16,9 @@ from contextlib import contextmanager
 @contextmanager
 def seeded(seed: int):
     """Run the block with antspyx's registration sampler seeded by ``seed``; restore the previous seed after."""
-    import ants
+    from .antslib import import_ants
+
+    ants = import_ants()
 
     previous, ants.config._random_seed = ants.config._random_seed, int(seed)
     try:

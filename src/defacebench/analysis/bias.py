@@ -8,8 +8,11 @@ fitting levels take ~5 s on a 1 mm head instead of ~110 s at the defaults).
 
 from __future__ import annotations
 
-import ants
 import numpy as np
+
+from ..antslib import import_ants
+
+ants = import_ants()
 
 #: Default N4 settings (fast; the field is smooth, so a shrunken grid is enough).
 N4_SETTINGS = {"shrink_factor": 4, "iterations": (20, 20, 10), "tolerance": 1e-6}

@@ -104,7 +104,9 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
 
 
 def _ants_image(data: np.ndarray, affine: np.ndarray):
-    import ants
+    from ..antslib import import_ants
+
+    ants = import_ants()
 
     img = nib.Nifti1Image(np.ascontiguousarray(data, dtype=np.float32), affine)
     img.header.set_xyzt_units("mm", "sec")
@@ -113,7 +115,9 @@ def _ants_image(data: np.ndarray, affine: np.ndarray):
 
 def n4_correct(data: np.ndarray, affine: np.ndarray, mask: np.ndarray, threads: int = 1) -> np.ndarray:
     """N4 bias-corrected ``data`` inside ``mask`` (fast settings, :data:`N4_FAST`)."""
-    import ants
+    from ..antslib import import_ants
+
+    ants = import_ants()
 
     os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(max(1, int(threads)))
     shifted = np.where(mask, data - data[mask].min() + 1.0, 0.0).astype(np.float32)
@@ -141,7 +145,9 @@ def register(fixed, moving, type_of_transform: str = "Rigid", threads: int = 1, 
     Settings default to :data:`REGISTRATION_FAST`; a failing registration is a
     study failure (stage ``registration``).
     """
-    import ants
+    from ..antslib import import_ants
+
+    ants = import_ants()
 
     os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(max(1, int(threads)))
     options = {**REGISTRATION_FAST, **settings}
@@ -166,7 +172,9 @@ def register(fixed, moving, type_of_transform: str = "Rigid", threads: int = 1, 
 
 def apply_transforms(fixed, moving, transforms, interpolator: str = "linear") -> np.ndarray:
     """``moving`` resampled onto ``fixed``'s grid through ``transforms`` (numpy array)."""
-    import ants
+    from ..antslib import import_ants
+
+    ants = import_ants()
 
     try:
         out = ants.apply_transforms(fixed, moving, transforms, interpolator=interpolator).numpy().astype(np.float32)

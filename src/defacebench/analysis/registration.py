@@ -15,12 +15,14 @@ import os
 import tempfile
 from functools import lru_cache
 
-import ants
 import nibabel as nib
 import numpy as np
 
+from ..antslib import import_ants
 from ..antsseed import seeded
 from ..templates import mni152
+
+ants = import_ants()
 
 #: Default affine settings (fast; see dependencies.md).
 AFFINE_SETTINGS = {

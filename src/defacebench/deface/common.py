@@ -45,7 +45,9 @@ PLAUSIBLE_SCALE = (0.7, 1.4)
 
 def _to_ants(img: nib.Nifti1Image):
     """An antspyx image of ``img`` (float32), through a temporary file so ANTs reads the header itself."""
-    import ants
+    from ..antslib import import_ants
+
+    ants = import_ants()
 
     with tempfile.TemporaryDirectory(prefix="defacebench-") as tmp:
         path = os.path.join(tmp, "img.nii.gz")
@@ -81,7 +83,9 @@ def face_weights(subject: nib.Nifti1Image, resolution_mm: float = 2.0) -> tuple[
     the head is placed implausibly (linear scale outside
     :data:`PLAUSIBLE_SCALE`) or the face falls outside the image.
     """
-    import ants
+    from ..antslib import import_ants
+
+    ants = import_ants()
 
     fixed_full = _to_ants(subject)
     moving_full = ants.image_read(str(pydeface_head()))

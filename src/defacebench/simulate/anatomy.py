@@ -68,7 +68,9 @@ MODEL_FILES = {
 
 def _to_ants(data: np.ndarray, affine: np.ndarray):
     """An ANTsImage with the same world geometry (ANTs reads NIfTI through ITK, so go through a file)."""
-    import ants
+    from ..antslib import import_ants
+
+    ants = import_ants()
 
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "img.nii.gz")
@@ -87,7 +89,9 @@ def register_mni_to_head(head: nib.Nifti1Image, brain: np.ndarray) -> dict:
     Returns the warped maps (float arrays on ``head``'s grid) and
     ``head_to_mni_det``, the volume scaling from head space to MNI space.
     """
-    import ants
+    from ..antslib import import_ants
+
+    ants = import_ants()
 
     os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = "1"
     os.environ["ANTS_RANDOM_SEED"] = "1"
