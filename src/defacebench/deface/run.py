@@ -264,27 +264,27 @@ def deface_subject(method: str, images: dict[str, Path], out_dir: Path, *, optio
         start = time.perf_counter()
         try:
             img = reference if modality == reference_key else io.load_image(path)
+            full = np.asanyarray(img.dataobj)  # read (and decompressed) once for every check below
             on_grid = {k: (prep[k] if modality == reference_key else _resample(prep[k], reference, img))
                        for k in ("brain_mask", "face_region") if k in prep}
             if apply_t1w_mask and modality != reference_key:
                 if reference_removed is None:
                     raise AnalysisFailure("deface", f"the {reference_key} could not be defaced, so there is no mask to apply")
                 removed = resample_mask(reference_removed, reference, img)
-                defaced = io.scrub_header(io.like(np.where(removed, 0, np.asanyarray(img.dataobj)), img))
+                defaced = io.scrub_header(io.like(np.where(removed, 0, full), img))
                 info = {"backend": record["images"][reference_key].get("backend", "") + f" ({reference_key} mask applied)",
                         "parameters": {"apply_t1w_mask": True}}
             else:
                 defaced, info = deface_image(method, img, options={**options, "_prep_failures": failures},
                                              name=path.name, **on_grid)
             if modality == reference_key:
-                reference_removed = changed(np.asanyarray(img.dataobj), np.asanyarray(defaced.dataobj))
+                reference_removed = changed(full, np.asanyarray(defaced.dataobj))
             entry.update(info)
             entry["runtime_s"] = round(time.perf_counter() - start, 2)
             io.save_image(defaced, out_dir / path.name)
             if _sidecar(path).exists():
                 io.write_json(io.scrub_sidecar(json.loads(_sidecar(path).read_text())), out_dir / _sidecar(path).name)
             entry["output"] = str(out_dir / path.name)
-            full = np.asanyarray(img.dataobj)
             entry.update(integrity(full, np.asanyarray(defaced.dataobj), on_grid.get("brain_mask"),
                                    common.face_region_mask(on_grid["face_region"]) if "face_region" in on_grid else None))
             if render:
