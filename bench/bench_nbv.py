@@ -10,6 +10,7 @@ simulated healthy subjects (``pathology_training.simulate_cohort``, cached in ``
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import time
 from pathlib import Path
@@ -32,10 +33,10 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_one(name, img, threads):
+def run_one(name, img, threads, segmentation=None):
     start = time.perf_counter()
     try:
-        r = normalised_brain_volume({"T1w": img}, threads=threads, plausible_range_ml=None)
+        r = normalised_brain_volume({"T1w": img}, threads=threads, plausible_range_ml=None, segmentation=segmentation)
     except AnalysisFailure as failure:
         print(f"{name:12s} FAILED at {failure.stage}: {failure.reason} ({time.perf_counter() - start:.1f} s)")
         return None
@@ -65,14 +66,14 @@ def mni_check():
     )
 
 
-def simulated(threads, work: Path, n=6):
+def simulated(threads, work: Path, n=6, seed=SIMULATION_SEED, segmentation=None):
     from defacebench.analysis.pathology_training import simulate_cohort, subject_images
 
     errors = []
     # the same healthy subjects bench/diag_vscaling.py diagnoses (seeds 1000.., cached under ``work``)
-    for truth in simulate_cohort("healthy", n, SIMULATION_SEED, work, prefix="sim"):
+    for truth in simulate_cohort("healthy", n, seed, work, prefix="sim"):
         subject = truth["subject"]
-        r = run_one(subject, subject_images(truth["bids_root"], subject, "healthy")["T1w"], threads)
+        r = run_one(subject, subject_images(truth["bids_root"], subject, "healthy")["T1w"], threads, segmentation)
         if r:
             err = 100 * (r["value"] / truth["nbv_ml"] - 1)
             # NBV = (GM + WM) x VSCALING: say which factor the error comes from
@@ -93,7 +94,17 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--work", default="/tmp/nbvdiag", help="cache of the simulated subjects (shared with diag_vscaling.py)")
     parser.add_argument("--n", type=int, default=6, help="simulated subjects")
+    parser.add_argument("--seed", type=int, default=SIMULATION_SEED,
+                        help="simulation seed (another seed gives subjects no setting was chosen on)")
+    parser.add_argument("--segmentation", action="append", default=[], metavar="KEY=VALUE",
+                        help="segmentation setting (JSON value), e.g. reestimate_sds=true; repeatable")
+    parser.add_argument("--skip-real", action="store_true", help="simulated subjects only")
     args = parser.parse_args()
+    segmentation = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.segmentation)}
+    if args.skip_real:
+        simulated(args.threads, Path(args.work), args.n, args.seed, segmentation)
+        print(f"peak RSS {peak_rss_mb():.0f} MB")
+        return
     mni_check()
     images = {"pydeface-head": load_image(pydeface_head())}
     for sub in ("otsu", "IXI012", "IXI013", "xa30", "ms07"):
@@ -101,8 +112,8 @@ def main():
         if path.exists():
             images[sub] = load_image(path)
     for name, img in images.items():
-        run_one(name, img, args.threads)
-    simulated(args.threads, Path(args.work), args.n)
+        run_one(name, img, args.threads, segmentation)
+    simulated(args.threads, Path(args.work), args.n, args.seed, segmentation)
     print(f"peak RSS {peak_rss_mb():.0f} MB")
 
 

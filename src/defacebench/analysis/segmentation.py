@@ -14,8 +14,11 @@ it is neither tool itself:
 2. each voxel gets one of the five labels by iterated conditional modes on a
    hidden Markov random field (Potts-like prior over the 6-neighbourhood, in
    which adjacent labels such as GM and GM/WM count as half agreeing), with the
-   pure-class parameters re-estimated from the labels after each sweep, as FAST
-   alternates MRF and parameter steps;
+   pure-class means re-estimated from the labels after each sweep, as FAST
+   alternates MRF and parameter steps; the spreads stay those of the histogram
+   fit (``reestimate_sds``: the spread of the voxels labelled pure is that of a
+   distribution truncated by its mixed neighbours, so re-estimating it narrows
+   the class sweep after sweep and hands its tails to the mixed labels);
 3. pure voxels are fraction 1 of their class; a mixed voxel's fraction is
    f = (x - mu_a) / (mu_b - mu_a), clipped to [0, 1] (Shattuck et al. eq. 7).
 
@@ -31,7 +34,8 @@ from scipy import ndimage, optimize
 from ..arrays import bounding_box
 
 #: Default segmentation settings.
-SEGMENTATION_SETTINGS = {"mrf_beta": 0.3, "icm_iterations": 6, "histogram_bins": 256, "mixel_steps": 16}
+SEGMENTATION_SETTINGS = {"mrf_beta": 0.3, "icm_iterations": 6, "histogram_bins": 256, "mixel_steps": 16,
+                         "reestimate_sds": False}
 
 CLASSES = ("csf", "gm", "wm")
 #: The five labels: pure classes at even indices, mixtures of neighbours at odd ones.
@@ -129,8 +133,9 @@ def _neighbour_agreement(labels: np.ndarray, mask: np.ndarray, n_labels: int) ->
     return agreement
 
 
-def mrf_labels(x, mask, weights, means, sds, *, beta: float, iterations: int, steps: int):
-    """Five-label map by ICM on the HMRF; pure-class parameters re-estimated after each sweep."""
+def mrf_labels(x, mask, weights, means, sds, *, beta: float, iterations: int, steps: int,
+               reestimate_sds: bool = False):
+    """Five-label map by ICM on the HMRF; pure-class means (and, if asked, spreads) re-estimated after each sweep."""
     values = x[mask]
     means, sds = np.array(means, float), np.array(sds, float)
     # equal label priors: the histogram's mixing weights would let the broad
@@ -147,7 +152,9 @@ def mrf_labels(x, mask, weights, means, sds, *, beta: float, iterations: int, st
         for k in range(3):
             sel = values[new == 2 * k]
             if sel.size > 100:
-                means[k], sds[k] = float(np.mean(sel)), max(float(np.std(sel)), 1e-3 * means[-1])
+                means[k] = float(np.mean(sel))
+                if reestimate_sds:
+                    sds[k] = max(float(np.std(sel)), 1e-3 * means[-1])
         loglik = _label_loglik_tabulated(values, means, sds, steps)
         if changed < 1e-4 * values.size:
             break
@@ -175,6 +182,7 @@ def segment_tissues(
     icm_iterations: int = SEGMENTATION_SETTINGS["icm_iterations"],
     histogram_bins: int = SEGMENTATION_SETTINGS["histogram_bins"],
     mixel_steps: int = SEGMENTATION_SETTINGS["mixel_steps"],
+    reestimate_sds: bool = SEGMENTATION_SETTINGS["reestimate_sds"],
 ) -> tuple[np.ndarray, dict]:
     """Partial-volume fractions (3, ...) of CSF, GM, WM inside ``mask``, and the fitted class parameters.
 
@@ -194,7 +202,8 @@ def segment_tissues(
     x_full = x_full / scale
     weights, means, sds = fit_histogram(x_full[m], bins=histogram_bins, steps=mixel_steps)
     labels, means, sds = mrf_labels(
-        x_full, m, weights, means, sds, beta=mrf_beta, iterations=icm_iterations, steps=mixel_steps
+        x_full, m, weights, means, sds, beta=mrf_beta, iterations=icm_iterations, steps=mixel_steps,
+        reestimate_sds=reestimate_sds,
     )
     separation = np.diff(means) / sds[1:]
     if not np.all(np.isfinite(means)) or np.any(np.diff(means) <= 0) or np.any(separation < 1.0):
