@@ -11,6 +11,7 @@ import pytest
 from defacebench.analysis import lesion as L
 from defacebench.analysis import lesion_features as lf
 from defacebench.analysis.pathology_common import dice
+from defacebench.arrays import uncrop
 from defacebench.records import AnalysisFailure
 
 
@@ -67,6 +68,48 @@ def test_cluster_filter_drops_small_clusters():
     p[10, 10, 10] = 0.9      # 1 voxel
     seg, n = L.lesion_mask(p, voxel_ml=0.001)
     assert n == 1 and seg.sum() == 27
+
+
+def _ellipsoid_brain(shape, zooms, seed=0):
+    """A brain-like mask (ellipsoid, off centre) with FLAIR, priors and bright blobs, on a grid with room around it."""
+    rng = np.random.default_rng(seed)
+    grid = np.meshgrid(*[(np.arange(n) - c) * z for n, c, z in zip(shape, (0.45 * shape[0], 0.55 * shape[1], 0.5 * shape[2]), zooms)],
+                       indexing="ij")
+    r = np.sqrt(sum((g / a) ** 2 for g, a in zip(grid, (22.0, 26.0, 30.0))))
+    mask = r < 1.0
+    flair = np.where(mask, 1.0 + 0.1 * rng.standard_normal(shape), 0.0).astype(np.float32)
+    for _ in range(6):  # lesions
+        centre = np.argwhere(r < 0.7)[rng.integers((r < 0.7).sum())]
+        flair[tuple(slice(c - 2, c + 3) for c in centre)] += 1.5
+    flair = np.where(mask, flair, 0.0).astype(np.float32)
+    wm = np.where(mask, np.clip(1.2 - r, 0, 1), 0.0).astype(np.float32)
+    gm = np.where(mask, np.clip(r - 0.3, 0, 1), 0.0).astype(np.float32)
+    return flair, mask, gm, wm
+
+
+@pytest.mark.parametrize("zooms", [(1.0, 1.0, 1.0), (1.0, 1.0, 3.0)])
+def test_features_on_the_brain_box_equal_whole_grid_features(zooms):
+    """lpa_like computes features and post-processing on the brain's box: the same numbers as on the whole grid."""
+    shape = tuple(int(round(n / z)) for n, z in zip((110, 120, 130), zooms))
+    flair, mask, gm, wm = _ellipsoid_brain(shape, zooms)
+    params = dict(L.load_coefficients())
+    post = {**params["postprocessing"], "smooth_sigma_mm": 1.5}  # exercise the optional smoothing too
+    stats = lf.tissue_stats(flair, mask, gm, wm)
+
+    def run(box):
+        f = lf.lesion_features(flair[box], mask[box], gm[box], wm[box], zooms, stats)
+        raw = np.zeros(mask[box].shape, np.float32)
+        raw[mask[box]] = lf.logistic_probability(lf.feature_matrix(f, mask[box]), params)
+        return f, lf.postprocess(raw, f["belief"], mask[box], zooms, post)
+
+    whole_features, whole_p = run((slice(None),) * 3)
+    box = lf.brain_box(mask, zooms, post)
+    assert np.prod([s.stop - s.start for s in box]) < 0.6 * mask.size  # a real crop, not the whole grid
+    box_features, box_p = run(box)
+    for name in lf.FEATURE_NAMES:  # bit for bit, pasted back as lpa_like does
+        assert np.array_equal(uncrop(box_features[name], box, shape), whole_features[name]), name
+    assert np.array_equal(uncrop(box_p, box, shape), whole_p)
+    assert (whole_p > 0.5).any() and not whole_p[~mask].any()
 
 
 SIM_WORK = "/tmp/dfb-test-pathology"  # simulated subjects are reused across sessions on one machine

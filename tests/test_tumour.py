@@ -39,6 +39,56 @@ def test_command_backend_volumes(tmp_path):
         T.glioblastoma_volume(images, backend="command", command="exit 3")
 
 
+def test_features_on_the_brain_box_equal_whole_grid_features():
+    """prepare() crops to the brain's box: its features are the whole grid's, but the 8 mm contrast near the box's edge.
+
+    With a margin for the 8 mm Gaussian (pathology_common.filter_margin) all are equal bit for bit.
+    """
+    from defacebench.analysis.pathology_common import filter_margin
+    from defacebench.arrays import bounding_box
+
+    shape, zooms = (100, 110, 100), (1.0, 1.0, 1.0)
+    rng = np.random.default_rng(3)
+    grid = np.meshgrid(*[np.arange(n) - 0.5 * n for n in shape], indexing="ij")
+    mask = np.sqrt(sum((g / a) ** 2 for g, a in zip(grid, (25.0, 30.0, 22.0)))) < 1.0
+    standardised = {m: np.where(mask, 1.0 + 0.2 * rng.standard_normal(shape), 0.0).astype(np.float32)
+                    for m in tfeat.MODALITY_ORDER}
+    whole = tfeat.tumour_features(standardised, mask, zooms)
+
+    def on_box(margin):
+        box = bounding_box(mask, margin=margin)
+        return box, tfeat.tumour_features({m: x[box] for m, x in standardised.items()}, mask[box], zooms)
+
+    box, features = on_box(T.BOX_MARGIN)
+    for name in tfeat.FEATURE_NAMES:
+        equal = np.array_equal(features[name], whole[name][box])
+        assert equal != name.endswith("_contrast8"), name
+    box, features = on_box(filter_margin(8.0, zooms))
+    assert all(np.array_equal(features[name], whole[name][box]) for name in tfeat.FEATURE_NAMES)
+
+
+def test_registered_images_resampled_onto_the_box_equal_the_whole_grids_box():
+    """prepare() resamples the registered modalities onto the brain's box only: the same values, bit for bit."""
+    from scipy import ndimage
+
+    from defacebench.analysis import pathology_common as pc
+    from defacebench.arrays import box_affine
+
+    rng = np.random.default_rng(5)
+    fixed = ndimage.gaussian_filter(rng.random((60, 64, 56), dtype=np.float32), 3) * 100
+    affine = np.diag([1.0, 1.0, 1.2, 1.0])
+    moving_affine = affine.copy()
+    moving_affine[:3, 3] = (1.5, -2.0, 0.5)  # the same head, shifted
+    box = (slice(7, 50), slice(11, 60), slice(3, 41))
+    fixed_ants, moving_ants = pc._ants_image(fixed, affine), pc._ants_image(fixed, moving_affine)
+    transforms = pc.register(fixed_ants, moving_ants, "Rigid", 1, resolution_mm=2.0)
+    whole = pc.apply_transforms(fixed_ants, moving_ants, transforms)
+    on_box = pc.apply_transforms(pc._ants_image(fixed[box], box_affine(affine, box)), moving_ants, transforms)
+    assert np.array_equal(on_box, whole[box])
+    registered = pc.rigid_registrar(fixed, affine, box)(fixed, moving_affine)
+    assert registered.shape == fixed[box].shape
+
+
 def test_shipped_forest_loads_and_predicts():
     path = resources.files("defacebench").joinpath("data", MODEL_FILE)
     assert path.stat().st_size < 2_000_000

@@ -19,3 +19,22 @@ def bounding_box(mask: np.ndarray, margin: int | Sequence[int] = 0) -> tuple[sli
     margins = [int(margin)] * mask.ndim if np.isscalar(margin) else [int(m) for m in margin]
     return tuple(slice(max(0, int(i.min()) - m), min(n, int(i.max()) + m + 1))
                  for i, n, m in zip(idx, mask.shape, margins))
+
+
+def box_affine(affine: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
+    """The voxel-to-world ``affine`` of a grid cropped to ``box`` (slices with unit step).
+
+    Voxel (0, 0, 0) of the crop is voxel ``box[i].start`` of the grid: only the
+    translation changes.
+    """
+    out = np.array(affine, dtype=float)
+    starts = np.array([s.start or 0 for s in box[:3]], dtype=float)
+    out[:3, 3] = affine[:3, :3] @ starts + affine[:3, 3]
+    return out
+
+
+def uncrop(cropped: np.ndarray, box: tuple[slice, ...], shape, fill=0) -> np.ndarray:
+    """``cropped`` (the ``box`` of an array of ``shape``) put back on the whole grid, ``fill`` elsewhere."""
+    full = np.full(tuple(shape) + cropped.shape[len(box):], fill, dtype=cropped.dtype)
+    full[box] = cropped
+    return full

@@ -22,6 +22,7 @@ from importlib import resources
 import nibabel as nib
 import numpy as np
 
+from ..arrays import box_affine, uncrop
 from ..io import from_canonical, like, voxel_volume_ml
 from ..records import AnalysisFailure, check_plausible
 from . import lesion_features as lf
@@ -91,18 +92,24 @@ def lpa_like(images: dict, *, threads: int = 1, brain_backend: str = "deepbet", 
     """
     params = coefficients or load_coefficients()
     prep = _prepare(images, threads, brain_backend, bias_correction)
-    flair, t1, mask, zooms = prep["flair"], prep["t1"], prep["mask"], prep["zooms"]
+    zooms, shape = prep["zooms"], prep["mask"].shape
+    # priors, features and post-processing concern the brain only: they run on its box (a third to
+    # a half of a head's grid), whose margin makes every filter there equal to the whole grid's
+    box = lf.brain_box(prep["mask"], zooms, params["postprocessing"])
+    flair, mask = prep["flair"][box], prep["mask"][box]
+    t1 = None if prep["t1"] is None else prep["t1"][box]
     reference = t1 if t1 is not None else flair
-    gm_prior, wm_prior = lf.tissue_priors(reference, prep["canonical"].affine, mask, threads)
+    gm_prior, wm_prior = lf.tissue_priors(reference, box_affine(prep["canonical"].affine, box), mask, threads)
     stats = lf.tissue_stats(flair, mask, gm_prior, wm_prior, t1)
     features = lf.lesion_features(flair, mask, gm_prior, wm_prior, zooms, stats)
     raw = np.zeros(mask.shape, np.float32)
     raw[mask] = lf.logistic_probability(lf.feature_matrix(features, mask), params)
     probability = lf.postprocess(raw, features["belief"], mask, zooms, params["postprocessing"])
-    out = {**prep, "raw_probability": raw, "probability": probability, "stats": stats}
+    out = {**prep, "raw_probability": uncrop(raw, box, shape), "probability": uncrop(probability, box, shape),
+           "stats": stats}
     if return_features:
-        out["features"] = features
-        out["priors"] = (gm_prior, wm_prior)
+        out["features"] = {name: uncrop(values, box, shape) for name, values in features.items()}
+        out["priors"] = (uncrop(gm_prior, box, shape), uncrop(wm_prior, box, shape))
     return out
 
 

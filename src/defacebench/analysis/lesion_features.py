@@ -25,10 +25,11 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from ..arrays import bounding_box
 from ..io import to_canonical
 from ..records import AnalysisFailure
 from ..templates import mni152
-from .pathology_common import _ants_image, apply_transforms, register
+from .pathology_common import _ants_image, apply_transforms, filter_margin, register
 
 #: Names of the logistic model's features, in the order of its coefficients.
 FEATURE_NAMES = (
@@ -42,6 +43,11 @@ FEATURE_NAMES = (
     "belief_x_depth",  # lets the belief slope vary with depth (cortex vs deep WM)
     "z_gm_pos_sq",     # max(z_gm, 0)^2: saturating brightness response
 )
+
+#: Gaussian widths (mm) of the features: ``belief_smooth`` and the surroundings of ``local_excess``.
+BELIEF_SIGMA_MM = 1.0
+SURROUND_SIGMA_MM = 5.0
+
 
 @dataclass
 class TissueStats:
@@ -132,8 +138,8 @@ def surface_depth(mask: np.ndarray, zooms) -> np.ndarray:
 def lesion_features(flair: np.ndarray, mask: np.ndarray, gm_prior: np.ndarray, wm_prior: np.ndarray,
                     zooms, stats: TissueStats) -> dict[str, np.ndarray]:
     """The model's feature maps (dict of arrays on the FLAIR grid), keys :data:`FEATURE_NAMES`."""
-    sigma_1mm = [1.0 / z for z in zooms]
-    sigma_5mm = [5.0 / z for z in zooms]
+    sigma_1mm = [BELIEF_SIGMA_MM / z for z in zooms]
+    sigma_5mm = [SURROUND_SIGMA_MM / z for z in zooms]
     z_gm = np.clip((flair - stats.gm_mean) / stats.wm_sd, -10, 30)
     z_wm = np.clip((flair - stats.wm_mean) / stats.wm_sd, -10, 30)
     belief = belief_map(flair, mask, wm_prior, stats)
@@ -156,6 +162,17 @@ def lesion_features(flair: np.ndarray, mask: np.ndarray, gm_prior: np.ndarray, w
         "z_gm_pos_sq": np.minimum(np.maximum(z_gm, 0.0), 10.0) ** 2,
     }
     return {k: np.where(mask, v, 0.0).astype(np.float32) for k, v in features.items()}
+
+
+def brain_box(mask: np.ndarray, zooms, postprocessing: dict) -> tuple[slice, ...]:
+    """The brain's bounding box, with a margin on which features and post-processing equal the whole grid's.
+
+    Every filter of :func:`lesion_features` and :func:`postprocess` acts on an
+    input that is zero outside the brain; the margin
+    (:func:`.pathology_common.filter_margin`) is set by the widest of them.
+    """
+    widest = max(BELIEF_SIGMA_MM, SURROUND_SIGMA_MM, float(postprocessing.get("smooth_sigma_mm", 0.0)))
+    return bounding_box(mask, margin=filter_margin(widest, zooms))
 
 
 def feature_matrix(features: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
