@@ -72,6 +72,7 @@ def test_registered_images_resampled_onto_the_box_equal_the_whole_grids_box():
     from scipy import ndimage
 
     from defacebench.analysis import pathology_common as pc
+    from defacebench.antslib import image_from_array
     from defacebench.arrays import box_affine
 
     rng = np.random.default_rng(5)
@@ -80,10 +81,10 @@ def test_registered_images_resampled_onto_the_box_equal_the_whole_grids_box():
     moving_affine = affine.copy()
     moving_affine[:3, 3] = (1.5, -2.0, 0.5)  # the same head, shifted
     box = (slice(7, 50), slice(11, 60), slice(3, 41))
-    fixed_ants, moving_ants = pc._ants_image(fixed, affine), pc._ants_image(fixed, moving_affine)
+    fixed_ants, moving_ants = image_from_array(fixed, affine), image_from_array(fixed, moving_affine)
     transforms = pc.register(fixed_ants, moving_ants, "Rigid", 1, resolution_mm=2.0)
     whole = pc.apply_transforms(fixed_ants, moving_ants, transforms)
-    on_box = pc.apply_transforms(pc._ants_image(fixed[box], box_affine(affine, box)), moving_ants, transforms)
+    on_box = pc.apply_transforms(image_from_array(fixed[box], box_affine(affine, box)), moving_ants, transforms)
     assert np.array_equal(on_box, whole[box])
     registered = pc.rigid_registrar(fixed, affine, box)(fixed, moving_affine)
     assert registered.shape == fixed[box].shape

@@ -47,6 +47,20 @@ def import_ants() -> types.ModuleType:
     return ants
 
 
+def image_from_array(data, affine):
+    """A float32 ANTs image of ``data`` on the grid of the voxel-to-world ``affine`` (any orientation).
+
+    Through nibabel (``ants.from_nibabel_nifti``), with the units set to millimetres so that antspyx
+    does not warn about unknown units on every image.
+    """
+    import nibabel as nib
+    import numpy as np
+
+    img = nib.Nifti1Image(np.ascontiguousarray(data, dtype=np.float32), affine)
+    img.header.set_xyzt_units("mm", "sec")
+    return import_ants().from_nibabel_nifti(img)
+
+
 def _deferred_attribute(name: str):
     """PEP 562 hook on ``ants``: a name from a held-back subpackage imports that subpackage."""
     ants = sys.modules["ants"]

@@ -29,7 +29,8 @@ from ..arrays import bounding_box
 from ..io import to_canonical
 from ..records import AnalysisFailure
 from ..templates import mni152
-from .pathology_common import _ants_image, apply_transforms, filter_margin, register
+from ..antslib import image_from_array
+from .pathology_common import apply_transforms, filter_margin, register
 
 #: Names of the logistic model's features, in the order of its coefficients.
 FEATURE_NAMES = (
@@ -77,11 +78,11 @@ def tissue_priors(reference: np.ndarray, affine: np.ndarray, mask: np.ndarray, t
     with either contrast) with coarse, fast settings.
     """
     t1, gm, wm, mni_affine = _mni_maps()
-    fixed = _ants_image(np.where(mask, reference, 0.0), affine)
-    moving = _ants_image(t1, mni_affine)
+    fixed = image_from_array(np.where(mask, reference, 0.0), affine)
+    moving = image_from_array(t1, mni_affine)
     transforms = register(fixed, moving, "Affine", threads)
-    gm_s = apply_transforms(fixed, _ants_image(gm, mni_affine), transforms)
-    wm_s = apply_transforms(fixed, _ants_image(wm, mni_affine), transforms)
+    gm_s = apply_transforms(fixed, image_from_array(gm, mni_affine), transforms)
+    wm_s = apply_transforms(fixed, image_from_array(wm, mni_affine), transforms)
     gm_s = np.clip(np.where(mask, gm_s, 0.0), 0, 1).astype(np.float32)
     wm_s = np.clip(np.where(mask, wm_s, 0.0), 0, 1).astype(np.float32)
     if wm_s[mask].mean() < 0.1:

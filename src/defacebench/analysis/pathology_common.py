@@ -23,6 +23,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from ..antslib import image_from_array
 from ..arrays import box_affine
 from ..brain import extract_brain
 from ..io import load_image, save_image, to_canonical
@@ -107,16 +108,6 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     return labels == int(np.argmax(sizes))
 
 
-def _ants_image(data: np.ndarray, affine: np.ndarray):
-    from ..antslib import import_ants
-
-    ants = import_ants()
-
-    img = nib.Nifti1Image(np.ascontiguousarray(data, dtype=np.float32), affine)
-    img.header.set_xyzt_units("mm", "sec")
-    return ants.from_nibabel_nifti(img)
-
-
 def n4_correct(data: np.ndarray, affine: np.ndarray, mask: np.ndarray, threads: int = 1) -> np.ndarray:
     """N4 bias-corrected ``data`` inside ``mask`` (fast settings, :data:`N4_FAST`)."""
     from ..antslib import import_ants
@@ -127,7 +118,7 @@ def n4_correct(data: np.ndarray, affine: np.ndarray, mask: np.ndarray, threads: 
     shifted = np.where(mask, data - data[mask].min() + 1.0, 0.0).astype(np.float32)
     try:
         corrected = ants.n4_bias_field_correction(
-            _ants_image(shifted, affine), mask=_ants_image(mask.astype(np.float32), affine), **N4_FAST
+            image_from_array(shifted, affine), mask=image_from_array(mask.astype(np.float32), affine), **N4_FAST
         ).numpy()
     except (RuntimeError, ValueError) as exc:
         raise failure_from_exception("bias_correction", exc) from exc
@@ -215,15 +206,15 @@ def rigid_registrar(fixed: np.ndarray, fixed_affine: np.ndarray, box: tuple[slic
     """
     # ITK's thread count is set before the first ITK work (the coarse copy), as register() sets it before its own
     os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(max(1, int(threads)))
-    fixed_ants = _ants_image(fixed, fixed_affine)
+    fixed_ants = image_from_array(fixed, fixed_affine)
     fixed_low = coarse(fixed_ants)
     if box is None:
         target, shape = fixed_ants, fixed.shape
     else:
-        target, shape = _ants_image(fixed[box], box_affine(fixed_affine, box)), fixed[box].shape
+        target, shape = image_from_array(fixed[box], box_affine(fixed_affine, box)), fixed[box].shape
 
     def register_one(moving: np.ndarray, moving_affine: np.ndarray) -> np.ndarray:
-        moving_ants = _ants_image(moving, moving_affine)
+        moving_ants = image_from_array(moving, moving_affine)
         transforms = register(fixed_ants, moving_ants, "Rigid", threads, fixed_low=fixed_low)
         out = apply_transforms(target, moving_ants, transforms)
         if out.shape != shape:

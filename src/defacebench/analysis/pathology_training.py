@@ -38,7 +38,8 @@ def simulate_cohort(kind: str, n_subjects: int, seed: int, out_dir: str | Path, 
     Each returned dict has ``subject``, ``bids_root`` and the simulator's truth keys.
     """
     from .. import simulate
-    from ..simulate.anatomy import MODEL_VERSION, is_current
+    from ..simulate.anatomy import is_current
+    from ..simulate.model_version import MODEL_VERSION
 
     out_dir = Path(out_dir)
     anatomy = out_dir / "anatomy"

@@ -18,7 +18,7 @@ from functools import lru_cache
 import nibabel as nib
 import numpy as np
 
-from ..antslib import import_ants
+from ..antslib import image_from_array, import_ants
 from ..antsseed import seeded
 from ..templates import mni152
 
@@ -40,9 +40,7 @@ _LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 def to_ants(img: nib.Nifti1Image) -> ants.ANTsImage:
     """A float32 ANTs image with ``img``'s grid (any orientation)."""
-    data = np.asarray(img.dataobj, dtype=np.float32)
-    float_img = nib.Nifti1Image(data, img.affine)
-    return ants.from_nibabel_nifti(float_img)
+    return image_from_array(np.asarray(img.dataobj, dtype=np.float32), img.affine)
 
 
 def resample_to(image: ants.ANTsImage, mm: float | None) -> ants.ANTsImage:

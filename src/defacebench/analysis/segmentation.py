@@ -29,7 +29,7 @@ inside the mask, 0 outside. Everything runs on the mask's bounding box.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage, optimize
+from scipy import optimize
 
 from ..arrays import bounding_box
 
