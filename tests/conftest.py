@@ -3,6 +3,11 @@ from pathlib import Path
 
 import pytest
 
+from defacebench.process import keep_freed_memory
+
+# as in every workflow job: large arrays are reused rather than mapped afresh (defacebench.process)
+keep_freed_memory()
+
 REPO = Path(__file__).resolve().parents[1]
 REAL_BIDS = REPO.parent / "shared" / "data" / "real-bids"
 

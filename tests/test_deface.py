@@ -40,6 +40,20 @@ def _synthetic_head(shape=(64, 96, 80), dtype=np.int16):
     return img, brain, face
 
 
+def test_changed_voxels_integer_and_float_paths_agree():
+    """The integer shortcut of integrity.changed marks exactly the voxels the float test marks."""
+    rng = np.random.default_rng(3)
+    for dtype in (np.int16, np.uint8, np.uint16):
+        full = rng.integers(0, 200, (20, 20, 20)).astype(dtype)
+        defaced = full.copy()
+        defaced[:5] = 0
+        defaced[10, 10, 10] += 1
+        fast = voxel_changed(full, defaced)
+        slow = voxel_changed(full.astype(np.float32), defaced.astype(np.float32))
+        assert fast.dtype == bool and np.array_equal(fast, slow)
+        assert fast[10, 10, 10] and fast.sum() == (full[:5] != 0).sum() + 1
+
+
 @pytest.mark.parametrize("codes", ["PSR", "PIL", "LAS", "LPS"])
 def test_quickshear_same_cut_in_every_orientation(codes):
     img, brain, face = _synthetic_head()

@@ -37,7 +37,13 @@ def changed(full: np.ndarray, defaced: np.ndarray) -> np.ndarray:
 
     ``numpy.isclose``'s test (NaN counts as changed), written out: isclose's
     generality cost about 0.4 s per 1 mm head, three times per defaced image.
+    Two integer images of one type (stored NIfTI data, the usual case) differ by
+    at least 1 where they differ, more than the tolerance for any value below
+    1e6, so their test is plain inequality, without float copies (0.37 -> 0.03 s).
     """
+    full, defaced = np.asarray(full), np.asarray(defaced)
+    if full.dtype == defaced.dtype and np.issubdtype(full.dtype, np.integer) and full.dtype.itemsize <= 2:
+        return full != defaced
     full = np.asarray(full, np.float64)
     defaced = np.asarray(defaced, np.float64)
     return ~(np.abs(full - defaced) <= 1e-6 + 1e-6 * np.abs(defaced))

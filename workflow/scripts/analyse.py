@@ -2,6 +2,9 @@
 from defacebench.io import write_json
 from defacebench.logs import job_log
 from defacebench.runner import analyse
+from defacebench.process import keep_freed_memory
+
+keep_freed_memory()  # large arrays reused, not re-faulted: see defacebench.process
 
 with job_log(snakemake.log[0]):
     records = analyse(

@@ -5,6 +5,9 @@ from defacebench.deface import prepare_subject, render_full_images, save_prepara
 from defacebench.io import load_image
 from defacebench.logs import job_log
 from defacebench.runner import set_threads
+from defacebench.process import keep_freed_memory
+
+keep_freed_memory()  # large arrays reused, not re-faulted: see defacebench.process
 
 with job_log(snakemake.log[0]):
     set_threads(snakemake.threads)

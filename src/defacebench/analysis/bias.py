@@ -15,7 +15,7 @@ from ..antslib import import_ants
 ants = import_ants()
 
 #: Default N4 settings (fast; the field is smooth, so a shrunken grid is enough).
-N4_SETTINGS = {"shrink_factor": 4, "iterations": (20, 20, 10), "tolerance": 1e-6}
+N4_SETTINGS = {"shrink_factor": 4, "iterations": (20, 20, 10), "tolerance": 1e-3}
 
 
 def n4_correct(
