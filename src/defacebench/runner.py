@@ -13,6 +13,7 @@ from importlib import import_module
 from pathlib import Path
 
 import nibabel as nib
+import numpy as np
 
 from .cohorts import OUTCOME_MODALITIES, OUTCOME_RECORDS, TRUTH_KEYS
 from .io import load_image, read_json
@@ -33,6 +34,28 @@ def set_threads(threads: int) -> None:
     """Tell ITK, OpenMP/BLAS and torch how many threads this job was given."""
     for var in ("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "OMP_NUM_THREADS", "DEFACEBENCH_THREADS"):
         os.environ[var] = str(threads)
+
+
+def offer_preparation_mask(preparation_dir: str | Path, t1w_path: str | Path) -> bool:
+    """Let this job's brain extraction reuse the defacing preparation's mask of the same full T1w.
+
+    The preparation ran the same backend on the same voxels
+    (:func:`defacebench.deface.prepare_subject`); the mask is reused only where
+    the voxels, the backend and the thread count match
+    (:func:`defacebench.brain.remember_mask`), so the arm gets the mask it
+    would have made. Returns False (nothing offered) when the preparation has
+    no mask or predates the thread record.
+    """
+    from .brain import remember_mask
+
+    preparation_dir = Path(preparation_dir)
+    mask_path = preparation_dir / "brain_mask.nii.gz"
+    info = read_json(preparation_dir / "preparation.json").get("brain_extraction", {})
+    if not mask_path.exists() or "threads" not in info or not Path(t1w_path).exists():
+        return False
+    mask = np.asarray(load_image(mask_path).dataobj) > 0
+    remember_mask(load_image(t1w_path), mask, info["backend"], int(info["threads"]), source=str(mask_path))
+    return True
 
 
 def load_images(paths: dict[str, str | Path], modalities) -> dict[str, nib.Nifti1Image]:
@@ -73,10 +96,15 @@ def analyse(
     truth_path: str | Path | None = None,
     deface_record_path: str | Path | None = None,
     threads: int = 1,
+    preparation_dir: str | Path | None = None,
 ) -> list[dict]:
     """Analyse one image variant for ``outcome``; returns the records (dicts) it produced.
 
     GBV yields two records: the tumour core (GBV) and the whole tumour with oedema (WTV).
+    ``preparation_dir``, for the full images (variant ``none``): the subject's
+    defacing preparation, whose brain mask of the full T1w the arm's brain
+    extraction takes instead of running the backend again on the same voxels
+    (:func:`offer_preparation_mask`); the records say so (``brain_mask_reused_from``).
     """
     settings = dict(settings or {})
     set_threads(threads)
@@ -88,6 +116,8 @@ def analyse(
     deface_record = read_json(deface_record_path) if deface_record_path else None
     module_name, function_name = ARMS[outcome]
     arm = getattr(import_module(module_name), function_name)
+    if preparation_dir is not None and image_paths.get("T1w"):
+        offer_preparation_mask(preparation_dir, image_paths["T1w"])
 
     def run():
         failed = _deface_failure(deface_record, modalities)
@@ -106,6 +136,10 @@ def analyse(
         unit="ml", backend=backend, tool_versions=package_versions(*TOOLS),
         truth=truth.get(TRUTH_KEYS[outcome]),
     )
+    from .brain import reused_masks
+
+    if reused_masks():
+        primary.details["brain_mask_reused_from"] = "; ".join(sorted(set(reused_masks())))
     records = [primary]
     for extra in OUTCOME_RECORDS[outcome][1:]:
         record = Record(**{**primary.to_dict(), "outcome": extra, "truth": truth.get(TRUTH_KEYS[extra])})

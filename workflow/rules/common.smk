@@ -71,11 +71,18 @@ def deface_record(cohort, method, subject):
     return f"{RESULTS}/records/{cohort}/deface/sub-{subject}_method-{method}.json"
 
 
+def preparation_dir(cohort, subject):
+    return f"{RESULTS}/defaced/{cohort}/preparation/sub-{subject}"
+
+
 def analysis_inputs(wildcards):
     inputs = dict(subject_source(wildcards))
     if wildcards.variant != "none":
         inputs["defaced"] = defaced_dir(wildcards.cohort, wildcards.variant, wildcards.subject)
         inputs["deface_record"] = deface_record(wildcards.cohort, wildcards.variant, wildcards.subject)
+    elif METHODS and "T1w" in full_image_paths(wildcards.cohort, wildcards.subject):
+        # the full T1w's brain mask, made once by the defacing preparation, is offered to the arm
+        inputs["preparation"] = preparation_dir(wildcards.cohort, wildcards.subject)
     return inputs
 
 

@@ -5,7 +5,7 @@ rule prepare_defacing:
     input:
         unpack(subject_source),
     output:
-        directory(f"{RESULTS}/defaced/{{cohort}}/preparation/sub-{{subject}}"),
+        directory(preparation_dir("{cohort}", "{subject}")),
     params:
         t1w=lambda wc: full_image_paths(wc.cohort, wc.subject).get("T1w"),
         images=lambda wc: full_image_paths(wc.cohort, wc.subject),
@@ -29,7 +29,7 @@ rule prepare_defacing:
 rule deface:
     input:
         unpack(subject_source),
-        preparation=f"{RESULTS}/defaced/{{cohort}}/preparation/sub-{{subject}}",
+        preparation=preparation_dir("{cohort}", "{subject}"),
     output:
         defaced=directory(f"{RESULTS}/defaced/{{cohort}}/{{method}}/sub-{{subject}}"),
         record=f"{RESULTS}/records/{{cohort}}/deface/sub-{{subject}}_method-{{method}}.json",

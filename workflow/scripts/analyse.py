@@ -17,5 +17,6 @@ with job_log(snakemake.log[0]):
         truth_path=snakemake.params.truth,
         deface_record_path=snakemake.input.get("deface_record"),
         threads=snakemake.threads,
+        preparation_dir=snakemake.input.get("preparation"),
     )
     write_json(records, snakemake.output.record)

@@ -14,7 +14,9 @@ from ..antslib import import_ants
 
 ants = import_ants()
 
-#: Default N4 settings (fast; the field is smooth, so a shrunken grid is enough).
+#: Default N4 settings (fast; the field is smooth, so a shrunken grid is enough). A level stops
+#: once the field changes by less than the 1e-3 tolerance (was 1e-6: every iteration ran): N4 on a
+#: 1 mm head 6.5-7.7 -> 3.6-4.0 s (2 threads); NBV error on the 10 bench subjects 1.78 % vs 1.77 %.
 N4_SETTINGS = {"shrink_factor": 4, "iterations": (20, 20, 10), "tolerance": 1e-3}
 
 

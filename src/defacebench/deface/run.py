@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 
 from .. import io
-from ..brain import extract_brain
+from ..brain import backend_threads, extract_brain
 from ..integrity import changed, integrity, resample_mask
 from ..records import AnalysisFailure, package_versions
 from . import common, facemasking, mri_deface, pydeface, quickshear
@@ -51,7 +51,8 @@ def prepare_subject(t1w: nib.Nifti1Image, brain_backend: str = "deepbet", regist
         out["brain_mask"] = extract_brain(t1w, backend=brain_backend)
     except AnalysisFailure as failure:
         out["brain_mask_failure"] = (failure.stage, failure.reason)
-    out["brain_extraction"] = {"backend": brain_backend, "runtime_s": round(time.perf_counter() - start, 2)}
+    out["brain_extraction"] = {"backend": brain_backend, "threads": backend_threads(),
+                               "runtime_s": round(time.perf_counter() - start, 2)}
     start = time.perf_counter()
     try:
         out["face_region"], info = common.face_weights(t1w, registration_mm)
