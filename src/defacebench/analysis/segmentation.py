@@ -84,10 +84,14 @@ def fit_histogram(values: np.ndarray, *, bins: int = 256, steps: int = 16):
     centres = 0.5 * (edges[:-1] + edges[1:])
     q = np.percentile(values, [10, 45, 85])
     spread = (hi - lo) / 12
+    # a histogram cannot resolve a spread narrower than its bins; without this floor a class can
+    # collapse onto one spiky bin (sd -> 0, likelihood -> infinity), as on a skull-stripped image
+    # whose N4 output kept a spike (sub-ms07 with N4 stopped at the 1e-3 tolerance)
+    min_sd = (hi - lo) / bins
 
     def unpack(theta):
         means = np.cumsum(np.concatenate([[theta[0]], np.exp(theta[1:3])]))
-        sds = np.exp(theta[3:6])
+        sds = np.maximum(np.exp(theta[3:6]), min_sd)
         w = np.exp(theta[6:11] - theta[6:11].max())
         return w / w.sum(), means, sds
 
