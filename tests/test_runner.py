@@ -95,7 +95,6 @@ def test_full_image_reuses_the_preparation_brain_mask(tmp_path, monkeypatch, pre
     from defacebench import brain
 
     monkeypatch.setattr(brain, "_KNOWN_MASKS", {})
-    monkeypatch.setattr(brain, "_REUSED", [])
     backend_calls = []
 
     def backend(img, threshold=0.5):
@@ -130,3 +129,9 @@ def test_full_image_reuses_the_preparation_brain_mask(tmp_path, monkeypatch, pre
     else:
         assert record["value"] == float(data.sum()) and backend_calls == [(10, 10, 10)]
         assert "brain_mask_reused_from" not in record["details"]
+    # the offer ends with the analysis: a later one in the same process runs the backend, uncredited
+    calls_before = len(backend_calls)
+    [later] = run("NBV", {"T1w": t1}, threads=1)
+    assert later["value"] == float(data.sum()) and len(backend_calls) == calls_before + 1
+    assert "brain_mask_reused_from" not in later["details"]
+    assert brain._KNOWN_MASKS == {}

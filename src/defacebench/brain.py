@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from contextlib import contextmanager
 from functools import lru_cache
 
 import nibabel as nib
@@ -20,11 +21,9 @@ from .records import AnalysisFailure, failure_from_exception
 
 BACKENDS = ("deepbet", "robex")
 
-#: Masks another job of the study already made from the same voxels (see :func:`remember_mask`),
-#: keyed by (:func:`backend_input_key`, backend, threads); values: (mask on the RAS-canonical grid, source).
-_KNOWN_MASKS: dict[tuple[str, str, int], tuple[np.ndarray, str]] = {}
-_REUSED: list[str] = []
-
+#: Masks another job of the study already made from the same voxels (see :func:`known_mask`), keyed by
+#: (:func:`backend_input_key`, backend, threads); values: (mask on the RAS-canonical grid, source, uses).
+_KNOWN_MASKS: dict[tuple[str, str, int], tuple[np.ndarray, str, list]] = {}
 
 def backend_threads() -> int:
     """Threads a brain-extraction backend is given in this process (0: the library's default)."""
@@ -53,21 +52,26 @@ def backend_input_key(img: nib.Nifti1Image) -> str:
     return digest.hexdigest()
 
 
-def remember_mask(img: nib.Nifti1Image, mask: np.ndarray, backend: str, threads: int, source: str) -> None:
-    """Let :func:`extract_brain` return ``mask`` (on ``img``'s grid) for the same voxels, backend and threads.
+@contextmanager
+def known_mask(img: nib.Nifti1Image, mask: np.ndarray, backend: str, threads: int, source: str):
+    """Within the block, :func:`extract_brain` returns ``mask`` (on ``img``'s grid) for the same voxels, backend and threads.
 
     For a job that analyses an image whose mask another job already made (the
     defacing preparation's mask of the full T1w): the backend would give the
     same mask again. ``threads`` is part of the key because deepbet's sums, hence
-    a few boundary voxels, can depend on the thread count.
+    a few boundary voxels, can depend on the thread count. Yields the list of
+    times the mask was used in the block (its ``source`` once per use); the mask
+    is forgotten when the block ends, so a later analysis in the same process
+    neither takes it nor is credited with it.
     """
     canon_mask = np.asarray(nib.as_closest_canonical(nib.Nifti1Image(np.asarray(mask, np.uint8), img.affine)).dataobj) > 0
-    _KNOWN_MASKS[(backend_input_key(img), backend, int(threads))] = (canon_mask, source)
-
-
-def reused_masks() -> list[str]:
-    """Sources of the masks :func:`extract_brain` took from :func:`remember_mask` in this process."""
-    return list(_REUSED)
+    key = (backend_input_key(img), backend, int(threads))
+    uses: list[str] = []
+    _KNOWN_MASKS[key] = (canon_mask, source, uses)
+    try:
+        yield uses
+    finally:
+        _KNOWN_MASKS.pop(key, None)
 
 
 def _known_mask(img: nib.Nifti1Image, backend: str) -> np.ndarray | None:
@@ -78,8 +82,8 @@ def _known_mask(img: nib.Nifti1Image, backend: str) -> np.ndarray | None:
         return None
     from .io import from_canonical
 
-    mask, source = _KNOWN_MASKS[key]
-    _REUSED.append(source)
+    mask, source, uses = _KNOWN_MASKS[key]
+    uses.append(source)
     return from_canonical(mask, img).astype(bool)
 
 

@@ -9,6 +9,7 @@ every other exception (a bug) propagate.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from importlib import import_module
 from pathlib import Path
 
@@ -36,26 +37,32 @@ def set_threads(threads: int) -> None:
         os.environ[var] = str(threads)
 
 
-def offer_preparation_mask(preparation_dir: str | Path, t1w_path: str | Path) -> bool:
-    """Let this job's brain extraction reuse the defacing preparation's mask of the same full T1w.
+@contextmanager
+def preparation_mask(preparation_dir: str | Path | None, t1w_path: str | Path | None):
+    """Within the block, brain extraction reuses the defacing preparation's mask of the same full T1w.
 
     The preparation ran the same backend on the same voxels
     (:func:`defacebench.deface.prepare_subject`); the mask is reused only where
     the voxels, the backend and the thread count match
-    (:func:`defacebench.brain.remember_mask`), so the arm gets the mask it
-    would have made. Returns False (nothing offered) when the preparation has
-    no mask or predates the thread record.
+    (:func:`defacebench.brain.known_mask`), so the arm gets the mask it would
+    have made. Yields the list of the mask's uses in the block: empty when it
+    was not used, or not offered (no preparation, no mask, or a preparation
+    that predates the thread record).
     """
-    from .brain import remember_mask
+    from .brain import known_mask
 
+    if preparation_dir is None or t1w_path is None:
+        yield []
+        return
     preparation_dir = Path(preparation_dir)
     mask_path = preparation_dir / "brain_mask.nii.gz"
     info = read_json(preparation_dir / "preparation.json").get("brain_extraction", {})
     if not mask_path.exists() or "threads" not in info or not Path(t1w_path).exists():
-        return False
+        yield []
+        return
     mask = np.asarray(load_image(mask_path).dataobj) > 0
-    remember_mask(load_image(t1w_path), mask, info["backend"], int(info["threads"]), source=str(mask_path))
-    return True
+    with known_mask(load_image(t1w_path), mask, info["backend"], int(info["threads"]), source=str(mask_path)) as uses:
+        yield uses
 
 
 def load_images(paths: dict[str, str | Path], modalities) -> dict[str, nib.Nifti1Image]:
@@ -104,7 +111,7 @@ def analyse(
     ``preparation_dir``, for the full images (variant ``none``): the subject's
     defacing preparation, whose brain mask of the full T1w the arm's brain
     extraction takes instead of running the backend again on the same voxels
-    (:func:`offer_preparation_mask`); the records say so (``brain_mask_reused_from``).
+    (:func:`preparation_mask`); the records say so (``brain_mask_reused_from``).
     """
     settings = dict(settings or {})
     set_threads(threads)
@@ -116,8 +123,6 @@ def analyse(
     deface_record = read_json(deface_record_path) if deface_record_path else None
     module_name, function_name = ARMS[outcome]
     arm = getattr(import_module(module_name), function_name)
-    if preparation_dir is not None and image_paths.get("T1w"):
-        offer_preparation_mask(preparation_dir, image_paths["T1w"])
 
     def run():
         failed = _deface_failure(deface_record, modalities)
@@ -131,15 +136,14 @@ def analyse(
             images, threads=threads, **arm_settings
         )
 
-    primary = run_recorded(
-        run, cohort=cohort, subject=subject, variant=variant, outcome=outcome,
-        unit="ml", backend=backend, tool_versions=package_versions(*TOOLS),
-        truth=truth.get(TRUTH_KEYS[outcome]),
-    )
-    from .brain import reused_masks
-
-    if reused_masks():
-        primary.details["brain_mask_reused_from"] = "; ".join(sorted(set(reused_masks())))
+    with preparation_mask(preparation_dir, image_paths.get("T1w")) as mask_uses:
+        primary = run_recorded(
+            run, cohort=cohort, subject=subject, variant=variant, outcome=outcome,
+            unit="ml", backend=backend, tool_versions=package_versions(*TOOLS),
+            truth=truth.get(TRUTH_KEYS[outcome]),
+        )
+    if mask_uses:
+        primary.details["brain_mask_reused_from"] = "; ".join(sorted(set(mask_uses)))
     records = [primary]
     for extra in OUTCOME_RECORDS[outcome][1:]:
         record = Record(**{**primary.to_dict(), "outcome": extra, "truth": truth.get(TRUTH_KEYS[extra])})
