@@ -158,3 +158,28 @@ def test_gbm7294_core_dice(real_bids):
     # on the earlier, easier simulator: 0.56 and 0.70); these floors guard regressions, not the target
     assert dice(core, core_ref) > 0.35
     assert dice(labels > 0, ref > 0) > 0.5
+
+
+
+@pytest.mark.parametrize("shrink_factor", [None, T.N4_SHRINK_FACTOR])
+def test_n4_removes_a_smooth_bias_at_the_tumour_arms_shrink_factor(shrink_factor):
+    """Three nested tissue shells under a 1.5-fold linear bias: the inner class comes out as flat as its noise.
+
+    At the default and at the tumour arm's shrink factor (1 mm grid, as in the arm).
+    """
+    from defacebench.analysis.pathology_common import n4_correct
+
+    grid = np.indices((72, 72, 72), dtype=np.float32)
+    radius = np.sqrt(((grid - 35.5) ** 2).sum(axis=0))
+    mask = radius < 33
+    tissue = np.select([radius < 20, radius < 28], [100.0, 60.0], 8.0)
+    tissue = tissue + np.random.default_rng(0).normal(0, 2, radius.shape)
+    data = np.where(mask, tissue * (0.75 + 0.5 * grid[0] / 71.0), 0.0).astype(np.float32)
+    corrected = n4_correct(data, np.eye(4), mask, threads=1, shrink_factor=shrink_factor)
+    inner = radius < 18
+
+    def spread(x):  # coefficient of variation of the inner class; its noise alone gives 0.02
+        return float(np.std(x[inner]) / np.mean(x[inner]))
+
+    assert spread(data) > 0.055
+    assert spread(corrected) < 0.025, spread(corrected)

@@ -111,8 +111,14 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     return labels == int(np.argmax(sizes))
 
 
-def n4_correct(data: np.ndarray, affine: np.ndarray, mask: np.ndarray, threads: int = 1) -> np.ndarray:
-    """N4 bias-corrected ``data`` inside ``mask`` (fast settings, :data:`N4_FAST`)."""
+def n4_correct(data: np.ndarray, affine: np.ndarray, mask: np.ndarray, threads: int = 1,
+               shrink_factor: int | None = None) -> np.ndarray:
+    """N4 bias-corrected ``data`` inside ``mask`` (fast settings, :data:`N4_FAST`).
+
+    ``shrink_factor`` overrides :data:`N4_FAST`'s: N4 fits the field on the image subsampled by
+    that factor along every axis, so only a caller whose images are on a fine isotropic grid
+    may raise it (see :data:`defacebench.analysis.tumour.N4_SHRINK_FACTOR`).
+    """
     from ..antslib import import_ants
 
     ants = import_ants()
@@ -121,7 +127,8 @@ def n4_correct(data: np.ndarray, affine: np.ndarray, mask: np.ndarray, threads: 
     shifted = np.where(mask, data - data[mask].min() + 1.0, 0.0).astype(np.float32)
     try:
         corrected = ants.n4_bias_field_correction(
-            image_from_array(shifted, affine), mask=image_from_array(mask.astype(np.float32), affine), **N4_FAST
+            image_from_array(shifted, affine), mask=image_from_array(mask.astype(np.float32), affine),
+            **{**N4_FAST, "shrink_factor": shrink_factor or N4_FAST["shrink_factor"]},
         ).numpy()
     except (RuntimeError, ValueError) as exc:
         raise failure_from_exception("bias_correction", exc) from exc
