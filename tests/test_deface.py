@@ -233,3 +233,21 @@ def test_real_skull_stripped_multimodal_lps_int16(real_bids, tmp_path):
     failed = deface_subject("pydeface", images, tmp_path / "pd", options={"preparation_dir": tmp_path / "prep"})
     if failed["status"] == "failed":
         assert failed["failed_stage"] == "registration" and not list((tmp_path / "pd").glob("*.nii.gz"))
+
+
+def test_within_mm_repeats_its_answer_and_keeps_it_private():
+    """A repeated dilation (every image of a subject on the T1w's grid) returns the same voxels, as a copy."""
+    from defacebench.deface.common import _within_mm, within_mm
+
+    mask = np.zeros((40, 44, 36), bool)
+    mask[15:25, 18:26, 12:20] = True
+    first = within_mm(mask, 4.0, (1.0, 1.0, 1.5))
+    assert np.array_equal(first, _within_mm(mask, 4.0, (1.0, 1.0, 1.5)))
+    assert first.sum() > mask.sum()
+    first[:] = False  # a caller's edit must not reach the next caller
+    assert np.array_equal(within_mm(mask, 4.0, (1.0, 1.0, 1.5)), _within_mm(mask, 4.0, (1.0, 1.0, 1.5)))
+    # another distance, other zooms or other voxels are other questions
+    assert within_mm(mask, 2.0, (1.0, 1.0, 1.5)).sum() < within_mm(mask, 4.0, (1.0, 1.0, 1.5)).sum()
+    assert within_mm(mask, 4.0, (1.0, 1.0, 1.0)).sum() != within_mm(mask, 4.0, (1.0, 1.0, 1.5)).sum()
+    shifted = np.roll(mask, 3, axis=0)
+    assert np.array_equal(within_mm(shifted, 4.0, (1.0, 1.0, 1.5)), _within_mm(shifted, 4.0, (1.0, 1.0, 1.5)))
