@@ -33,6 +33,7 @@ from ..records import AnalysisFailure, failure_from_exception
 #: Every iteration runs (tolerance 1e-6): stopping at 1e-3 saved 5 s per tumour image and kept the
 #: simulated validation (core Dice 0.909 vs 0.911), but on real heads N4 then stopped almost at once
 #: (see :data:`defacebench.analysis.bias.N4_SETTINGS`), so it was not kept (2026-11-30).
+#: The tumour arm overrides the shrink factor (:data:`defacebench.analysis.tumour.N4_SHRINK_FACTOR`).
 N4_FAST = {"shrink_factor": 4, "convergence": {"iters": [20, 20, 10], "tol": 1e-6}}
 
 #: Fast registration settings: both images are first resampled to ``resolution_mm``
