@@ -50,7 +50,8 @@ BOX_MARGIN = 10
 
 #: N4's shrink factor here (the lesion arm and :data:`.pathology_common.N4_FAST` use 4). Every
 #: modality is on the T1w's box (1 mm in the study) before N4, so a factor of 6 still samples the
-#: field every 6 mm, against control points ~50 mm apart. Measured 2026-11-30 against a factor of 4
+#: field every 6 mm, against final B-spline knots ~40 mm apart (antspyx's mesh of 1, doubled at
+#: each of the 3 levels, over a ~170 mm box). Measured 2026-11-30 against a factor of 4
 #: (1 thread): four N4 runs 26 s -> 10 s per image; 5 simulated validation subjects core Dice 0.913
 #: vs 0.911, volume ICC(A,1) 0.973 vs 0.970, per-subject volumes within 0.8 ml; sub-gbm7294 core
 #: Dice 0.421 vs 0.418, whole tumour 0.605 vs 0.597. Not for native thick-slice grids: the lesion
