@@ -216,3 +216,21 @@ def test_pure_class_spreads_are_not_narrowed_by_their_mixed_neighbours():
     assert (pve[1].sum() + pve[2].sum()) / np.isin(labels, (2, 3)).sum() == pytest.approx(1.0, abs=0.01)
     scale = np.percentile(image[labels > 0], 99)
     assert np.allclose(np.array(params["class_sds"]) / scale, true_sd / scale, rtol=0.15)
+
+
+def test_n4_flattens_the_brain_and_keeps_the_rest():
+    """NBV's N4: a 1.5-fold linear bias inside the mask comes out flat; voxels outside the mask are kept as they are."""
+    from defacebench.analysis import bias
+    from defacebench.antslib import image_from_array
+
+    grid = np.indices((64, 64, 64), dtype=np.float32)
+    radius = np.sqrt(((grid - 31.5) ** 2).sum(axis=0))
+    mask = radius < 24
+    tissue = np.where(radius < 15, 100.0, 60.0) + np.random.default_rng(2).normal(0, 2, radius.shape)
+    data = (np.where(radius < 30, tissue, 0.0) * (0.75 + 0.5 * grid[0] / 63.0)).astype(np.float32)
+    corrected = bias.n4_correct(image_from_array(data, np.eye(4)),
+                                image_from_array(mask.astype(np.float32), np.eye(4))).numpy()
+    inner = radius < 13
+    assert np.std(data[inner]) / np.mean(data[inner]) > 0.045
+    assert np.std(corrected[inner]) / np.mean(corrected[inner]) < 0.025
+    np.testing.assert_array_equal(corrected[~mask], data[~mask])

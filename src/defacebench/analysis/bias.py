@@ -30,19 +30,23 @@ def n4_correct(
     iterations=N4_SETTINGS["iterations"],
     tolerance: float = N4_SETTINGS["tolerance"],
 ) -> ants.ANTsImage:
-    """N4-corrected copy of ``image``; the field is fitted inside ``mask`` and applied everywhere.
+    """N4-corrected copy of ``image``: the field is fitted and divided out inside ``mask``, the rest is kept.
 
-    Intensities are shifted to be strictly positive first, because N4 works on
-    the logarithm of the image.
+    N4 works on the logarithm of the image, so the field is fitted on the voxels of ``mask`` with
+    a positive intensity (:func:`.pathology_common.positive_for_n4`) and divided out of every
+    voxel of ``mask`` as it is (antspyx's corrected image, too, is the input outside the mask).
     """
+    from .pathology_common import positive_for_n4
+
     data = image.numpy()
-    low = float(np.min(data))
-    if low <= 0:
-        image = image.new_image_like((data - low + 1.0).astype(np.float32))
-    corrected = ants.n4_bias_field_correction(
-        image,
-        mask=mask,
+    inside = np.ones(data.shape, bool) if mask is None else mask.numpy() > 0
+    fit, positive = positive_for_n4(data, inside)
+    field = ants.n4_bias_field_correction(
+        image.new_image_like(positive),
+        mask=image.new_image_like(fit.astype(np.float32)),
         shrink_factor=int(shrink_factor),
         convergence={"iters": list(iterations), "tol": float(tolerance)},
-    )
-    return corrected
+        return_bias_field=True,
+    ).numpy()
+    field = np.where(inside & np.isfinite(field) & (field > 0), field, 1.0)
+    return image.new_image_like((data / field).astype(np.float32))
