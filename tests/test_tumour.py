@@ -188,7 +188,8 @@ def test_n4_removes_a_smooth_bias_at_the_tumour_arms_shrink_factor(shrink_factor
 
 def test_n4_fits_positive_voxels_only_and_corrects_the_rest():
     """Negative undershoot inside the brain (resampled skull-stripped scans) is left out of the fit, then corrected."""
-    from defacebench.analysis.pathology_common import n4_correct, positive_for_n4
+    from defacebench.analysis.bias import positive_for_n4
+    from defacebench.analysis.pathology_common import n4_correct
 
     grid = np.indices((64, 64, 64), dtype=np.float32)
     radius = np.sqrt(((grid - 31.5) ** 2).sum(axis=0))

@@ -25,6 +25,7 @@ BACKENDS = ("deepbet", "robex")
 #: (:func:`backend_input_key`, backend, threads); values: (mask on the RAS-canonical grid, source, uses).
 _KNOWN_MASKS: dict[tuple[str, str, int], tuple[np.ndarray, str, list]] = {}
 
+
 def backend_threads() -> int:
     """Threads a brain-extraction backend is given in this process (0: the library's default)."""
     return int(os.environ.get("DEFACEBENCH_THREADS", os.environ.get("OMP_NUM_THREADS", "0")) or 0)

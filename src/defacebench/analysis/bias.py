@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..antslib import import_ants
+from ..records import AnalysisFailure
 
 ants = import_ants()
 
@@ -22,6 +23,50 @@ ants = import_ants()
 N4_SETTINGS = {"shrink_factor": 4, "iterations": (20, 20, 10), "tolerance": 1e-6}
 
 
+def positive_for_n4(data: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The voxels N4 may fit (inside ``mask`` with a positive intensity) and an input it can take.
+
+    N4 models the image as the true intensity times a smooth field and fits that field on the
+    logarithm of the image, so only positive intensities carry information. Skull-stripped,
+    resampled scans hold non-positive values inside the brain (interpolation undershoot: down to
+    -20 % of the brain's median on sub-ms07 and sub-gbm7294); they are left out of the fit, and
+    every non-positive voxel is set to 1 in N4's input; :func:`n4_field`'s callers divide the
+    fitted field out of them all the same. Adding a constant to every voxel instead, as this
+    package did before, turns the multiplicative field into a diluted one.
+    Raises :class:`AnalysisFailure` when no voxel of ``mask`` is positive.
+    """
+    data = np.asarray(data)
+    positive = data > 0
+    fit = positive if mask is None else positive & np.asarray(mask, bool)
+    if not fit.any():
+        raise AnalysisFailure("bias_correction", "no positive intensity inside the brain mask")
+    return fit, np.where(positive, data, 1.0).astype(np.float32)
+
+
+def n4_field(
+    image: ants.ANTsImage,
+    mask: np.ndarray | None = None,
+    *,
+    shrink_factor: int = N4_SETTINGS["shrink_factor"],
+    iterations=N4_SETTINGS["iterations"],
+    tolerance: float = N4_SETTINGS["tolerance"],
+) -> np.ndarray:
+    """The multiplicative field N4 fits to ``image``'s positive voxels inside ``mask``, on the whole grid.
+
+    The field is a smooth B-spline (antspyx's ``return_bias_field``), defined everywhere;
+    voxels where it is not a positive number get 1.
+    """
+    fit, positive = positive_for_n4(image.numpy(), mask)
+    field = ants.n4_bias_field_correction(
+        image.new_image_like(positive),
+        mask=image.new_image_like(fit.astype(np.float32)),
+        shrink_factor=int(shrink_factor),
+        convergence={"iters": list(iterations), "tol": float(tolerance)},
+        return_bias_field=True,
+    ).numpy()
+    return np.where(np.isfinite(field) & (field > 0), field, 1.0)
+
+
 def n4_correct(
     image: ants.ANTsImage,
     mask: ants.ANTsImage | None = None,
@@ -30,23 +75,12 @@ def n4_correct(
     iterations=N4_SETTINGS["iterations"],
     tolerance: float = N4_SETTINGS["tolerance"],
 ) -> ants.ANTsImage:
-    """N4-corrected copy of ``image``: the field is fitted and divided out inside ``mask``, the rest is kept.
+    """N4-corrected copy of ``image``: the field (:func:`n4_field`) is divided out inside ``mask``, the rest is kept.
 
-    N4 works on the logarithm of the image, so the field is fitted on the voxels of ``mask`` with
-    a positive intensity (:func:`.pathology_common.positive_for_n4`) and divided out of every
-    voxel of ``mask`` as it is (antspyx's corrected image, too, is the input outside the mask).
+    Voxels outside the mask are kept as they are, as in antspyx's own corrected image.
     """
-    from .pathology_common import positive_for_n4
-
-    data = image.numpy()
-    inside = np.ones(data.shape, bool) if mask is None else mask.numpy() > 0
-    fit, positive = positive_for_n4(data, inside)
-    field = ants.n4_bias_field_correction(
-        image.new_image_like(positive),
-        mask=image.new_image_like(fit.astype(np.float32)),
-        shrink_factor=int(shrink_factor),
-        convergence={"iters": list(iterations), "tol": float(tolerance)},
-        return_bias_field=True,
-    ).numpy()
-    field = np.where(inside & np.isfinite(field) & (field > 0), field, 1.0)
-    return image.new_image_like((data / field).astype(np.float32))
+    inside = None if mask is None else mask.numpy() > 0
+    field = n4_field(image, inside, shrink_factor=shrink_factor, iterations=iterations, tolerance=tolerance)
+    if inside is not None:
+        field = np.where(inside, field, 1.0)
+    return image.new_image_like((image.numpy() / field).astype(np.float32))

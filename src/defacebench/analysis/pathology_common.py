@@ -29,13 +29,6 @@ from ..brain import extract_brain
 from ..io import load_image, save_image, to_canonical
 from ..records import AnalysisFailure, failure_from_exception
 
-#: Fast N4 settings (measured: ~5 s on a 1 mm head on 2 cores instead of ~110 s at defaults).
-#: Every iteration runs (tolerance 1e-6): stopping at 1e-3 saved 5 s per tumour image and kept the
-#: simulated validation (core Dice 0.909 vs 0.911), but on real heads N4 then stopped almost at once
-#: (see :data:`defacebench.analysis.bias.N4_SETTINGS`), so it was not kept (2026-11-30).
-#: The tumour arm overrides the shrink factor (:data:`defacebench.analysis.tumour.N4_SHRINK_FACTOR`).
-N4_FAST = {"shrink_factor": 4, "convergence": {"iters": [20, 20, 10], "tol": 1e-6}}
-
 #: Fast registration settings: both images are first resampled to ``resolution_mm``
 #: (3 mm: ~1-3 s on 2 cores instead of 10-16 s with shrink factors on the 1 mm images),
 #: then two levels run; the transform is applied to the full-resolution moving image.
@@ -114,50 +107,23 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
 
 def n4_correct(data: np.ndarray, affine: np.ndarray, mask: np.ndarray, threads: int = 1,
                shrink_factor: int | None = None) -> np.ndarray:
-    """N4 bias-corrected ``data`` inside ``mask`` (fast settings, :data:`N4_FAST`).
+    """N4 bias-corrected ``data`` inside ``mask``, 0 outside (:func:`defacebench.analysis.bias.n4_field`).
 
-    ``shrink_factor`` overrides :data:`N4_FAST`'s: N4 fits the field on the image subsampled by
-    that factor along every axis, so only a caller whose images are on a fine isotropic grid
-    may raise it (see :data:`defacebench.analysis.tumour.N4_SHRINK_FACTOR`).
+    Fast settings, shared with the NBV arm (:data:`defacebench.analysis.bias.N4_SETTINGS`).
+    ``shrink_factor`` overrides their 4: N4 fits the field on the image subsampled by that factor
+    along every axis, so only a caller whose images are on a fine isotropic grid may raise it (see
+    :data:`defacebench.analysis.tumour.N4_SHRINK_FACTOR`). The field is divided out of the data as
+    they are, which keeps the intensity scale for a ratio standardisation afterwards.
     """
-    from ..antslib import import_ants
-
-    ants = import_ants()
+    from .bias import N4_SETTINGS, n4_field  # imports ANTs: not at this module's import
 
     os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(max(1, int(threads)))
-    fit, positive = positive_for_n4(data, mask)
+    settings = {**N4_SETTINGS, **({"shrink_factor": shrink_factor} if shrink_factor else {})}
     try:
-        field = ants.n4_bias_field_correction(
-            image_from_array(positive, affine), mask=image_from_array(fit.astype(np.float32), affine),
-            return_bias_field=True, **{**N4_FAST, "shrink_factor": shrink_factor or N4_FAST["shrink_factor"]},
-        ).numpy()
+        field = n4_field(image_from_array(data, affine), mask, **settings)
     except (RuntimeError, ValueError) as exc:
         raise failure_from_exception("bias_correction", exc) from exc
-    # the fitted field (a smooth B-spline, defined on the whole grid) is divided out of the data as
-    # they are, the non-positive voxels left out of the fit included; the intensity scale is kept
-    # for a ratio standardisation afterwards
-    field = np.where(mask & np.isfinite(field) & (field > 0), field, 1.0)
-    return np.where(mask, data / field, 0.0).astype(np.float32)
-
-
-def positive_for_n4(data: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The voxels N4 may fit (inside ``mask`` with a positive intensity) and an input it can take.
-
-    N4 (Tustison et al. 2010, IEEE TMI 29:1310) models the image as the true intensity times a
-    smooth field and fits that field on the logarithm of the image, so only positive intensities
-    carry information. Skull-stripped, resampled scans hold non-positive values inside the brain
-    (interpolation undershoot: down to -20 % of the brain's median on sub-ms07 and sub-gbm7294);
-    they are left out of the fit, and every non-positive voxel is set to 1 in N4's input; the
-    callers divide the fitted field out of them all the same. Adding a constant to every voxel
-    instead, as this package did before, turns the multiplicative field into a diluted one.
-    Raises :class:`AnalysisFailure` when no voxel of ``mask`` is positive.
-    """
-    data = np.asarray(data)
-    positive = data > 0
-    fit = positive if mask is None else positive & np.asarray(mask, bool)
-    if not fit.any():
-        raise AnalysisFailure("bias_correction", "no positive intensity inside the brain mask")
-    return fit, np.where(positive, data, 1.0).astype(np.float32)
+    return np.where(mask, data / np.where(mask, field, 1.0), 0.0).astype(np.float32)
 
 
 def same_grid(a: nib.Nifti1Image, b: nib.Nifti1Image, tol: float = 1e-3) -> bool:

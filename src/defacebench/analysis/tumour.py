@@ -48,7 +48,7 @@ MODALITIES = ("T1w", "ceT1w", "T2w", "FLAIR")
 #: near the box's edge it reads the mirrored brain); the forest was fitted with this margin.
 BOX_MARGIN = 10
 
-#: N4's shrink factor here (the lesion arm and :data:`.pathology_common.N4_FAST` use 4). Every
+#: N4's shrink factor here (the lesion and NBV arms use :data:`.bias.N4_SETTINGS`'s 4). Every
 #: modality is on the T1w's box (1 mm in the study) before N4, so a factor of 6 still samples the
 #: field every 6 mm, against final B-spline knots ~40 mm apart (antspyx's mesh of 1, doubled at
 #: each of the 3 levels, over a ~170 mm box). Measured 2026-11-30 against a factor of 4

@@ -100,10 +100,9 @@ def register_mni_to_head(head: nib.Nifti1Image, brain: np.ndarray) -> dict:
     with tempfile.TemporaryDirectory(prefix="defacebench-anatomy-") as tmp:
         request, answer = Path(tmp) / "request.npz", Path(tmp) / "answer.npz"
         np.savez(request, head=np.asarray(head.dataobj, np.float32), affine=head.affine, brain=np.asarray(brain, bool))
-        env = {**os.environ, "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": "1", "ANTS_RANDOM_SEED": "1"}
         run = subprocess.run([sys.executable, "-c", "import sys; from defacebench.simulate.anatomy import "
                               "_register_in_this_process as r; r(sys.argv[1], sys.argv[2])", str(request), str(answer)],
-                             env=env, capture_output=True, text=True)
+                             capture_output=True, text=True)
         if run.returncode != 0:
             raise RuntimeError(f"head model registration failed: {run.stderr.strip()[-2000:]}")
         with np.load(answer) as result:
@@ -112,7 +111,7 @@ def register_mni_to_head(head: nib.Nifti1Image, brain: np.ndarray) -> dict:
 
 
 def _register_in_this_process(request: str, answer: str) -> None:
-    """:func:`register_mni_to_head`'s work, in a process whose first ITK use this is."""
+    """:func:`register_mni_to_head`'s work, in a process whose first ITK use this is (threads and seed set before it)."""
     os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = "1"
     os.environ["ANTS_RANDOM_SEED"] = "1"
     from ..antslib import import_ants
