@@ -100,11 +100,9 @@ def prepare(images: dict, *, threads: int = 1, register: bool = True, brain_back
             "brain_mask": how, "shape": t1.shape}
 
 
-def forest_labels(prep: dict, model: dict, regularisation_sigma_mm: float | None = None,
-                  min_tumour_ml: float | None = None) -> np.ndarray:
-    """Label map (cropped canonical grid) from the forest and the spatial regularisation."""
-    meta = model["metadata"]
-    if tuple(meta["feature_names"]) != tfeat.FEATURE_NAMES:
+def forest_posteriors(prep: dict, model: dict) -> np.ndarray:
+    """The forest's class posteriors (cropped canonical grid + class axis; background 1 outside the brain)."""
+    if tuple(model["metadata"]["feature_names"]) != tfeat.FEATURE_NAMES:
         raise ValueError("tumour model was fitted for other features: refit with bench/fit_tumour_model.py")
     mask, zooms = prep["mask"], prep["zooms"]
     features = tfeat.tumour_features(prep["standardised"], mask, zooms)
@@ -114,12 +112,29 @@ def forest_labels(prep: dict, model: dict, regularisation_sigma_mm: float | None
     posteriors = np.zeros(mask.shape + (proba.shape[1],), np.float32)
     posteriors[..., 0] = 1.0
     posteriors[mask] = proba
-    post = meta.get("postprocessing", {})
-    return tfeat.regularise(
-        posteriors, model["classes"], mask, zooms,
-        sigma_mm=post.get("sigma_mm", 1.0) if regularisation_sigma_mm is None else regularisation_sigma_mm,
-        min_tumour_ml=post.get("min_tumour_ml", 0.5) if min_tumour_ml is None else min_tumour_ml,
-    )
+    return posteriors
+
+
+def postprocessing(model: dict, **overrides) -> dict:
+    """The model's post-processing settings (``sigma_mm``, ``min_tumour_ml``, ``largest_component_only``).
+
+    Keyword arguments that are not None replace the model's; a model file
+    written before a setting existed gets the setting's old behaviour.
+    """
+    post = {"sigma_mm": 1.0, "min_tumour_ml": 0.5, "largest_component_only": False,
+            **model["metadata"].get("postprocessing", {})}
+    post.update({k: v for k, v in overrides.items() if v is not None})
+    return post
+
+
+def forest_labels(prep: dict, model: dict, regularisation_sigma_mm: float | None = None,
+                  min_tumour_ml: float | None = None, largest_component_only: bool | None = None) -> np.ndarray:
+    """Label map (cropped canonical grid) from the forest and the spatial regularisation."""
+    post = postprocessing(model, sigma_mm=regularisation_sigma_mm, min_tumour_ml=min_tumour_ml,
+                          largest_component_only=largest_component_only)
+    return tfeat.regularise(forest_posteriors(prep, model), model["classes"], prep["mask"], prep["zooms"],
+                            sigma_mm=post["sigma_mm"], min_tumour_ml=post["min_tumour_ml"],
+                            largest_component_only=bool(post["largest_component_only"]))
 
 
 def segment_tumour(images: dict[str, nib.Nifti1Image], *, backend: str = "brats-forest", threads: int = 1,
@@ -194,5 +209,6 @@ def glioblastoma_volume(images: dict[str, nib.Nifti1Image], *, backend: str = "b
             "register": register, "bias_correction": bias_correction, "model_file": model_file or MODEL_FILE,
             "n4_shrink_factor": N4_SHRINK_FACTOR if bias_correction else None,
             "model_version": info["model"]["metadata"].get("version", ""),
+            **{f"postprocessing_{k}": v for k, v in postprocessing(info["model"]).items()},
         }, sort_keys=True)
     return result

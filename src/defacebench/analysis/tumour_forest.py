@@ -47,10 +47,20 @@ def export_forest(forest, path: str | Path, metadata: dict) -> Path:
         "value": np.concatenate(value).astype(np.float16),
         "roots": np.asarray(roots, np.int32),
         "classes": np.asarray(forest.classes_, np.int16),
-        "metadata": np.asarray(json.dumps(metadata, sort_keys=True)),
     }
+    return write_forest(arrays, path, metadata)
+
+
+def write_forest(arrays: dict, path: str | Path, metadata: dict) -> Path:
+    """Write a forest's node arrays (as :func:`load_forest` returns them) with ``metadata`` to ``path`` (.npz).
+
+    Also how a model's metadata (its post-processing settings) is replaced
+    without refitting: ``write_forest(load_forest(p), p, new_metadata)``.
+    """
+    out = {k: np.asarray(arrays[k]) for k in REQUIRED_ARRAYS if k != "metadata"}
+    out["metadata"] = np.asarray(json.dumps(metadata, sort_keys=True))
     path = Path(path)
-    np.savez_compressed(path, **arrays)
+    np.savez_compressed(path, **out)
     return path
 
 
