@@ -11,9 +11,9 @@ study seeds); run the lpa-like pre-processing (brain mask, N4, registered MNI pr
 statistics, belief map) and compute its feature maps; sample every lesion voxel and a random
 subset of normal-brain voxels (weighted by the inverse sampling fraction, so the fitted
 intercept reflects the true lesion prevalence); fit an L2-penalised logistic regression
-(scikit-learn); then choose the post-processing settings (smoothing, growth) that maximise the
-mean Dice on the fitting cohort at LST's fixed threshold (p > 0.5, clusters <= 0.015 ml
-dropped). Writes the JSON parameter file documented in src/defacebench/data/README.md.
+(scikit-learn); then choose the post-processing settings (smoothing, growth; then the
+half-maximum boundary, off or on with its z floor and steps) that maximise the mean Dice on the
+fitting cohort at LST's fixed threshold (p > 0.5, clusters <= 0.015 ml dropped). Writes the JSON parameter file documented in src/defacebench/data/README.md.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from defacebench.analysis.pathology_common import dice
 from defacebench.analysis.pathology_training import (
     FIT_SEED, cohort_source, training_cohort, truth_on_grid,
 )
+from defacebench.arrays import uncrop
 from defacebench.io import voxel_volume_ml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,11 +42,14 @@ REPO = Path(__file__).resolve().parents[1]
 def subject_features(images: dict, truth_img, threads: int, cache: Path | None = None) -> dict:
     """The arm's feature maps and the truth of one subject; kept in ``cache`` (npz) when given.
 
-    The cache holds the masked feature values only: delete it (or use a new ``--work``) after
-    changing the simulator, the pre-processing or the features.
+    The cache holds the masked feature values and their names (a cache of other features is
+    recomputed): delete it (or use a new ``--work``) after changing the simulator or the pre-processing.
     """
     if cache is not None and cache.exists():
         with np.load(cache) as stored:
+            if "feature_names" not in stored or tuple(stored["feature_names"].tolist()) != lf.FEATURE_NAMES:
+                cache.unlink()  # written for other features
+                return subject_features(images, truth_img, threads, cache)
             mask, lesion = stored["mask"], stored["lesion_all"]
             features = {}
             for k, name in enumerate(lf.FEATURE_NAMES):
@@ -54,14 +58,17 @@ def subject_features(images: dict, truth_img, threads: int, cache: Path | None =
                 features[name] = full
             return {"features": features, "mask": mask, "lesion": lesion & mask, "lesion_all": lesion,
                     "zooms": tuple(stored["zooms"]), "voxel_ml": float(stored["voxel_ml"])}
-    result = L.lpa_like(images, threads=threads, return_features=True)
+    result = L.lpa_like_features(images, threads=threads)
+    result["features"] = {name: uncrop(values, result["box"], result["mask"].shape)
+                          for name, values in result["box_features"].items()}
     lesion = truth_on_grid(truth_img, images["FLAIR"]) > 0
     out = {"features": result["features"], "mask": result["mask"], "lesion": lesion & result["mask"],
            "lesion_all": lesion, "zooms": result["zooms"], "voxel_ml": voxel_volume_ml(result["canonical"])}
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, mask=out["mask"], lesion_all=lesion, zooms=np.asarray(out["zooms"]),
-                 voxel_ml=out["voxel_ml"], values=lf.feature_matrix(out["features"], out["mask"]))
+                 voxel_ml=out["voxel_ml"], values=lf.feature_matrix(out["features"], out["mask"]),
+                 feature_names=np.asarray(lf.FEATURE_NAMES))
     return out
 
 
@@ -105,7 +112,7 @@ def evaluate(subjects, params) -> tuple[float, list[float]]:
     for s in subjects:
         raw = np.zeros(s["mask"].shape, np.float32)
         raw[s["mask"]] = lf.logistic_probability(lf.feature_matrix(s["features"], s["mask"]), params)
-        p = lf.postprocess(raw, s["features"]["belief"], s["mask"], s["zooms"], params["postprocessing"])
+        p = lf.postprocess(raw, s["features"], s["mask"], s["zooms"], params["postprocessing"])
         seg, _ = lf.lesion_clusters(p, 0.5, 0.015, s["voxel_ml"])
         dices.append(dice(seg, s["lesion_all"]))
     return float(np.mean(dices)), dices
@@ -147,6 +154,16 @@ def main():
                 best = (score, dices, trial, C, shift)
     score, dices, params, C, shift = best
     print(f"fitting-cohort Dice {score:.3f} (C={C}, intercept shift {shift}, post {params['postprocessing']})")
+    # second stage, for the model just chosen: the half-maximum boundary (off, or on near-isotropic grids)
+    half_max_scores = {"off": round(score, 4)}
+    for z_min, iterations in itertools.product((2.0, 2.5, 3.0), (1, 2, 3)):
+        trial = {**params, "postprocessing": {**params["postprocessing"], "half_maximum_z_min": z_min,
+                                               "half_maximum_iterations": iterations}}
+        trial_score, trial_dices = evaluate(subjects, trial)
+        half_max_scores[f"z_min {z_min}, {iterations} steps"] = round(trial_score, 4)
+        if trial_score > score:
+            score, dices, params = trial_score, trial_dices, trial
+    print(f"fitting-cohort Dice by half-maximum boundary: {half_max_scores}; chose {params['postprocessing']}")
     import sklearn
 
     out = {
@@ -163,6 +180,7 @@ def main():
             "n_subjects": args.n, "seed": args.seed, "resolution_mm": args.resolution,
             "simulator_settings": settings, "n_samples": int(len(y)), "n_lesion_samples": int(y.sum()),
             "regularisation_C": C, "intercept_shift": shift, "fitting_dice_mean": score,
+            "fitting_dice_by_half_maximum_boundary": half_max_scores,
             "fitting_dice": [round(d, 4) for d in dices], "scikit_learn": sklearn.__version__,
         },
     }

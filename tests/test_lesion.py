@@ -100,7 +100,7 @@ def test_features_on_the_brain_box_equal_whole_grid_features(zooms):
         f = lf.lesion_features(flair[box], mask[box], gm[box], wm[box], zooms, stats)
         raw = np.zeros(mask[box].shape, np.float32)
         raw[mask[box]] = lf.logistic_probability(lf.feature_matrix(f, mask[box]), params)
-        return f, lf.postprocess(raw, f["belief"], mask[box], zooms, post)
+        return f, lf.postprocess(raw, f, mask[box], zooms, post)
 
     whole_features, whole_p = run((slice(None),) * 3)
     box = lf.brain_box(mask, zooms, post)
@@ -112,13 +112,69 @@ def test_features_on_the_brain_box_equal_whole_grid_features(zooms):
     assert (whole_p > 0.5).any() and not whole_p[~mask].any()
 
 
+def _faint_lesion(zooms, shape_mm=(40, 40, 40), contrast=4.0):
+    """z_wm of a noise-free ball of radius 6 mm (plateau ``contrast``) with a 2 mm partial-volume ramp.
+
+    Returns ``z_wm``, the brain mask, the true lesion (the voxels that hold at least half lesion)
+    and each voxel's lesion fraction.
+    """
+    shape = tuple(int(round(n / z)) for n, z in zip(shape_mm, zooms))
+    centre = np.array(shape_mm) / 2
+    grid = (np.indices(shape).T * np.asarray(zooms) + np.asarray(zooms) / 2).T  # voxel centres, mm
+    r = np.sqrt(((grid.T - centre) ** 2).sum(-1)).T
+    fraction = np.clip((7.0 - r) / 2.0, 0.0, 1.0)  # 1 inside 5 mm, 0 beyond 7 mm, 0.5 at 6 mm
+    return (contrast * fraction).astype(np.float32), np.ones(shape, bool), fraction >= 0.5, fraction
+
+
+def test_peak_fraction_is_half_at_a_lesions_half_lesion_border_and_ignores_the_noise_level():
+    z_wm, mask, lesion, truth = _faint_lesion((1.0, 1.0, 1.0))
+    fraction = lf.peak_fraction(z_wm, mask, (1.0, 1.0, 1.0))
+    assert fraction[20, 20, 20] == pytest.approx(1.0, abs=0.05)
+    # on the partial-volume ramp each voxel is the share of lesion it holds
+    ramp = (truth > 0) & (truth < 1)
+    assert ramp.sum() > 500
+    assert np.abs(fraction[ramp] - truth[ramp]).max() < 0.1
+    # a less noisy image of the same lesion has larger z scores; the fraction stays
+    assert np.allclose(lf.peak_fraction(2.5 * z_wm, mask, (1.0, 1.0, 1.0)), fraction, atol=1e-5)
+    # noise, not a lesion: the peak is floored, so a faint voxel is not the top of its own blob
+    assert lf.peak_fraction(np.full(mask.shape, 0.5, np.float32), mask, (1.0,) * 3).max() <= 0.25 + 1e-6
+
+
+def _postprocess_faint_core(zooms, half_maximum_iterations):
+    """A faint lesion of which the probability map found only the core (r < 4 mm)."""
+    z_wm, mask, lesion, _ = _faint_lesion(zooms)
+    grid_r = np.sqrt(((np.indices(mask.shape).T * np.asarray(zooms) + np.asarray(zooms) / 2 - 20.0) ** 2).sum(-1)).T
+    probability = np.where(grid_r < 4.0, 0.9, 0.05).astype(np.float32)
+    features = {"belief": np.zeros(mask.shape, np.float32), "z_wm": z_wm,
+                "peak_fraction": lf.peak_fraction(z_wm, mask, zooms)}
+    post = {"threshold": 0.5, "smooth_sigma_mm": 0.0, "grow_belief": 99.0, "grow_min_probability": 0.1,
+            "grow_iterations": 2, "half_maximum_z_min": 1.5, "half_maximum_iterations": half_maximum_iterations}
+    return lf.postprocess(probability, features, mask, zooms, post) > 0.5, lesion
+
+
+def test_half_maximum_boundary_grows_a_faint_lesion_to_its_half_lesion_border():
+    off, lesion = _postprocess_faint_core((1.0, 1.0, 1.0), 0)
+    on, _ = _postprocess_faint_core((1.0, 1.0, 1.0), 3)
+    assert dice(off, lesion) < 0.7  # the core alone
+    assert dice(on, lesion) > 0.95
+    assert not (on & ~lesion).sum() > 0.05 * lesion.sum()
+
+
+def test_half_maximum_boundary_leaves_thick_slice_grids_alone():
+    """Through a 3 mm slice a lesion's profile is not resolved: the step does not run."""
+    off, _ = _postprocess_faint_core((1.0, 1.0, 3.0), 0)
+    on, _ = _postprocess_faint_core((1.0, 1.0, 3.0), 3)
+    assert np.array_equal(off, on)
+
+
 SIM_WORK = "/tmp/dfb-test-pathology"  # simulated subjects are reused across sessions on one machine
 # floors under the measured figures (bench/bench_lesion_tumour.py, 5 validation subjects, 1 mm, on the
 # simulator with realistic lesions and FLAIR mimics: Dice 0.55-0.85, mean 0.72; the first validation
-# subject, the one tested below, 0.83 with volume 22.5 ml for 31.4 ml true; sub-ms07: see
+# subject, the one tested below, 0.83 with volume 22.5 ml for 31.4 ml true (0.85 and 25.1 ml with the
+# peak-fraction feature and the half-maximum boundary); sub-ms07: see
 # src/defacebench/data/README.md), so that a regression fails and run-to-run noise does not
 SIM_DICE_FLOOR = 0.75
-MS07_DICE_FLOOR = 0.3  # measured 0.35 and 0.34 in two runs (was 0.29 with the model fitted on the easier simulator)
+MS07_DICE_FLOOR = 0.4  # measured 0.448 with the peak-fraction model (0.35 and 0.34 before it; 0.29 with the model fitted on the easier simulator)
 
 
 def test_truth_on_a_thick_slice_grid_takes_each_slab_majority():
@@ -149,8 +205,11 @@ def test_shipped_coefficients_were_fitted_on_the_simulator():
     training = params["training"]
     assert training["source"] == "simulator"
     assert training["seed"] == 9001 and training["n_subjects"] >= 8
-    # measured 0.78 on the simulator with realistic lesions and FLAIR mimics (0.95 on the easier earlier one)
+    # measured 0.78 on the simulator with realistic lesions and FLAIR mimics (0.95 on the easier earlier
+    # one); 0.796 with the peak-fraction feature and the half-maximum boundary, chosen as the best
     assert training["fitting_dice_mean"] > 0.75
+    half_max = training["fitting_dice_by_half_maximum_boundary"]
+    assert training["fitting_dice_mean"] == pytest.approx(max(half_max.values()), abs=1e-4)
     # the FLAIR-brightness slope must be positive: brighter than white matter means more likely a lesion
     assert params["coefficients"][lf.FEATURE_NAMES.index("z_wm")] > 0
 

@@ -91,26 +91,42 @@ def lpa_like(images: dict, *, threads: int = 1, brain_backend: str = "deepbet", 
     ``brain_mask`` (how it was made), optionally ``features``.
     """
     params = coefficients or load_coefficients()
+    prep = lpa_like_features(images, threads=threads, brain_backend=brain_backend, bias_correction=bias_correction,
+                             postprocessing=params["postprocessing"])
+    zooms, shape, box, mask, features = prep["zooms"], prep["mask"].shape, prep["box"], prep["box_mask"], prep["box_features"]
+    raw = np.zeros(mask.shape, np.float32)
+    raw[mask] = lf.logistic_probability(lf.feature_matrix(features, mask), params)
+    probability = lf.postprocess(raw, features, mask, zooms, params["postprocessing"])
+    out = {**{k: v for k, v in prep.items() if not k.startswith("box_")},
+           "raw_probability": uncrop(raw, box, shape), "probability": uncrop(probability, box, shape)}
+    if return_features:
+        out["features"] = {name: uncrop(values, box, shape) for name, values in features.items()}
+        out["priors"] = tuple(uncrop(prior, box, shape) for prior in prep["box_priors"])
+    return out
+
+
+def lpa_like_features(images: dict, *, threads: int = 1, brain_backend: str = "deepbet", bias_correction: bool = True,
+                      postprocessing: dict | None = None) -> dict:
+    """Pre-processing, registered priors, tissue statistics and feature maps: everything before the model.
+
+    Keys of :func:`_prepare`, plus ``box`` (the brain's box, its margin set by
+    ``postprocessing``'s smoothing), ``box_mask``, ``box_features`` and
+    ``box_priors`` (GM, WM) on that box, and ``stats``. Needs no coefficients,
+    so the fitting script computes a cohort's features with it.
+    """
     prep = _prepare(images, threads, brain_backend, bias_correction)
-    zooms, shape = prep["zooms"], prep["mask"].shape
+    zooms = prep["zooms"]
     # priors, features and post-processing concern the brain only: they run on its box (a third to
     # a half of a head's grid), whose margin makes every filter there equal to the whole grid's
-    box = lf.brain_box(prep["mask"], zooms, params["postprocessing"])
+    box = lf.brain_box(prep["mask"], zooms, postprocessing or {})
     flair, mask = prep["flair"][box], prep["mask"][box]
     t1 = None if prep["t1"] is None else prep["t1"][box]
     reference = t1 if t1 is not None else flair
     gm_prior, wm_prior = lf.tissue_priors(reference, box_affine(prep["canonical"].affine, box), mask, threads)
     stats = lf.tissue_stats(flair, mask, gm_prior, wm_prior, t1)
     features = lf.lesion_features(flair, mask, gm_prior, wm_prior, zooms, stats)
-    raw = np.zeros(mask.shape, np.float32)
-    raw[mask] = lf.logistic_probability(lf.feature_matrix(features, mask), params)
-    probability = lf.postprocess(raw, features["belief"], mask, zooms, params["postprocessing"])
-    out = {**prep, "raw_probability": uncrop(raw, box, shape), "probability": uncrop(probability, box, shape),
-           "stats": stats}
-    if return_features:
-        out["features"] = {name: uncrop(values, box, shape) for name, values in features.items()}
-        out["priors"] = (uncrop(gm_prior, box, shape), uncrop(wm_prior, box, shape))
-    return out
+    return {**prep, "box": box, "box_mask": mask, "box_features": features, "box_priors": (gm_prior, wm_prior),
+            "stats": stats}
 
 
 def lesion_probability_map(images: dict[str, nib.Nifti1Image], *, threads: int = 1, brain_backend: str = "deepbet",

@@ -43,11 +43,19 @@ FEATURE_NAMES = (
     "depth",           # spatially varying covariate 2: depth below the brain surface (mm / 10, capped)
     "belief_x_depth",  # lets the belief slope vary with depth (cortex vs deep WM)
     "z_gm_pos_sq",     # max(z_gm, 0)^2: saturating brightness response
+    "peak_fraction",   # z_wm over the peak z_wm within 4 mm: where a voxel lies on a lesion's profile
 )
 
 #: Gaussian widths (mm) of the features: ``belief_smooth`` and the surroundings of ``local_excess``.
 BELIEF_SIGMA_MM = 1.0
 SURROUND_SIGMA_MM = 5.0
+#: ``peak_fraction``: half-width (mm) of the neighbourhood whose peak (of z_wm smoothed at
+#: :data:`BELIEF_SIGMA_MM`) a voxel is compared with, and the least peak divided by (noise, not a lesion).
+PEAK_HALF_WIDTH_MM = 4.0
+PEAK_FLOOR = 2.0
+#: The half-maximum boundary step of :func:`postprocess` runs on grids whose voxels are at most this
+#: long (mm) along every axis: on thick slices a lesion's profile is not resolved through the slice.
+HALF_MAXIMUM_MAX_VOXEL_MM = 1.5
 
 
 @dataclass
@@ -136,6 +144,25 @@ def surface_depth(mask: np.ndarray, zooms) -> np.ndarray:
     return ndimage.distance_transform_edt(mask, sampling=zooms).astype(np.float32)
 
 
+def peak_fraction(z_wm: np.ndarray, mask: np.ndarray, zooms) -> np.ndarray:
+    """A voxel's FLAIR excess over white matter as a fraction of the highest nearby.
+
+    ``z_wm`` divided by the maximum, within :data:`PEAK_HALF_WIDTH_MM`, of
+    ``z_wm`` smoothed (masked) at :data:`BELIEF_SIGMA_MM`, that maximum at least
+    :data:`PEAK_FLOOR`; clipped to [-1, 2]. Near 1 in a lesion's core, 0.5 where
+    a voxel holds half lesion (partial volume), and independent of the image's
+    noise level, unlike the z scores (the full-width-at-half-maximum boundary of
+    a blob; as the boundary of a lesion at half its contrast: e.g. Wu et al.
+    2006, NeuroImage 32:1205, for FLAIR lesions' partial-volume borders).
+    """
+    sigma = [BELIEF_SIGMA_MM / z for z in zooms]
+    maskf = mask.astype(np.float32)
+    smooth = ndimage.gaussian_filter(np.where(mask, z_wm, 0.0), sigma) / (ndimage.gaussian_filter(maskf, sigma) + 1e-6)
+    size = [max(1, int(round(2 * PEAK_HALF_WIDTH_MM / z)) | 1) for z in zooms]
+    peak = ndimage.maximum_filter(np.where(mask, smooth, -np.inf), size=size)
+    return np.where(mask, np.clip(z_wm / np.maximum(peak, PEAK_FLOOR), -1.0, 2.0), 0.0).astype(np.float32)
+
+
 def lesion_features(flair: np.ndarray, mask: np.ndarray, gm_prior: np.ndarray, wm_prior: np.ndarray,
                     zooms, stats: TissueStats) -> dict[str, np.ndarray]:
     """The model's feature maps (dict of arrays on the FLAIR grid), keys :data:`FEATURE_NAMES`."""
@@ -161,6 +188,7 @@ def lesion_features(flair: np.ndarray, mask: np.ndarray, gm_prior: np.ndarray, w
         "depth": depth,
         "belief_x_depth": belief * depth,
         "z_gm_pos_sq": np.minimum(np.maximum(z_gm, 0.0), 10.0) ** 2,
+        "peak_fraction": peak_fraction(z_wm, mask, zooms),
     }
     return {k: np.where(mask, v, 0.0).astype(np.float32) for k, v in features.items()}
 
@@ -173,7 +201,11 @@ def brain_box(mask: np.ndarray, zooms, postprocessing: dict) -> tuple[slice, ...
     (:func:`.pathology_common.filter_margin`) is set by the widest of them.
     """
     widest = max(BELIEF_SIGMA_MM, SURROUND_SIGMA_MM, float(postprocessing.get("smooth_sigma_mm", 0.0)))
-    return bounding_box(mask, margin=filter_margin(widest, zooms))
+    margin = filter_margin(widest, zooms)
+    # the peak filter reads PEAK_HALF_WIDTH_MM further than the smoothing it filters
+    reach = filter_margin(BELIEF_SIGMA_MM, zooms)
+    margin = tuple(max(m, r + int(np.ceil(PEAK_HALF_WIDTH_MM / z)) + 1) for m, r, z in zip(margin, reach, zooms))
+    return bounding_box(mask, margin=margin)
 
 
 def feature_matrix(features: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
@@ -190,15 +222,26 @@ def logistic_probability(X: np.ndarray, coefficients: dict) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-np.clip(eta, -30, 30)))).astype(np.float32)
 
 
-def postprocess(probability: np.ndarray, belief: np.ndarray, mask: np.ndarray, zooms, params: dict) -> np.ndarray:
+def postprocess(probability: np.ndarray, features: dict[str, np.ndarray], mask: np.ndarray, zooms,
+                params: dict) -> np.ndarray:
     """LST-style post-processing of the lesion probability map.
 
     1. light Gaussian smoothing (``smooth_sigma_mm``);
     2. removal of isolated voxels (above threshold with no 26-neighbour above it);
     3. hole filling (enclosed voxels take the threshold's probability);
     4. growth: voxels next to a lesion whose belief exceeds ``grow_belief`` and
-       whose probability exceeds ``grow_min_probability`` join it (``grow_iterations`` steps).
+       whose probability exceeds ``grow_min_probability`` join it (``grow_iterations`` steps);
+    5. half-maximum boundary (``half_maximum_iterations`` > 0, on grids with voxels of at most
+       :data:`HALF_MAXIMUM_MAX_VOXEL_MM`): lesion voxels below half their neighbourhood's peak
+       (``peak_fraction`` < 0.5) and below ``2 x half_maximum_z_min`` leave; voxels next to a
+       lesion at or above half the peak and ``half_maximum_z_min`` join (that many steps). The
+       border of a lesion is where it holds half the voxel (partial volume), whatever its contrast:
+       faint lesions were cut short by the probability threshold.
+
+    ``features``: the maps of :func:`lesion_features` (``belief``; ``peak_fraction`` and
+    ``z_wm`` for step 5).
     """
+    belief = features["belief"]
     threshold = params.get("threshold", 0.5)
     p = probability.astype(np.float32)
     if params.get("smooth_sigma_mm", 0) > 0:
@@ -219,6 +262,20 @@ def postprocess(probability: np.ndarray, belief: np.ndarray, mask: np.ndarray, z
             break
         p[grown] = np.maximum(p[grown], threshold + 1e-3)
         lesion |= grown
+    iterations = int(params.get("half_maximum_iterations", 0))
+    if iterations > 0 and max(zooms) <= HALF_MAXIMUM_MAX_VOXEL_MM:
+        half = features["peak_fraction"] >= 0.5
+        z_min = float(params["half_maximum_z_min"])
+        leave = lesion & ~half & (features["z_wm"] < 2 * z_min)
+        p[leave] = np.minimum(p[leave], threshold * 0.5)
+        lesion &= ~leave
+        candidates = mask & half & (features["z_wm"] >= z_min)
+        for _ in range(iterations):
+            grown = ndimage.binary_dilation(lesion) & candidates & ~lesion
+            if not grown.any():
+                break
+            p[grown] = np.maximum(p[grown], threshold + 1e-3)
+            lesion |= grown
     return p
 
 
