@@ -151,9 +151,10 @@ def peak_fraction(z_wm: np.ndarray, mask: np.ndarray, zooms) -> np.ndarray:
     ``z_wm`` smoothed (masked) at :data:`BELIEF_SIGMA_MM`, that maximum at least
     :data:`PEAK_FLOOR`; clipped to [-1, 2]. Near 1 in a lesion's core, 0.5 where
     a voxel holds half lesion (partial volume), and independent of the image's
-    noise level, unlike the z scores (the full-width-at-half-maximum boundary of
-    a blob; as the boundary of a lesion at half its contrast: e.g. Wu et al.
-    2006, NeuroImage 32:1205, for FLAIR lesions' partial-volume borders).
+    noise level, unlike the z scores: a lesion's border taken at half its own
+    contrast, as a blob's full width at half maximum. Not part of LST's lpa;
+    added here because the z scores alone over-segmented less noisy (thick-slice)
+    FLAIRs and cut faint lesions short (``src/defacebench/data/README.md``).
     """
     sigma = [BELIEF_SIGMA_MM / z for z in zooms]
     maskf = mask.astype(np.float32)
