@@ -74,25 +74,30 @@ SIGMAS_MM = (0.0, 1.0, 1.5, 2.0)
 LARGEST_ONLY = (False, True)
 
 
-def choose_postprocessing(subjects, model) -> tuple[dict, dict]:
-    """The post-processing with the highest mean core Dice on the fitting cohort, and every setting's score.
+def choose_postprocessing(subjects, model, metadata: dict) -> dict:
+    """Set ``metadata``'s post-processing to the one with the highest mean core Dice on the fitting cohort.
 
-    Ties go to the earlier setting (less smoothing; all components kept).
+    Every setting's score goes to ``metadata["training"]["fitting_core_dice_by_postprocessing"]``;
+    ties go to the earlier setting (less smoothing; all components kept). Returns the choice.
     """
     scores = {(sigma, largest): [] for sigma in SIGMAS_MM for largest in LARGEST_ONLY}
+    min_tumour_ml = T.postprocessing(model)["min_tumour_ml"]
     for s in subjects:
-        posteriors = T.forest_posteriors(s["prep"], model)
+        posteriors = T.forest_posteriors(s["prep"], model, s.get("X"))
         truth_core = np.isin(s["labels"], tfeat.CORE_LABELS)
         for sigma, largest in scores:
             labels = tfeat.regularise(posteriors, model["classes"], s["prep"]["mask"], s["prep"]["zooms"],
-                                      sigma_mm=sigma, min_tumour_ml=T.postprocessing(model)["min_tumour_ml"],
-                                      largest_component_only=largest)
+                                      sigma_mm=sigma, min_tumour_ml=min_tumour_ml, largest_component_only=largest)
             scores[sigma, largest].append(dice(np.isin(labels, tfeat.CORE_LABELS), truth_core))
     means = {key: float(np.mean(v)) for key, v in scores.items()}
     sigma, largest = max(means, key=means.get)
-    report = {f"sigma {k[0]}, {'largest component' if k[1] else 'all components'}": round(v, 4)
-              for k, v in means.items()}
-    return {"sigma_mm": sigma, "largest_component_only": largest}, report
+    chosen = {"sigma_mm": sigma, "largest_component_only": largest}
+    metadata["postprocessing"].update(chosen)
+    metadata["training"]["fitting_core_dice_by_postprocessing"] = {
+        f"sigma {k[0]}, {'largest component' if k[1] else 'all components'}": round(v, 4) for k, v in means.items()}
+    print(f"fitting-cohort core Dice by post-processing: {metadata['training']['fitting_core_dice_by_postprocessing']}; "
+          f"chose {chosen}")
+    return chosen
 
 
 def main():
@@ -155,11 +160,8 @@ def main():
     # check the export reproduces scikit-learn
     check = predict_proba(model, X[:5000])
     assert np.abs(check - forest.predict_proba(X[:5000])).max() < 2e-3, "exported forest disagrees with scikit-learn"
-    chosen, report = choose_postprocessing(subjects, model)
-    metadata["postprocessing"].update(chosen)
-    metadata["training"]["fitting_core_dice_by_postprocessing"] = report
+    choose_postprocessing(subjects, model, metadata)
     export_forest(forest, out, metadata)
-    print(f"fitting-cohort core Dice by post-processing: {report}; chose {chosen}")
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) in {time.perf_counter() - start:.0f} s")
 
 
@@ -176,12 +178,9 @@ def rechoose_postprocessing(args) -> None:
                                                    training["simulator_settings"], source):
         prep = T.prepare(images, threads=args.threads)
         subjects.append({"prep": prep, "labels": truth_on_grid(truth_img, images["T1w"])[prep["box"]]})
-    chosen, report = choose_postprocessing(subjects, model)
-    metadata["postprocessing"].update(chosen)
-    metadata["training"]["fitting_core_dice_by_postprocessing"] = report
+    choose_postprocessing(subjects, model, metadata)
     metadata["training"]["postprocessing_chosen_on"] = date.today().isoformat()
     write_forest(model, out, metadata)
-    print(f"fitting-cohort core Dice by post-processing: {report}; chose {chosen}")
     print(f"rewrote the metadata of {out} in {time.perf_counter() - start:.0f} s")
 
 

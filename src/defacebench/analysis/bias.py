@@ -67,20 +67,14 @@ def n4_field(
     return np.where(np.isfinite(field) & (field > 0), field, 1.0)
 
 
-def n4_correct(
-    image: ants.ANTsImage,
-    mask: ants.ANTsImage | None = None,
-    *,
-    shrink_factor: int = N4_SETTINGS["shrink_factor"],
-    iterations=N4_SETTINGS["iterations"],
-    tolerance: float = N4_SETTINGS["tolerance"],
-) -> ants.ANTsImage:
+def n4_correct(image: ants.ANTsImage, mask: ants.ANTsImage | None = None, **settings) -> ants.ANTsImage:
     """N4-corrected copy of ``image``: the field (:func:`n4_field`) is divided out inside ``mask``, the rest is kept.
 
-    Voxels outside the mask are kept as they are, as in antspyx's own corrected image.
+    ``settings``: :func:`n4_field`'s keywords (defaults :data:`N4_SETTINGS`). Voxels outside
+    the mask are kept as they are, as in antspyx's own corrected image.
     """
     inside = None if mask is None else mask.numpy() > 0
-    field = n4_field(image, inside, shrink_factor=shrink_factor, iterations=iterations, tolerance=tolerance)
+    field = n4_field(image, inside, **settings)
     if inside is not None:
         field = np.where(inside, field, 1.0)
     return image.new_image_like((image.numpy() / field).astype(np.float32))

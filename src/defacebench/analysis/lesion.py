@@ -83,12 +83,12 @@ def _prepare(images: dict, threads: int, brain_backend: str, bias_correction: bo
 
 
 def lpa_like(images: dict, *, threads: int = 1, brain_backend: str = "deepbet", bias_correction: bool = True,
-             coefficients: dict | None = None, return_features: bool = False) -> dict:
+             coefficients: dict | None = None) -> dict:
     """Run the lpa-like pipeline; returns canonical-grid maps and the intermediate statistics.
 
     Keys: ``probability`` (post-processed lesion probability), ``raw_probability``,
     ``mask``, ``canonical`` (FLAIR canonical image), ``zooms``, ``stats``,
-    ``brain_mask`` (how it was made), optionally ``features``.
+    ``brain_mask`` (how it was made); the feature maps: :func:`lpa_like_features`.
     """
     params = coefficients or load_coefficients()
     prep = lpa_like_features(images, threads=threads, brain_backend=brain_backend, bias_correction=bias_correction,
@@ -99,9 +99,6 @@ def lpa_like(images: dict, *, threads: int = 1, brain_backend: str = "deepbet", 
     probability = lf.postprocess(raw, features, mask, zooms, params["postprocessing"])
     out = {**{k: v for k, v in prep.items() if not k.startswith("box_")},
            "raw_probability": uncrop(raw, box, shape), "probability": uncrop(probability, box, shape)}
-    if return_features:
-        out["features"] = {name: uncrop(values, box, shape) for name, values in features.items()}
-        out["priors"] = tuple(uncrop(prior, box, shape) for prior in prep["box_priors"])
     return out
 
 
@@ -110,8 +107,8 @@ def lpa_like_features(images: dict, *, threads: int = 1, brain_backend: str = "d
     """Pre-processing, registered priors, tissue statistics and feature maps: everything before the model.
 
     Keys of :func:`_prepare`, plus ``box`` (the brain's box, its margin set by
-    ``postprocessing``'s smoothing), ``box_mask``, ``box_features`` and
-    ``box_priors`` (GM, WM) on that box, and ``stats``. Needs no coefficients,
+    ``postprocessing``'s smoothing), ``box_mask`` and ``box_features`` on that box,
+    and ``stats``. Needs no coefficients,
     so the fitting script computes a cohort's features with it.
     """
     prep = _prepare(images, threads, brain_backend, bias_correction)
@@ -125,8 +122,7 @@ def lpa_like_features(images: dict, *, threads: int = 1, brain_backend: str = "d
     gm_prior, wm_prior = lf.tissue_priors(reference, box_affine(prep["canonical"].affine, box), mask, threads)
     stats = lf.tissue_stats(flair, mask, gm_prior, wm_prior, t1)
     features = lf.lesion_features(flair, mask, gm_prior, wm_prior, zooms, stats)
-    return {**prep, "box": box, "box_mask": mask, "box_features": features, "box_priors": (gm_prior, wm_prior),
-            "stats": stats}
+    return {**prep, "box": box, "box_mask": mask, "box_features": features, "stats": stats}
 
 
 def lesion_probability_map(images: dict[str, nib.Nifti1Image], *, threads: int = 1, brain_backend: str = "deepbet",

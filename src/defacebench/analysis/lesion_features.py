@@ -257,12 +257,7 @@ def postprocess(probability: np.ndarray, features: dict[str, np.ndarray], mask: 
     p[holes] = np.maximum(p[holes], threshold + 1e-3)
     lesion |= holes
     candidates = mask & (belief > params.get("grow_belief", 2.0)) & (p > params.get("grow_min_probability", 0.1))
-    for _ in range(int(params.get("grow_iterations", 2))):
-        grown = ndimage.binary_dilation(lesion) & candidates & ~lesion
-        if not grown.any():
-            break
-        p[grown] = np.maximum(p[grown], threshold + 1e-3)
-        lesion |= grown
+    _grow(lesion, p, candidates, int(params.get("grow_iterations", 2)), threshold)
     iterations = int(params.get("half_maximum_iterations", 0))
     if iterations > 0 and max(zooms) <= HALF_MAXIMUM_MAX_VOXEL_MM:
         half = features["peak_fraction"] >= 0.5
@@ -270,14 +265,18 @@ def postprocess(probability: np.ndarray, features: dict[str, np.ndarray], mask: 
         leave = lesion & ~half & (features["z_wm"] < 2 * z_min)
         p[leave] = np.minimum(p[leave], threshold * 0.5)
         lesion &= ~leave
-        candidates = mask & half & (features["z_wm"] >= z_min)
-        for _ in range(iterations):
-            grown = ndimage.binary_dilation(lesion) & candidates & ~lesion
-            if not grown.any():
-                break
-            p[grown] = np.maximum(p[grown], threshold + 1e-3)
-            lesion |= grown
+        _grow(lesion, p, mask & half & (features["z_wm"] >= z_min), iterations, threshold)
     return p
+
+
+def _grow(lesion: np.ndarray, p: np.ndarray, candidates: np.ndarray, iterations: int, threshold: float) -> None:
+    """In place: ``candidates`` next to ``lesion`` join it (up to ``iterations`` steps), their ``p`` just above ``threshold``."""
+    for _ in range(iterations):
+        grown = ndimage.binary_dilation(lesion) & candidates & ~lesion
+        if not grown.any():
+            break
+        p[grown] = np.maximum(p[grown], threshold + 1e-3)
+        lesion |= grown
 
 
 def lesion_clusters(probability: np.ndarray, threshold: float, min_cluster_ml: float, voxel_ml: float) -> tuple[np.ndarray, int]:

@@ -100,14 +100,16 @@ def prepare(images: dict, *, threads: int = 1, register: bool = True, brain_back
             "brain_mask": how, "shape": t1.shape}
 
 
-def forest_posteriors(prep: dict, model: dict) -> np.ndarray:
-    """The forest's class posteriors (cropped canonical grid + class axis; background 1 outside the brain)."""
+def forest_posteriors(prep: dict, model: dict, X: np.ndarray | None = None) -> np.ndarray:
+    """The forest's class posteriors (cropped canonical grid + class axis; background 1 outside the brain).
+
+    ``X``: the feature matrix of ``prep`` when the caller already has it (the fitting script).
+    """
     if tuple(model["metadata"]["feature_names"]) != tfeat.FEATURE_NAMES:
         raise ValueError("tumour model was fitted for other features: refit with bench/fit_tumour_model.py")
-    mask, zooms = prep["mask"], prep["zooms"]
-    features = tfeat.tumour_features(prep["standardised"], mask, zooms)
-    X = tfeat.feature_matrix(features, mask)
-    del features
+    mask = prep["mask"]
+    if X is None:
+        X = tfeat.feature_matrix(tfeat.tumour_features(prep["standardised"], mask, prep["zooms"]), mask)
     proba = predict_proba(model, X)
     posteriors = np.zeros(mask.shape + (proba.shape[1],), np.float32)
     posteriors[..., 0] = 1.0
