@@ -2,11 +2,13 @@
 
 Usage: python bench/bench_lesion_tumour.py [--n 6] [--seed 9101] [--resolution 1] [--threads 2]
         [--work /tmp/fitwork] [--source auto|simulator|phantom] [--skip-real] [--skip-sim] [--arms ms,glioma]
+        [--lesion-inputs flair+t1w|flair]
 
 On simulated subjects not used for fitting (validation seed 9101, fitting used 9001): per-subject
 lesion Dice / tumour-core Dice and volume against the truth, mean Dice, and volume ICC(A,1)
 against the truth (:func:`defacebench.stats.icc`); on the real sample scans (sub-ms07,
-sub-gbm7294): Dice against their reference masks. Each arm runs once per subject: the timed call
+sub-gbm7294): Dice against their reference masks. The lesion arm gets the FLAIR and the T1w (its
+FLAIR-and-T1w model), or with ``--lesion-inputs flair`` the FLAIR alone (its FLAIR model). Each arm runs once per subject: the timed call
 is the arm's own pipeline (``lesion.lpa_like`` + ``lesion.lesion_mask``, which is what
 ``white_matter_lesion_volume`` does; ``tumour.segment_tumour`` + ``tumour.label_volumes``, which
 is what ``glioblastoma_volume`` does), so the volume and the Dice come from the same segmentation;
@@ -43,7 +45,8 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
 
 
-def lesion_case(images, truth_img, threads):
+def lesion_case(images, truth_img, threads, inputs="flair+t1w"):
+    images = {k: v for k, v in images.items() if k == "FLAIR" or (k == "T1w" and inputs == "flair+t1w")}
     start, cpu = time.perf_counter(), time.process_time()
     result = L.lpa_like(images, threads=threads)
     voxel_ml = voxel_volume_ml(result["canonical"])
@@ -51,7 +54,8 @@ def lesion_case(images, truth_img, threads):
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     truth = truth_on_grid(truth_img, images["FLAIR"]) > 0
     return {"value": float(seg.sum() * voxel_ml), "truth": float(truth.sum() * voxel_ml), "dice": dice(seg, truth),
-            "n_lesions": n, "flair_slice_mm": float(max(result["zooms"])), "seconds": wall, "cpu_seconds": cpu,
+            "n_lesions": n, "model": "FLAIR+T1w" if L.uses_t1w(result["coefficients"]) else "FLAIR",
+            "flair_slice_mm": float(max(result["zooms"])), "seconds": wall, "cpu_seconds": cpu,
             "rss_gb": peak_rss_gb()}
 
 
@@ -77,8 +81,9 @@ def _fmt(row: dict) -> dict:
 def simulated(kind, case, args, source) -> pd.DataFrame:
     settings = {"resolution_mm": args.resolution}
     rows = []
+    extra = {"inputs": args.lesion_inputs} if kind == "ms" else {}
     for name, images, truth_img, _ in training_cohort(kind, args.n, args.seed, args.work, settings, source):
-        row = {"subject": name, **case(images, truth_img, args.threads)}
+        row = {"subject": name, **case(images, truth_img, args.threads, **extra)}
         rows.append(row)
         print(kind, _fmt(row), flush=True)
     df = pd.DataFrame(rows)
@@ -93,11 +98,14 @@ def simulated(kind, case, args, source) -> pd.DataFrame:
     return df
 
 
-def real(args) -> None:
-    anat = REAL / "sub-ms07" / "anat"
-    images = {"FLAIR": nib.load(anat / "sub-ms07_FLAIR.nii.gz"), "T1w": nib.load(anat / "sub-ms07_T1w.nii.gz")}
-    ref = nib.load(REAL / "derivatives/reference-masks/sub-ms07/anat/sub-ms07_desc-lesion_mask.nii.gz")
-    print("real sub-ms07:", _fmt(lesion_case(images, ref, args.threads)), flush=True)
+def real(args, arms) -> None:
+    if "ms" in arms:
+        anat = REAL / "sub-ms07" / "anat"
+        images = {"FLAIR": nib.load(anat / "sub-ms07_FLAIR.nii.gz"), "T1w": nib.load(anat / "sub-ms07_T1w.nii.gz")}
+        ref = nib.load(REAL / "derivatives/reference-masks/sub-ms07/anat/sub-ms07_desc-lesion_mask.nii.gz")
+        print("real sub-ms07:", _fmt(lesion_case(images, ref, args.threads, args.lesion_inputs)), flush=True)
+    if "glioma" not in arms:
+        return
     anat = REAL / "sub-gbm7294" / "anat"
     names = {"T1w": "T1w", "ceT1w": "ce-gadolinium_T1w", "T2w": "T2w", "FLAIR": "FLAIR"}
     images = {m: nib.load(anat / f"sub-gbm7294_{n}.nii.gz") for m, n in names.items()}
@@ -117,6 +125,8 @@ def main():
     parser.add_argument("--arms", default="ms,glioma")
     parser.add_argument("--skip-real", action="store_true")
     parser.add_argument("--skip-sim", action="store_true")
+    parser.add_argument("--lesion-inputs", default="flair+t1w", choices=("flair+t1w", "flair"),
+                        help="the lesion arm's images: FLAIR and T1w (its FLAIR-and-T1w model) or FLAIR alone")
     args = parser.parse_args()
     source = cohort_source(args.source)
     print(f"validation cohort: {source}, seed {args.seed}, {args.resolution} mm, {args.threads} threads")
@@ -126,7 +136,7 @@ def main():
             if kind in arms:
                 simulated(kind, case, args, source)
     if not args.skip_real and REAL.exists():
-        real(args)
+        real(args, arms)
     print(f"peak RSS {peak_rss_gb():.2f} GB")
 
 

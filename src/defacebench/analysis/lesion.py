@@ -5,7 +5,9 @@ algorithm (lpa) of the LST toolbox for SPM (Schmidt 2017, PhD thesis, LMU
 Munich, chapter 6.1; ``ps_LST_lpa``), as used by de Sitter et al. 2020. It is
 *not* LST: the steps follow lpa (see :mod:`.lesion_features`), the logistic
 coefficients are fitted on a simulated cohort (``bench/fit_lesion_model.py``)
-and shipped in ``defacebench/data/lesion_lpa_coefficients.json``.
+and shipped in ``defacebench/data/lesion_lpa_coefficients.json`` (FLAIR alone) and
+``lesion_lpa_t1w_coefficients.json`` (FLAIR with a co-registered T1w, whose
+darkness against white matter adds two features, :data:`.lesion_features.T1W_FEATURE_NAMES`).
 
 Backend ``command``: any external lesion tool, configured as a command
 template, e.g. ``"matlab -batch \\"lst_lpa('{flair}','{output}')\\""``; the tool
@@ -38,13 +40,22 @@ DEFAULT_THRESHOLD = 0.5
 DEFAULT_MIN_CLUSTER_ML = 0.015
 
 COEFFICIENTS_FILE = "lesion_lpa_coefficients.json"
+T1W_COEFFICIENTS_FILE = "lesion_lpa_t1w_coefficients.json"
+
+
+def uses_t1w(coefficients: dict) -> bool:
+    """True for a model with the T1w features (:data:`.lesion_features.T1W_FEATURE_NAMES`)."""
+    return tuple(coefficients["feature_names"]) == lf.T1W_FEATURE_NAMES
 
 
 @lru_cache(maxsize=4)
-def load_coefficients(path: str | None = None) -> dict:
-    """The shipped (or a given) lpa-like parameter file, checked for its documented fields."""
+def load_coefficients(path: str | None = None, t1w: bool = False) -> dict:
+    """The shipped (or a given) lpa-like parameter file, checked for its documented fields.
+
+    Without ``path``: the shipped FLAIR model, or with ``t1w`` the FLAIR-and-T1w model.
+    """
     if path is None:
-        text = resources.files("defacebench").joinpath("data", COEFFICIENTS_FILE).read_text()
+        text = resources.files("defacebench").joinpath("data", T1W_COEFFICIENTS_FILE if t1w else COEFFICIENTS_FILE).read_text()
     else:
         with open(path) as fh:
             text = fh.read()
@@ -52,7 +63,7 @@ def load_coefficients(path: str | None = None) -> dict:
     missing = {"feature_names", "feature_mean", "feature_scale", "coefficients", "intercept", "postprocessing"} - set(params)
     if missing:
         raise ValueError(f"lesion coefficient file lacks {sorted(missing)}")
-    if tuple(params["feature_names"]) != lf.FEATURE_NAMES:
+    if tuple(params["feature_names"]) not in (lf.FEATURE_NAMES, lf.T1W_FEATURE_NAMES):
         raise ValueError("lesion coefficient file was fitted for other features: refit with bench/fit_lesion_model.py")
     return params
 
@@ -77,8 +88,9 @@ def _prepare(images: dict, threads: int, brain_backend: str, bias_correction: bo
     if volume < 300:
         raise AnalysisFailure("brain_extraction", f"brain mask of {volume:.0f} ml is implausibly small")
     flair_n = n4_correct(flair, flair_c.affine, mask, threads) if bias_correction else np.where(mask, flair, 0)
-    # the T1w only guides the prior registration and the WM selection: no bias correction needed
-    t1_n = None if t1 is None else np.where(mask, t1, 0.0)
+    t1_n = None
+    if t1 is not None:
+        t1_n = n4_correct(t1, flair_c.affine, mask, threads) if bias_correction else np.where(mask, t1, 0.0)
     return {"flair": flair_n, "t1": t1_n, "mask": mask, "canonical": flair_c, "zooms": zooms, "brain_mask": how}
 
 
@@ -88,16 +100,25 @@ def lpa_like(images: dict, *, threads: int = 1, brain_backend: str = "deepbet", 
 
     Keys: ``probability`` (post-processed lesion probability), ``raw_probability``,
     ``mask``, ``canonical`` (FLAIR canonical image), ``zooms``, ``stats``,
-    ``brain_mask`` (how it was made); the feature maps: :func:`lpa_like_features`.
+    ``brain_mask`` (how it was made), ``coefficients`` (the model used); the feature
+    maps: :func:`lpa_like_features`. Without ``coefficients`` the shipped model for
+    the images at hand: FLAIR and T1w when a T1w overlaps the FLAIR, else FLAIR alone.
     """
-    params = coefficients or load_coefficients()
+    candidates = [coefficients] if coefficients else [load_coefficients(t1w=True), load_coefficients()]
+    # the brain's box must hold the widest smoothing of whichever model is chosen below
+    widest = max(candidates, key=lambda c: float(c["postprocessing"].get("smooth_sigma_mm", 0.0)))
     prep = lpa_like_features(images, threads=threads, brain_backend=brain_backend, bias_correction=bias_correction,
-                             postprocessing=params["postprocessing"])
+                             postprocessing=widest["postprocessing"])
+    if coefficients:
+        params = coefficients
+        if uses_t1w(params) and prep["t1"] is None:
+            raise AnalysisFailure("configuration", "the lesion model's coefficients need a T1w that overlaps the FLAIR")
+    else:
+        params = candidates[0] if prep["t1"] is not None else candidates[1]
     zooms, shape, box, mask, features = prep["zooms"], prep["mask"].shape, prep["box"], prep["box_mask"], prep["box_features"]
-    raw = np.zeros(mask.shape, np.float32)
-    raw[mask] = lf.logistic_probability(lf.feature_matrix(features, mask), params)
+    raw = lf.raw_probability(features, mask, zooms, params)
     probability = lf.postprocess(raw, features, mask, zooms, params["postprocessing"])
-    out = {**{k: v for k, v in prep.items() if not k.startswith("box_")},
+    out = {**{k: v for k, v in prep.items() if not k.startswith("box_")}, "coefficients": params,
            "raw_probability": uncrop(raw, box, shape), "probability": uncrop(probability, box, shape)}
     return out
 
@@ -107,8 +128,9 @@ def lpa_like_features(images: dict, *, threads: int = 1, brain_backend: str = "d
     """Pre-processing, registered priors, tissue statistics and feature maps: everything before the model.
 
     Keys of :func:`_prepare`, plus ``box`` (the brain's box, its margin set by
-    ``postprocessing``'s smoothing), ``box_mask`` and ``box_features`` on that box,
-    and ``stats``. Needs no coefficients,
+    ``postprocessing``'s smoothing), ``box_mask`` and ``box_features`` on that box
+    (:data:`.lesion_features.T1W_FEATURE_NAMES` when a T1w overlaps the FLAIR, else
+    :data:`.lesion_features.FEATURE_NAMES`), and ``stats``. Needs no coefficients,
     so the fitting script computes a cohort's features with it.
     """
     prep = _prepare(images, threads, brain_backend, bias_correction)
@@ -121,7 +143,7 @@ def lpa_like_features(images: dict, *, threads: int = 1, brain_backend: str = "d
     reference = t1 if t1 is not None else flair
     gm_prior, wm_prior = lf.tissue_priors(reference, box_affine(prep["canonical"].affine, box), mask, threads)
     stats = lf.tissue_stats(flair, mask, gm_prior, wm_prior, t1)
-    features = lf.lesion_features(flair, mask, gm_prior, wm_prior, zooms, stats)
+    features = lf.lesion_features(flair, mask, gm_prior, wm_prior, zooms, stats, t1)
     return {**prep, "box": box, "box_mask": mask, "box_features": features, "stats": stats}
 
 
@@ -176,15 +198,16 @@ def white_matter_lesion_volume(images: dict[str, nib.Nifti1Image], *, backend: s
         parameters = {"command": command, "threshold": threshold, "min_cluster_ml": min_cluster_ml}
         details = {"uses_t1w": images.get("T1w") is not None}
     else:
-        params = load_coefficients(coefficients_file)
         result = lpa_like(images, threads=threads, brain_backend=brain_backend, bias_correction=bias_correction,
-                          coefficients=params)
-        probability, voxel_ml = result["probability"], voxel_volume_ml(result["canonical"])
+                          coefficients=load_coefficients(coefficients_file) if coefficients_file else None)
+        probability, voxel_ml, params = result["probability"], voxel_volume_ml(result["canonical"]), result["coefficients"]
         name = BACKEND_NAME
         parameters = {
             "threshold": threshold, "min_cluster_ml": min_cluster_ml, "bias_correction": bias_correction,
-            "coefficients_file": coefficients_file or COEFFICIENTS_FILE,
-            "coefficients_version": params.get("version", ""), **params["postprocessing"],
+            "coefficients_file": coefficients_file or (T1W_COEFFICIENTS_FILE if uses_t1w(params) else COEFFICIENTS_FILE),
+            "coefficients_version": params.get("version", ""), "model_features": "FLAIR+T1w" if uses_t1w(params) else "FLAIR",
+            "thick_slice_intercept_shift": float(params.get("thick_slice_intercept_shift", 0.0)),
+            **params["postprocessing"],
         }
         details = {
             "uses_t1w": result["t1"] is not None, "brain_mask": result["brain_mask"],

@@ -45,6 +45,15 @@ FEATURE_NAMES = (
     "z_gm_pos_sq",     # max(z_gm, 0)^2: saturating brightness response
     "peak_fraction",   # z_wm over the peak z_wm within 4 mm: where a voxel lies on a lesion's profile
 )
+#: The features of the model for a FLAIR with a co-registered T1w: :data:`FEATURE_NAMES` and the
+#: T1w's darkness against white matter (MS lesions are T1w-iso- to hypointense, Filippi et al. 2016,
+#: MAGNIMS consensus, Lancet Neurol 15:292; the normal FLAIR-bright periventricular caps are not:
+#: Neema et al. 2009, AJNR 30:911), as lesion segmentation with T1w and FLAIR does (e.g. BIANCA,
+#: Griffanti et al. 2016, NeuroImage 141:191). LST's lpa uses the T1w for registration only.
+T1W_FEATURE_NAMES = FEATURE_NAMES + (
+    "t1_dark",         # (T1w WM mean - T1w) / T1w WM sd
+    "t1_dark_smooth",  # t1_dark smoothed (sigma 1 mm)
+)
 
 #: Gaussian widths (mm) of the features: ``belief_smooth`` and the surroundings of ``local_excess``.
 BELIEF_SIGMA_MM = 1.0
@@ -58,6 +67,11 @@ PEAK_FLOOR = 2.0
 HALF_MAXIMUM_MAX_VOXEL_MM = 1.5
 
 
+def is_thick(zooms) -> bool:
+    """True for a grid with a voxel longer than :data:`HALF_MAXIMUM_MAX_VOXEL_MM` along some axis (thick slices)."""
+    return max(zooms) > HALF_MAXIMUM_MAX_VOXEL_MM
+
+
 @dataclass
 class TissueStats:
     """FLAIR tissue means and the WM spread used by the belief map."""
@@ -65,6 +79,9 @@ class TissueStats:
     wm_mean: float
     gm_mean: float
     wm_sd: float
+    #: the (bias-corrected) T1w's median and spread in the same white matter, when a T1w is given
+    t1_wm_mean: float | None = None
+    t1_wm_sd: float | None = None
 
 
 @lru_cache(maxsize=1)
@@ -105,7 +122,8 @@ def tissue_stats(flair: np.ndarray, mask: np.ndarray, gm_prior: np.ndarray, wm_p
     WM: voxels with WM prior > 0.8 (and, given a T1w, T1w above the brain
     median, i.e. not a T1-hypointense lesion or CSF); GM: GM prior > 0.6 and
     FLAIR above the brain's 20th percentile (not CSF). Medians and MAD keep
-    lesions, a minority, from moving the statistics.
+    lesions, a minority, from moving the statistics. Given a T1w, its median and
+    spread in the same white matter too.
     """
     wm_sel = mask & (wm_prior > 0.8)
     if t1 is not None:
@@ -116,13 +134,22 @@ def tissue_stats(flair: np.ndarray, mask: np.ndarray, gm_prior: np.ndarray, wm_p
     gm_sel = mask & (gm_prior > 0.6) & (flair > floor)
     if wm_sel.sum() < 100 or gm_sel.sum() < 100:
         raise AnalysisFailure("tissue_classification", "too few white- or grey-matter voxels for tissue statistics")
-    wm_values = flair[wm_sel]
-    wm_mean = float(np.median(wm_values))
-    wm_sd = float(1.4826 * np.median(np.abs(wm_values - wm_mean)))
+    wm_mean, wm_sd = _median_spread(flair[wm_sel])
     gm_mean = float(np.median(flair[gm_sel]))
     if wm_sd <= 0:
         raise AnalysisFailure("tissue_classification", "white matter has no intensity spread")
-    return TissueStats(wm_mean=wm_mean, gm_mean=max(gm_mean, wm_mean), wm_sd=wm_sd)
+    t1_mean = t1_sd = None
+    if t1 is not None:
+        t1_mean, t1_sd = _median_spread(t1[wm_sel])
+        if t1_sd <= 0:
+            raise AnalysisFailure("tissue_classification", "white matter has no T1w intensity spread")
+    return TissueStats(wm_mean=wm_mean, gm_mean=max(gm_mean, wm_mean), wm_sd=wm_sd, t1_wm_mean=t1_mean, t1_wm_sd=t1_sd)
+
+
+def _median_spread(values: np.ndarray) -> tuple[float, float]:
+    """Median and the MAD scaled to a normal s.d. (1.4826 x MAD)."""
+    median = float(np.median(values))
+    return median, float(1.4826 * np.median(np.abs(values - median)))
 
 
 def belief_map(flair: np.ndarray, mask: np.ndarray, wm_prior: np.ndarray, stats: TissueStats) -> np.ndarray:
@@ -165,8 +192,12 @@ def peak_fraction(z_wm: np.ndarray, mask: np.ndarray, zooms) -> np.ndarray:
 
 
 def lesion_features(flair: np.ndarray, mask: np.ndarray, gm_prior: np.ndarray, wm_prior: np.ndarray,
-                    zooms, stats: TissueStats) -> dict[str, np.ndarray]:
-    """The model's feature maps (dict of arrays on the FLAIR grid), keys :data:`FEATURE_NAMES`."""
+                    zooms, stats: TissueStats, t1: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The model's feature maps (dict of arrays on the FLAIR grid), keys :data:`FEATURE_NAMES`.
+
+    Given a (bias-corrected, co-registered) ``t1`` and its white-matter statistics in
+    ``stats``, keys :data:`T1W_FEATURE_NAMES`.
+    """
     sigma_1mm = [BELIEF_SIGMA_MM / z for z in zooms]
     sigma_5mm = [SURROUND_SIGMA_MM / z for z in zooms]
     z_gm = np.clip((flair - stats.gm_mean) / stats.wm_sd, -10, 30)
@@ -191,6 +222,12 @@ def lesion_features(flair: np.ndarray, mask: np.ndarray, gm_prior: np.ndarray, w
         "z_gm_pos_sq": np.minimum(np.maximum(z_gm, 0.0), 10.0) ** 2,
         "peak_fraction": peak_fraction(z_wm, mask, zooms),
     }
+    if t1 is not None:
+        if stats.t1_wm_sd is None:
+            raise ValueError("T1w features need the T1w's white-matter statistics (tissue_stats with t1)")
+        t1_dark = np.clip((stats.t1_wm_mean - t1) / stats.t1_wm_sd, -10, 30)
+        features["t1_dark"] = t1_dark
+        features["t1_dark_smooth"] = ndimage.gaussian_filter(np.where(mask, t1_dark, 0.0), sigma_1mm) / norm1
     return {k: np.where(mask, v, 0.0).astype(np.float32) for k, v in features.items()}
 
 
@@ -209,9 +246,9 @@ def brain_box(mask: np.ndarray, zooms, postprocessing: dict) -> tuple[slice, ...
     return bounding_box(mask, margin=margin)
 
 
-def feature_matrix(features: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
-    """Rows = brain voxels (C order of ``mask``), columns = :data:`FEATURE_NAMES`."""
-    return np.stack([features[name][mask] for name in FEATURE_NAMES], axis=1)
+def feature_matrix(features: dict[str, np.ndarray], mask: np.ndarray, names=FEATURE_NAMES) -> np.ndarray:
+    """Rows = brain voxels (C order of ``mask``), columns = ``names`` (:data:`FEATURE_NAMES`)."""
+    return np.stack([features[name][mask] for name in names], axis=1)
 
 
 def logistic_probability(X: np.ndarray, coefficients: dict) -> np.ndarray:
@@ -221,6 +258,26 @@ def logistic_probability(X: np.ndarray, coefficients: dict) -> np.ndarray:
     beta = np.asarray(coefficients["coefficients"], dtype=np.float64)
     eta = coefficients["intercept"] + ((X - mean) / scale) @ beta
     return (1.0 / (1.0 + np.exp(-np.clip(eta, -30, 30)))).astype(np.float32)
+
+
+def raw_probability(features: dict[str, np.ndarray], mask: np.ndarray, zooms, coefficients: dict) -> np.ndarray:
+    """The model's lesion probability on ``mask``'s grid (0 outside), before post-processing.
+
+    The features are taken in the coefficient file's order (``feature_names``); on a thick-slice grid
+    (:func:`is_thick`) the intercept moves by ``thick_slice_intercept_shift`` (default 0): a thick
+    slice averages a lesion with its surroundings, and the model's operating point, fitted mostly on
+    1 mm grids, called too much of them lesion.
+    """
+    names = tuple(coefficients["feature_names"])
+    missing = [name for name in names if name not in features]
+    if missing:
+        raise ValueError(f"the lesion model needs features {missing} (a T1w model run without a T1w?)")
+    if is_thick(zooms):
+        coefficients = {**coefficients, "intercept": coefficients["intercept"]
+                        + float(coefficients.get("thick_slice_intercept_shift", 0.0))}
+    raw = np.zeros(mask.shape, np.float32)
+    raw[mask] = logistic_probability(feature_matrix(features, mask, names), coefficients)
+    return raw
 
 
 def postprocess(probability: np.ndarray, features: dict[str, np.ndarray], mask: np.ndarray, zooms,
@@ -238,9 +295,14 @@ def postprocess(probability: np.ndarray, features: dict[str, np.ndarray], mask: 
        lesion at or above half the peak and ``half_maximum_z_min`` join (that many steps). The
        border of a lesion is where it holds half the voxel (partial volume), whatever its contrast:
        faint lesions were cut short by the probability threshold.
+    6. thick-slice border (``thick_slice_peak_fraction`` > 0, on grids with a voxel longer than
+       :data:`HALF_MAXIMUM_MAX_VOXEL_MM`): lesion voxels below that fraction of their
+       neighbourhood's peak leave; none join. A thick slice through a lesion's edge is bright
+       though mostly normal tissue, and the peak itself is diluted by the slice, so this
+       fraction lies above one half.
 
     ``features``: the maps of :func:`lesion_features` (``belief``; ``peak_fraction`` and
-    ``z_wm`` for step 5).
+    ``z_wm`` for steps 5 and 6).
     """
     belief = features["belief"]
     threshold = params.get("threshold", 0.5)
@@ -259,13 +321,17 @@ def postprocess(probability: np.ndarray, features: dict[str, np.ndarray], mask: 
     candidates = mask & (belief > params.get("grow_belief", 2.0)) & (p > params.get("grow_min_probability", 0.1))
     _grow(lesion, p, candidates, int(params.get("grow_iterations", 2)), threshold)
     iterations = int(params.get("half_maximum_iterations", 0))
-    if iterations > 0 and max(zooms) <= HALF_MAXIMUM_MAX_VOXEL_MM:
+    if iterations > 0 and not is_thick(zooms):
         half = features["peak_fraction"] >= 0.5
         z_min = float(params["half_maximum_z_min"])
         leave = lesion & ~half & (features["z_wm"] < 2 * z_min)
         p[leave] = np.minimum(p[leave], threshold * 0.5)
         lesion &= ~leave
         _grow(lesion, p, mask & half & (features["z_wm"] >= z_min), iterations, threshold)
+    thick_fraction = float(params.get("thick_slice_peak_fraction", 0.0))
+    if thick_fraction > 0 and is_thick(zooms):
+        leave = lesion & (features["peak_fraction"] < thick_fraction)
+        p[leave] = np.minimum(p[leave], threshold * 0.5)
     return p
 
 
