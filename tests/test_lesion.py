@@ -285,6 +285,8 @@ def test_phantom_subject_dice():
     name, images, truth_img, _ = next(training_cohort("ms", 1, VALIDATION_SEED, "/tmp/dfb-test", {"resolution_mm": 2.0},
                                                       source="phantom"))
     result = L.lpa_like(images, threads=2)
+    # a subject with a T1w gets the FLAIR-and-T1w model
+    assert "T1w" in images and L.uses_t1w(result["coefficients"]) and result["t1"] is not None
     voxel_ml = float(np.prod(result["zooms"])) / 1000
     seg, _ = L.lesion_mask(result["probability"], voxel_ml)
     reference = truth_on_grid(truth_img, images["FLAIR"]) > 0
