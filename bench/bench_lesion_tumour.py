@@ -37,6 +37,7 @@ from defacebench.analysis.pathology_common import dice
 from defacebench.analysis.pathology_training import VALIDATION_SEED, cohort_source, training_cohort, truth_on_grid
 from defacebench.io import voxel_volume_ml
 from defacebench.stats import icc
+from fit_lesion_model import model_images  # a sibling script: the images each lesion model reads
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-bids"
 
@@ -46,7 +47,7 @@ def peak_rss_gb() -> float:
 
 
 def lesion_case(images, truth_img, threads, inputs="flair+t1w"):
-    images = {k: v for k, v in images.items() if k == "FLAIR" or (k == "T1w" and inputs == "flair+t1w")}
+    images = model_images(images, "t1w" if inputs == "flair+t1w" else "flair")
     start, cpu = time.perf_counter(), time.process_time()
     result = L.lpa_like(images, threads=threads)
     voxel_ml = voxel_volume_ml(result["canonical"])
@@ -54,7 +55,7 @@ def lesion_case(images, truth_img, threads, inputs="flair+t1w"):
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     truth = truth_on_grid(truth_img, images["FLAIR"]) > 0
     return {"value": float(seg.sum() * voxel_ml), "truth": float(truth.sum() * voxel_ml), "dice": dice(seg, truth),
-            "n_lesions": n, "model": "FLAIR+T1w" if L.uses_t1w(result["coefficients"]) else "FLAIR",
+            "n_lesions": n, "model": L.model_inputs(result["coefficients"]),
             "flair_slice_mm": float(max(result["zooms"])), "seconds": wall, "cpu_seconds": cpu,
             "rss_gb": peak_rss_gb()}
 

@@ -48,6 +48,11 @@ def uses_t1w(coefficients: dict) -> bool:
     return tuple(coefficients["feature_names"]) == lf.T1W_FEATURE_NAMES
 
 
+def model_inputs(coefficients: dict) -> str:
+    """The images a model reads, as records name them: ``FLAIR+T1w`` or ``FLAIR``."""
+    return "FLAIR+T1w" if uses_t1w(coefficients) else "FLAIR"
+
+
 @lru_cache(maxsize=4)
 def load_coefficients(path: str | None = None, t1w: bool = False) -> dict:
     """The shipped (or a given) lpa-like parameter file, checked for its documented fields.
@@ -205,7 +210,7 @@ def white_matter_lesion_volume(images: dict[str, nib.Nifti1Image], *, backend: s
         parameters = {
             "threshold": threshold, "min_cluster_ml": min_cluster_ml, "bias_correction": bias_correction,
             "coefficients_file": coefficients_file or (T1W_COEFFICIENTS_FILE if uses_t1w(params) else COEFFICIENTS_FILE),
-            "coefficients_version": params.get("version", ""), "model_features": "FLAIR+T1w" if uses_t1w(params) else "FLAIR",
+            "coefficients_version": params.get("version", ""), "model_features": model_inputs(params),
             "thick_slice_intercept_shift": float(params.get("thick_slice_intercept_shift", 0.0)),
             **params["postprocessing"],
         }

@@ -62,14 +62,16 @@ SURROUND_SIGMA_MM = 5.0
 #: :data:`BELIEF_SIGMA_MM`) a voxel is compared with, and the least peak divided by (noise, not a lesion).
 PEAK_HALF_WIDTH_MM = 4.0
 PEAK_FLOOR = 2.0
-#: The half-maximum boundary step of :func:`postprocess` runs on grids whose voxels are at most this
-#: long (mm) along every axis: on thick slices a lesion's profile is not resolved through the slice.
-HALF_MAXIMUM_MAX_VOXEL_MM = 1.5
+#: A grid with a voxel longer than this (mm) along some axis is a thick-slice grid: there a lesion's
+#: profile is not resolved through the slice, so :func:`postprocess` trims its border (step 6)
+#: instead of growing it to the half maximum (step 5), and :func:`raw_probability` may shift the
+#: intercept.
+THICK_SLICE_MM = 1.5
 
 
 def is_thick(zooms) -> bool:
-    """True for a grid with a voxel longer than :data:`HALF_MAXIMUM_MAX_VOXEL_MM` along some axis (thick slices)."""
-    return max(zooms) > HALF_MAXIMUM_MAX_VOXEL_MM
+    """True for a thick-slice grid: a voxel longer than :data:`THICK_SLICE_MM` along some axis."""
+    return max(zooms) > THICK_SLICE_MM
 
 
 @dataclass
@@ -290,13 +292,13 @@ def postprocess(probability: np.ndarray, features: dict[str, np.ndarray], mask: 
     4. growth: voxels next to a lesion whose belief exceeds ``grow_belief`` and
        whose probability exceeds ``grow_min_probability`` join it (``grow_iterations`` steps);
     5. half-maximum boundary (``half_maximum_iterations`` > 0, on grids with voxels of at most
-       :data:`HALF_MAXIMUM_MAX_VOXEL_MM`): lesion voxels below half their neighbourhood's peak
+       :data:`THICK_SLICE_MM`): lesion voxels below half their neighbourhood's peak
        (``peak_fraction`` < 0.5) and below ``2 x half_maximum_z_min`` leave; voxels next to a
        lesion at or above half the peak and ``half_maximum_z_min`` join (that many steps). The
        border of a lesion is where it holds half the voxel (partial volume), whatever its contrast:
        faint lesions were cut short by the probability threshold.
     6. thick-slice border (``thick_slice_peak_fraction`` > 0, on grids with a voxel longer than
-       :data:`HALF_MAXIMUM_MAX_VOXEL_MM`): lesion voxels below that fraction of their
+       :data:`THICK_SLICE_MM`): lesion voxels below that fraction of their
        neighbourhood's peak leave; none join. A thick slice through a lesion's edge is bright
        though mostly normal tissue, and the peak itself is diluted by the slice, so this
        fraction lies above one half.
@@ -312,9 +314,7 @@ def postprocess(probability: np.ndarray, features: dict[str, np.ndarray], mask: 
     p = np.where(mask, p, 0.0)
     lesion = p > threshold
     neighbours = ndimage.convolve(lesion.astype(np.uint8), np.ones((3, 3, 3), np.uint8), mode="constant") - lesion
-    isolated = lesion & (neighbours == 0)
-    p[isolated] = np.minimum(p[isolated], threshold * 0.5)
-    lesion &= ~isolated
+    _drop(lesion, p, lesion & (neighbours == 0), threshold)  # isolated voxels
     holes = ndimage.binary_fill_holes(lesion) & ~lesion & mask
     p[holes] = np.maximum(p[holes], threshold + 1e-3)
     lesion |= holes
@@ -324,15 +324,18 @@ def postprocess(probability: np.ndarray, features: dict[str, np.ndarray], mask: 
     if iterations > 0 and not is_thick(zooms):
         half = features["peak_fraction"] >= 0.5
         z_min = float(params["half_maximum_z_min"])
-        leave = lesion & ~half & (features["z_wm"] < 2 * z_min)
-        p[leave] = np.minimum(p[leave], threshold * 0.5)
-        lesion &= ~leave
+        _drop(lesion, p, lesion & ~half & (features["z_wm"] < 2 * z_min), threshold)
         _grow(lesion, p, mask & half & (features["z_wm"] >= z_min), iterations, threshold)
     thick_fraction = float(params.get("thick_slice_peak_fraction", 0.0))
     if thick_fraction > 0 and is_thick(zooms):
-        leave = lesion & (features["peak_fraction"] < thick_fraction)
-        p[leave] = np.minimum(p[leave], threshold * 0.5)
+        _drop(lesion, p, lesion & (features["peak_fraction"] < thick_fraction), threshold)
     return p
+
+
+def _drop(lesion: np.ndarray, p: np.ndarray, voxels: np.ndarray, threshold: float) -> None:
+    """In place: ``voxels`` leave ``lesion``, their ``p`` at most half the ``threshold``."""
+    p[voxels] = np.minimum(p[voxels], threshold * 0.5)
+    lesion &= ~voxels
 
 
 def _grow(lesion: np.ndarray, p: np.ndarray, candidates: np.ndarray, iterations: int, threshold: float) -> None:
