@@ -110,6 +110,17 @@ def sample(subjects: list[dict], rng, names: tuple, negatives_per_positive: int 
     return np.concatenate(X), np.concatenate(y), np.concatenate(w)
 
 
+def extra_thick_subjects(args, settings: dict, source: str, cache: Path, names) -> list[dict]:
+    """The ``--thick-n`` extra subjects simulated with thick-slice FLAIRs only (none for the phantoms)."""
+    if source != "simulator" or args.thick_n <= 0:
+        return []
+    difficulty = {**settings.get("difficulty", {}), "thick_slice_flair_probability": 1.0}
+    return [subject_features(model_images(images, args.model), truth_img, args.threads,
+                             cache / f"{source}-{args.model}-{args.thick_seed}-{args.resolution}-thick-{name}.npz", names)
+            for name, images, truth_img, _ in training_cohort("ms", args.thick_n, args.thick_seed, args.work,
+                                                             {**settings, "difficulty": difficulty}, source)]
+
+
 def fit_logistic(X, y, w, C: float = 1.0) -> dict:
     from sklearn.linear_model import LogisticRegression
 
@@ -124,11 +135,46 @@ def fit_logistic(X, y, w, C: float = 1.0) -> dict:
 def evaluate(subjects, params) -> tuple[float, list[float]]:
     dices = []
     for s in subjects:
-        raw = lf.raw_probability(s["features"], s["mask"], s["zooms"], params)
-        p = lf.postprocess(raw, s["features"], s["mask"], s["zooms"], params["postprocessing"])
+        p = lf.lesion_probability(s["features"], s["mask"], s["zooms"], params)["probability"]
         seg, _ = lf.lesion_clusters(p, 0.5, 0.015, s["voxel_ml"])
         dices.append(dice(seg, s["lesion_all"]))
     return float(np.mean(dices)), dices
+
+
+#: Load adaptation grid (stage 4): slopes, and intercept offsets at the fitting cohort's typical load
+#: (the geometric mean of its first-pass volumes), turned into the reference volume at which the
+#: first pass is kept: reference = typical x exp(-offset / slope).
+LOAD_SLOPES = (0.0, 0.25, 0.5, 0.75, 1.0)
+LOAD_OFFSETS = (-0.5, 0.0, 0.5, 1.0)
+
+
+def fit_load_adaptation(subjects, params) -> tuple[dict, dict]:
+    """Stage 4: the load adaptation (:func:`lf.load_adaptation_shift`) maximising the mean Dice of ``subjects``.
+
+    Every fitting subject counts, the extra thick-slice ones too: the adaptation acts on every grid,
+    and they widen the range of loads. Returns the parameters and the Dice of each grid point.
+    """
+    base = {k: v for k, v in params.items() if k != "load_adaptation"}
+    first = []
+    for s in subjects:
+        p = lf.lesion_probability(s["features"], s["mask"], s["zooms"], base)["probability"]
+        seg, _ = lf.lesion_clusters(p, lf.FIRST_PASS_THRESHOLD, lf.FIRST_PASS_MIN_CLUSTER_ML, s["voxel_ml"])
+        first.append(max(float(seg.sum() * s["voxel_ml"]), 0.05))
+    typical = float(np.exp(np.mean(np.log(first))))
+    scores, best = {}, None
+    for slope, offset in itertools.product(LOAD_SLOPES, LOAD_OFFSETS):
+        if slope == 0.0 and offset != 0.0:
+            continue
+        adaptation = {"slope": slope, "reference_volume_ml": typical * float(np.exp(-offset / slope)) if slope else typical,
+                      "min_volume_ml": 0.05, "max_shift": 3.0}
+        trial = {**base, "load_adaptation": adaptation}
+        score, dices = evaluate(subjects, trial)
+        scores[f"slope {slope}, offset {offset}"] = round(score, 4)
+        if best is None or score > best[0]:
+            best = (score, dices, trial)
+    return best[2], {"dice_by_slope_and_offset": scores, "typical_first_pass_ml": round(typical, 3),
+                     "first_pass_ml": [round(v, 3) for v in first], "dice": [round(d, 4) for d in best[1]],
+                     "dice_mean": round(best[0], 4)}
 
 
 def main():
@@ -147,6 +193,9 @@ def main():
                         help="training data: the study's simulator, or the fallback phantoms")
     parser.add_argument("--sim-settings", default="{}", help="JSON dict passed to simulate_subject")
     parser.add_argument("--out", default=None, help="default: the shipped file of --model")
+    parser.add_argument("--load-adaptation-only", action="store_true",
+                        help="keep the coefficients and post-processing of the existing --out file and refit stage 4 "
+                             "(the load adaptation) only, on the same (cached) subjects")
     args = parser.parse_args()
     out_path = Path(args.out or REPO / "src/defacebench/data" / (L.T1W_COEFFICIENTS_FILE if args.model == "t1w" else L.COEFFICIENTS_FILE))
     names = lf.T1W_FEATURE_NAMES if args.model == "t1w" else lf.FEATURE_NAMES
@@ -159,6 +208,16 @@ def main():
                                  cache / f"{source}-{args.model}-{args.seed}-{args.resolution}-{name}.npz", names)
                 for name, images, truth_img, _ in training_cohort("ms", args.n, args.seed, args.work, settings, source)]
     print(f"features in {time.perf_counter() - start:.0f} s")
+    if args.load_adaptation_only:
+        existing = json.loads(out_path.read_text())
+        thick_subjects = extra_thick_subjects(args, settings, source, cache, names)
+        adapted, existing["training"]["load_adaptation"] = fit_load_adaptation(subjects + thick_subjects, existing)
+        existing["load_adaptation"] = adapted["load_adaptation"]
+        existing["training"]["load_adaptation"]["refitted"] = f"stage 4 only, {date.today().isoformat()}"
+        out_path.write_text(json.dumps(existing, indent=1) + "\n")
+        print(f"load adaptation {existing['load_adaptation']}: {existing['training']['load_adaptation']}")
+        print(f"wrote {out_path} in {time.perf_counter() - start:.0f} s")
+        return
     X, y, w = sample(subjects, rng, names)
     best = None
     for C in (1.0,):
@@ -188,13 +247,8 @@ def main():
     # shift and the border at a fraction of the local peak (postprocess step 6)
     thick = [i for i, s in enumerate(subjects) if lf.is_thick(s["zooms"])]
     thick_subjects = [subjects[i] for i in thick]
-    if source == "simulator" and args.thick_n > 0:
-        difficulty = {**settings.get("difficulty", {}), "thick_slice_flair_probability": 1.0}
-        thick_subjects += [
-            subject_features(model_images(images, args.model), truth_img, args.threads,
-                             cache / f"{source}-{args.model}-{args.thick_seed}-{args.resolution}-thick-{name}.npz", names)
-            for name, images, truth_img, _ in training_cohort("ms", args.thick_n, args.thick_seed, args.work,
-                                                             {**settings, "difficulty": difficulty}, source)]
+    extra_thick = extra_thick_subjects(args, settings, source, cache, names)
+    thick_subjects += extra_thick
     thick_scores = {}
     if thick_subjects:
         best_thick = None
@@ -211,6 +265,9 @@ def main():
         score = float(np.mean(dices))
         print(f"thick-slice Dice by shift and border: {thick_scores}; chose shift "
               f"{params['thick_slice_intercept_shift']}, fraction {params['postprocessing']['thick_slice_peak_fraction']}")
+    # fourth stage, every fitting subject: the intercept's adaptation to the brain's lesion load
+    params, load_scores = fit_load_adaptation(subjects + extra_thick, params)
+    print(f"load adaptation: {load_scores}; chose {params['load_adaptation']}")
     import sklearn
 
     out = {
@@ -221,6 +278,7 @@ def main():
         **{k: params[k] for k in ("feature_mean", "feature_scale", "coefficients", "intercept")},
         "thick_slice_intercept_shift": float(params.get("thick_slice_intercept_shift", 0.0)),
         "postprocessing": params["postprocessing"],
+        "load_adaptation": params["load_adaptation"],
         "training": {
             "source": source,
             "simulator": "defacebench.simulate.simulate_subject (kind 'ms')" if source == "simulator"
@@ -232,7 +290,8 @@ def main():
             "thick_slice_dice_by_shift_and_border": thick_scores, "model": args.model,
             "thick_slice_subjects": {"from_cohort": len(thick), "extra": len(thick_subjects) - len(thick),
                                      "extra_seed": args.thick_seed},
-            "fitting_dice": [round(d, 4) for d in dices], "scikit_learn": sklearn.__version__,
+            "fitting_dice": [round(d, 4) for d in dices], "load_adaptation": load_scores,
+            "scikit_learn": sklearn.__version__,
         },
     }
     out_path.write_text(json.dumps(out, indent=1) + "\n")

@@ -58,6 +58,8 @@ def test_shipped_coefficients_have_the_documented_fields(t1w):
     assert {"threshold", "smooth_sigma_mm", "grow_belief", "grow_iterations"} <= set(params["postprocessing"])
     assert params["training"]["seed"] not in (101, 202, 303)  # not a study seed
     assert np.isfinite(params["thick_slice_intercept_shift"])
+    adaptation = params["load_adaptation"]
+    assert adaptation["slope"] >= 0 and adaptation["reference_volume_ml"] > 0 and adaptation["max_shift"] > 0
     file = L.T1W_COEFFICIENTS_FILE if t1w else L.COEFFICIENTS_FILE
     readme = resources.files("defacebench").joinpath("data", "README.md").read_text()
     assert file in readme
@@ -102,10 +104,14 @@ def test_features_on_the_brain_box_equal_whole_grid_features(zooms, t1w):
     post = {**params["postprocessing"], "smooth_sigma_mm": 1.5, "thick_slice_peak_fraction": 0.6}  # every optional step
     stats = lf.tissue_stats(flair, mask, gm, wm, t1)
 
+    # a load adaptation that moves the intercept here: the first pass's volume must match too
+    params["load_adaptation"] = {"slope": 0.5, "reference_volume_ml": 0.1, "min_volume_ml": 0.05, "max_shift": 3.0}
+
     def run(box):
         f = lf.lesion_features(flair[box], mask[box], gm[box], wm[box], zooms, stats, None if t1 is None else t1[box])
-        raw = lf.raw_probability(f, mask[box], zooms, params)
-        return f, lf.postprocess(raw, f, mask[box], zooms, post)
+        result = lf.lesion_probability(f, mask[box], zooms, {**params, "postprocessing": post})
+        assert result["load_shift"] != 0.0
+        return f, result["probability"]
 
     whole_features, whole_p = run((slice(None),) * 3)
     box = lf.brain_box(mask, zooms, post)
@@ -207,6 +213,39 @@ def test_raw_probability_moves_the_intercept_on_thick_slices_only_and_needs_the_
         lf.raw_probability(features, mask, (1.0, 1.0, 1.0), L.load_coefficients(t1w=True))
 
 
+def test_load_adaptation_shift_follows_the_log_ratio_of_the_load_to_the_reference():
+    adaptation = {"slope": 0.5, "reference_volume_ml": 4.0, "min_volume_ml": 0.05, "max_shift": 3.0}
+    assert lf.load_adaptation_shift(4.0, adaptation) == pytest.approx(0.0)
+    assert lf.load_adaptation_shift(16.0, adaptation) == pytest.approx(0.5 * np.log(4.0))  # more lesions: lower bar
+    assert lf.load_adaptation_shift(1.0, adaptation) == pytest.approx(-0.5 * np.log(4.0))
+    assert lf.load_adaptation_shift(0.0, adaptation) == pytest.approx(0.5 * np.log(0.05 / 4.0))  # the volume floor
+    assert lf.load_adaptation_shift(1e9, adaptation) == pytest.approx(3.0)  # clipped
+    assert lf.load_adaptation_shift(100.0, None) == lf.load_adaptation_shift(100.0, {**adaptation, "slope": 0.0}) == 0.0
+
+
+def test_lesion_probability_moves_the_intercept_by_the_load_shift():
+    shape, zooms = (60, 64, 70), (1.0, 1.0, 1.0)
+    flair, mask, gm, wm = _ellipsoid_brain(shape, zooms)
+    stats = lf.tissue_stats(flair, mask, gm, wm)
+    features = lf.lesion_features(flair, mask, gm, wm, zooms, stats)
+    params = dict(L.load_coefficients())
+    plain = lf.lesion_probability(features, mask, zooms, {k: v for k, v in params.items() if k != "load_adaptation"})
+    assert plain["load_shift"] == 0.0 and plain["first_pass_ml"] is None
+    first_ml = float(L.lesion_mask(plain["probability"], 0.001)[0].sum()) * 0.001
+    assert first_ml > 0.1  # the phantom's bright blobs are found
+    for reference, sign in ((first_ml * 20, -1), (first_ml / 20, 1)):
+        adaptation = {"slope": 0.5, "reference_volume_ml": reference, "min_volume_ml": 0.05, "max_shift": 3.0}
+        adapted = lf.lesion_probability(features, mask, zooms, {**params, "load_adaptation": adaptation})
+        assert adapted["first_pass_ml"] == pytest.approx(first_ml)
+        assert adapted["load_shift"] == pytest.approx(0.5 * np.log(first_ml / reference)) and np.sign(adapted["load_shift"]) == sign
+        shifted = {**params, "intercept": params["intercept"] + adapted["load_shift"]}
+        expected = lf.postprocess(lf.raw_probability(features, mask, zooms, shifted), features, mask, zooms, params["postprocessing"])
+        np.testing.assert_allclose(adapted["probability"], expected, atol=1e-5)  # the sum's order differs
+        # a heavier load than the reference lowers the bar everywhere; a lighter one raises it
+        change = adapted["raw"][mask].astype(np.float64) - plain["raw"][mask]
+        assert (sign * change >= 0).all() and (sign * change > 0).mean() > 0.5
+
+
 def test_t1w_features_measure_darkness_against_white_matter():
     shape = (60, 64, 70)
     flair, mask, gm, wm = _ellipsoid_brain(shape, (1.0, 1.0, 1.0))
@@ -274,6 +313,10 @@ def test_shipped_coefficients_were_fitted_on_the_simulator(t1w):
     half_max = training["fitting_dice_by_half_maximum_boundary"]
     assert training["fitting_dice_mean"] >= max(half_max.values()) - 1e-4
     assert training["thick_slice_dice_by_shift_and_border"]
+    # the load adaptation was chosen as the best on every fitting subject: no worse than none (slope 0)
+    load = training["load_adaptation"]
+    assert load["dice_mean"] >= load["dice_by_slope_and_offset"]["slope 0.0, offset 0.0"] - 1e-4
+    assert len(load["first_pass_ml"]) == len(load["dice"]) > training["n_subjects"]  # the extra thick subjects too
     # the FLAIR-brightness slope must be positive: brighter than white matter means more likely a lesion
     assert params["coefficients"][lf.FEATURE_NAMES.index("z_wm")] > 0
 

@@ -105,7 +105,9 @@ def lpa_like(images: dict, *, threads: int = 1, brain_backend: str = "deepbet", 
 
     Keys: ``probability`` (post-processed lesion probability), ``raw_probability``,
     ``mask``, ``canonical`` (FLAIR canonical image), ``zooms``, ``stats``,
-    ``brain_mask`` (how it was made), ``coefficients`` (the model used); the feature
+    ``brain_mask`` (how it was made), ``coefficients`` (the model used),
+    ``first_pass_ml`` and ``load_shift`` (the load adaptation,
+    :func:`.lesion_features.lesion_probability`; None and 0 without one); the feature
     maps: :func:`lpa_like_features`. Without ``coefficients`` the shipped model for
     the images at hand: FLAIR and T1w when a T1w overlaps the FLAIR, else FLAIR alone.
     """
@@ -121,10 +123,10 @@ def lpa_like(images: dict, *, threads: int = 1, brain_backend: str = "deepbet", 
     else:
         params = candidates[0] if prep["t1"] is not None else candidates[1]
     zooms, shape, box, mask, features = prep["zooms"], prep["mask"].shape, prep["box"], prep["box_mask"], prep["box_features"]
-    raw = lf.raw_probability(features, mask, zooms, params)
-    probability = lf.postprocess(raw, features, mask, zooms, params["postprocessing"])
+    result = lf.lesion_probability(features, mask, zooms, params)
     out = {**{k: v for k, v in prep.items() if not k.startswith("box_")}, "coefficients": params,
-           "raw_probability": uncrop(raw, box, shape), "probability": uncrop(probability, box, shape)}
+           "raw_probability": uncrop(result["raw"], box, shape), "probability": uncrop(result["probability"], box, shape),
+           "first_pass_ml": result["first_pass_ml"], "load_shift": result["load_shift"]}
     return out
 
 
@@ -212,11 +214,12 @@ def white_matter_lesion_volume(images: dict[str, nib.Nifti1Image], *, backend: s
             "coefficients_file": coefficients_file or (T1W_COEFFICIENTS_FILE if uses_t1w(params) else COEFFICIENTS_FILE),
             "coefficients_version": params.get("version", ""), "model_features": model_inputs(params),
             "thick_slice_intercept_shift": float(params.get("thick_slice_intercept_shift", 0.0)),
-            **params["postprocessing"],
+            "load_adaptation": params.get("load_adaptation"), **params["postprocessing"],
         }
         details = {
             "uses_t1w": result["t1"] is not None, "brain_mask": result["brain_mask"],
             "flair_wm_mean": result["stats"].wm_mean, "flair_gm_mean": result["stats"].gm_mean,
+            "first_pass_volume_ml": result["first_pass_ml"], "load_adaptation_shift": result["load_shift"],
         }
     lesions, n_lesions = lesion_mask(probability, voxel_ml, threshold, min_cluster_ml)
     volume = float(lesions.sum() * voxel_ml)
