@@ -213,6 +213,28 @@ def test_raw_probability_moves_the_intercept_on_thick_slices_only_and_needs_the_
         lf.raw_probability(features, mask, (1.0, 1.0, 1.0), L.load_coefficients(t1w=True))
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_post_processing_neighbour_steps_equal_scipys_morphology(seed):
+    """Growth, isolated voxels and holes read only the voxels concerned: the same as scipy's whole-grid morphology."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    shape = (23, 29, 31)
+    lesion = ndimage.binary_opening(rng.random(shape) < 0.35) | (rng.random(shape) < 0.01)
+    lesion[0, 5, 5] = lesion[-1, -1, -1] = True  # on the grid's faces and corner
+    lesion[10:15, 10:15, 10:15] = True
+    lesion[12, 12, 12] = False  # an enclosed hole
+    candidates = rng.random(shape) < 0.5
+    neighbours = ndimage.convolve(lesion.astype(np.uint8), np.ones((3, 3, 3), np.uint8), mode="constant") - lesion
+    np.testing.assert_array_equal(lf._isolated(lesion), lesion & (neighbours == 0))
+    np.testing.assert_array_equal(lf._holes(lesion), ndimage.binary_fill_holes(lesion) & ~lesion)
+    assert lf._holes(lesion)[12, 12, 12]
+    grown, p = lesion.copy(), np.zeros(shape, np.float32)
+    lf._grow(grown, p, candidates, 1, 0.5)
+    np.testing.assert_array_equal(grown, lesion | (ndimage.binary_dilation(lesion) & candidates))
+    assert (p[grown & ~lesion] > 0.5).all() and not p[~grown | lesion].any()
+
+
 def test_load_adaptation_shift_follows_the_log_ratio_of_the_load_to_the_reference():
     adaptation = {"slope": 0.5, "reference_volume_ml": 4.0, "min_volume_ml": 0.05, "max_shift": 3.0}
     assert lf.load_adaptation_shift(4.0, adaptation) == pytest.approx(0.0)
