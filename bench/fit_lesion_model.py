@@ -149,11 +149,28 @@ LOAD_OFFSETS = (-0.5, 0.0, 0.5, 1.0)
 
 
 def fit_load_adaptation(subjects, params) -> tuple[dict, dict]:
-    """Stage 4: the load adaptation (:func:`lf.load_adaptation_shift`) maximising the mean Dice of ``subjects``.
+    """Stage 4: the load adaptation (:func:`lf.load_adaptation_shift`), then its thick-slice settings.
 
-    Every fitting subject counts, the extra thick-slice ones too: the adaptation acts on every grid,
-    and they widen the range of loads. Returns the parameters and the Dice of each grid point.
+    First on every fitting subject, the extra thick-slice ones too (they widen the range of loads);
+    then, on the thick-slice subjects alone, settings of their own for thick grids
+    (``thick_slice``, :func:`lf.grid_load_adaptation`; slope 0 is among them). Returns the
+    parameters and the Dice of each grid point.
     """
+    params, scores = _fit_load_adaptation(subjects, params)
+    thick = [s for s in subjects if lf.is_thick(s["zooms"])]
+    if thick:
+        joint = params["load_adaptation"]
+        trial, thick_scores = _fit_load_adaptation(thick, {**params, "load_adaptation": {**joint, "thick_slice": None}})
+        params = {**params, "load_adaptation": {**joint, "thick_slice": {
+            k: trial["load_adaptation"][k] for k in ("slope", "reference_volume_ml")}}}
+        scores["thick_slice"] = thick_scores
+        scores["dice_mean_with_thick_slice_settings"] = round(evaluate(subjects, params)[0], 4)
+    return params, scores
+
+
+def _fit_load_adaptation(subjects, params) -> tuple[dict, dict]:
+    """The grid search of :func:`fit_load_adaptation` on ``subjects``, the adaptation's other keys kept."""
+    kept = {k: v for k, v in (params.get("load_adaptation") or {}).items() if k not in ("slope", "reference_volume_ml")}
     base = {k: v for k, v in params.items() if k != "load_adaptation"}
     first = []
     for s in subjects:
@@ -165,8 +182,8 @@ def fit_load_adaptation(subjects, params) -> tuple[dict, dict]:
     for slope, offset in itertools.product(LOAD_SLOPES, LOAD_OFFSETS):
         if slope == 0.0 and offset != 0.0:
             continue
-        adaptation = {"slope": slope, "reference_volume_ml": typical * float(np.exp(-offset / slope)) if slope else typical,
-                      "min_volume_ml": 0.05, "max_shift": 3.0}
+        adaptation = {"min_volume_ml": 0.05, "max_shift": 3.0, **kept, "slope": slope,
+                      "reference_volume_ml": typical * float(np.exp(-offset / slope)) if slope else typical}
         trial = {**base, "load_adaptation": adaptation}
         score, dices = evaluate(subjects, trial)
         scores[f"slope {slope}, offset {offset}"] = round(score, 4)

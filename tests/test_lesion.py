@@ -60,6 +60,7 @@ def test_shipped_coefficients_have_the_documented_fields(t1w):
     assert np.isfinite(params["thick_slice_intercept_shift"])
     adaptation = params["load_adaptation"]
     assert adaptation["slope"] >= 0 and adaptation["reference_volume_ml"] > 0 and adaptation["max_shift"] > 0
+    assert adaptation["thick_slice"]["slope"] >= 0 and adaptation["thick_slice"]["reference_volume_ml"] > 0
     file = L.T1W_COEFFICIENTS_FILE if t1w else L.COEFFICIENTS_FILE
     readme = resources.files("defacebench").joinpath("data", "README.md").read_text()
     assert file in readme
@@ -245,6 +246,17 @@ def test_load_adaptation_shift_follows_the_log_ratio_of_the_load_to_the_referenc
     assert lf.load_adaptation_shift(100.0, None) == lf.load_adaptation_shift(100.0, {**adaptation, "slope": 0.0}) == 0.0
 
 
+def test_thick_slice_grids_take_the_load_adaptations_thick_slice_settings():
+    adaptation = {"slope": 1.0, "reference_volume_ml": 3.0, "min_volume_ml": 0.05, "max_shift": 3.0,
+                  "thick_slice": {"slope": 0.5, "reference_volume_ml": 1.0}}
+    assert lf.grid_load_adaptation(adaptation, (1.0, 1.0, 1.0)) is adaptation
+    thick = lf.grid_load_adaptation(adaptation, (1.0, 1.0, 4.0))
+    assert thick["slope"] == 0.5 and thick["reference_volume_ml"] == 1.0 and thick["max_shift"] == 3.0
+    assert lf.load_adaptation_shift(4.0, thick) == pytest.approx(0.5 * np.log(4.0))
+    assert lf.grid_load_adaptation({**adaptation, "thick_slice": None}, (1.0, 1.0, 4.0))["slope"] == 1.0
+    assert lf.grid_load_adaptation(None, (1.0, 1.0, 4.0)) is None
+
+
 def test_lesion_probability_moves_the_intercept_by_the_load_shift():
     shape, zooms = (60, 64, 70), (1.0, 1.0, 1.0)
     flair, mask, gm, wm = _ellipsoid_brain(shape, zooms)
@@ -293,7 +305,7 @@ SIM_WORK = "/tmp/dfb-test-pathology"  # simulated subjects are reused across ses
 # border; 0.91 and 29.3 ml with the load adaptation); sub-ms07: see
 # src/defacebench/data/README.md), so that a regression fails and run-to-run noise does not
 SIM_DICE_FLOOR = 0.75
-# measured 0.458-0.46 with the load adaptation (0.433 with the T1w model alone, 0.448 with the peak-fraction FLAIR model, 0.35 and 0.34 before it; 0.29
+# measured 0.457-0.46 with the load adaptation (0.433 with the T1w model alone, 0.448 with the peak-fraction FLAIR model, 0.35 and 0.34 before it; 0.29
 # with the model fitted on the easier simulator)
 MS07_DICE_FLOOR = 0.4
 
@@ -339,6 +351,8 @@ def test_shipped_coefficients_were_fitted_on_the_simulator(t1w):
     load = training["load_adaptation"]
     assert load["dice_mean"] >= load["dice_by_slope_and_offset"]["slope 0.0, offset 0.0"] - 1e-4
     assert len(load["first_pass_ml"]) == len(load["dice"]) > training["n_subjects"]  # the extra thick subjects too
+    thick = load["thick_slice"]  # the thick grids' own settings, chosen on the thick subjects: no worse than none there
+    assert thick["dice_mean"] >= thick["dice_by_slope_and_offset"]["slope 0.0, offset 0.0"] - 1e-4
     # the FLAIR-brightness slope must be positive: brighter than white matter means more likely a lesion
     assert params["coefficients"][lf.FEATURE_NAMES.index("z_wm")] > 0
 

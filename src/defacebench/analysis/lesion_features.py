@@ -328,6 +328,14 @@ def load_adaptation_shift(first_pass_ml: float, adaptation: dict | None) -> floa
     return float(np.clip(shift, -limit, limit))
 
 
+def grid_load_adaptation(adaptation: dict | None, zooms) -> dict | None:
+    """The load adaptation for a grid: on a thick-slice grid (:func:`is_thick`) its ``thick_slice``
+    settings, where given, replace the others (fitted on thick-slice subjects alone)."""
+    if adaptation and is_thick(zooms) and adaptation.get("thick_slice") is not None:
+        return {**adaptation, **adaptation["thick_slice"]}
+    return adaptation
+
+
 def lesion_probability(features: dict[str, np.ndarray], mask: np.ndarray, zooms, coefficients: dict) -> dict:
     """The model's post-processed lesion probability, adapted to the brain's lesion load.
 
@@ -341,7 +349,7 @@ def lesion_probability(features: dict[str, np.ndarray], mask: np.ndarray, zooms,
     eta = brain_logit(features, mask, zooms, coefficients)
     raw = _on_grid(mask, eta)
     probability = postprocess(raw, features, mask, zooms, post)
-    adaptation = coefficients.get("load_adaptation")
+    adaptation = grid_load_adaptation(coefficients.get("load_adaptation"), zooms)
     if not adaptation or float(adaptation.get("slope", 0.0)) == 0.0:
         return {"raw": raw, "probability": probability, "first_pass_ml": None, "load_shift": 0.0}
     voxel_ml = float(np.prod(zooms)) / 1000.0
