@@ -315,10 +315,10 @@ def load_adaptation_shift(first_pass_ml: float, adaptation: dict | None) -> floa
     so one intercept calls too much lesion in a brain with few lesions and too little in one with
     many: on the simulated fitting cohort the model without this found 0.65 ml for 0.54 ml true and
     26.2 ml for 36.2 ml. The load is estimated by the first pass's lesion volume
-    (``first_pass_ml``, at least ``min_volume_ml``); ``slope`` is below 1 because that estimate
-    is itself drawn toward the reference; the shift is clipped to +-``max_shift``. Fitted with the
-    model (``bench/fit_lesion_model.py``); 0 without ``adaptation`` or with slope 0. Not part of
-    LST's lpa.
+    (``first_pass_ml``, at least ``min_volume_ml``); ``slope`` 1 moves the logit by the whole log
+    ratio of the loads, as the change of prior odds would, and the fit searches 0 to 1; the shift
+    is clipped to +-``max_shift``. Fitted with the model (``bench/fit_lesion_model.py``, stage 4);
+    0 without ``adaptation`` or with slope 0. Not part of LST's lpa.
     """
     if not adaptation or float(adaptation.get("slope", 0.0)) == 0.0:
         return 0.0
