@@ -136,7 +136,7 @@ def evaluate(subjects, params) -> tuple[float, list[float]]:
     dices = []
     for s in subjects:
         p = lf.lesion_probability(s["features"], s["mask"], s["zooms"], params)["probability"]
-        seg, _ = lf.lesion_clusters(p, 0.5, 0.015, s["voxel_ml"])
+        seg, _ = lf.lesion_clusters(p, lf.LST_THRESHOLD, lf.LST_MIN_CLUSTER_ML, s["voxel_ml"])
         dices.append(dice(seg, s["lesion_all"]))
     return float(np.mean(dices)), dices
 
@@ -175,7 +175,7 @@ def _fit_load_adaptation(subjects, params) -> tuple[dict, dict]:
     first = []
     for s in subjects:
         p = lf.lesion_probability(s["features"], s["mask"], s["zooms"], base)["probability"]
-        seg, _ = lf.lesion_clusters(p, lf.FIRST_PASS_THRESHOLD, lf.FIRST_PASS_MIN_CLUSTER_ML, s["voxel_ml"])
+        seg, _ = lf.lesion_clusters(p, lf.LST_THRESHOLD, lf.LST_MIN_CLUSTER_ML, s["voxel_ml"])
         first.append(max(float(seg.sum() * s["voxel_ml"]), 0.05))
     typical = float(np.exp(np.mean(np.log(first))))
     scores, best = {}, None

@@ -36,8 +36,8 @@ BACKENDS = ("lpa-like", "command")
 BACKEND_NAME = "defacebench-lpa-like (re-implementation after Schmidt 2017, LST lpa)"
 
 #: LST reports total lesion volume at p > 0.5, without clusters of <= 0.015 ml.
-DEFAULT_THRESHOLD = 0.5
-DEFAULT_MIN_CLUSTER_ML = 0.015
+DEFAULT_THRESHOLD = lf.LST_THRESHOLD
+DEFAULT_MIN_CLUSTER_ML = lf.LST_MIN_CLUSTER_ML
 
 COEFFICIENTS_FILE = "lesion_lpa_coefficients.json"
 T1W_COEFFICIENTS_FILE = "lesion_lpa_t1w_coefficients.json"

@@ -300,9 +300,9 @@ def raw_probability(features: dict[str, np.ndarray], mask: np.ndarray, zooms, co
     return _on_grid(mask, brain_logit(features, mask, zooms, coefficients))
 
 
-#: LST's lesion definition, used for the first pass's load (:func:`lesion_probability`): p > 0.5,
-#: clusters of <= 0.015 ml dropped.
-FIRST_PASS_THRESHOLD, FIRST_PASS_MIN_CLUSTER_ML = 0.5, 0.015
+#: LST's lesion definition: p > 0.5, clusters of <= 0.015 ml dropped (the arm's defaults,
+#: :mod:`.lesion`; the first pass's load, :func:`lesion_probability`; the fit's Dice).
+LST_THRESHOLD, LST_MIN_CLUSTER_ML = 0.5, 0.015
 
 
 def load_adaptation_shift(first_pass_ml: float, adaptation: dict | None) -> float:
@@ -341,7 +341,7 @@ def lesion_probability(features: dict[str, np.ndarray], mask: np.ndarray, zooms,
 
     First pass: :func:`raw_probability` and :func:`postprocess` as fitted. With a
     ``load_adaptation`` in ``coefficients``, the lesion volume of that pass (LST's definition,
-    :data:`FIRST_PASS_THRESHOLD`) sets an intercept shift (:func:`load_adaptation_shift`) and the
+    :data:`LST_THRESHOLD`) sets an intercept shift (:func:`load_adaptation_shift`) and the
     second pass gives the result. Returns ``raw``, ``probability``, ``first_pass_ml`` and
     ``load_shift``.
     """
@@ -353,7 +353,7 @@ def lesion_probability(features: dict[str, np.ndarray], mask: np.ndarray, zooms,
     if not adaptation or float(adaptation.get("slope", 0.0)) == 0.0:
         return {"raw": raw, "probability": probability, "first_pass_ml": None, "load_shift": 0.0}
     voxel_ml = float(np.prod(zooms)) / 1000.0
-    first, _ = lesion_clusters(probability, FIRST_PASS_THRESHOLD, FIRST_PASS_MIN_CLUSTER_ML, voxel_ml)
+    first, _ = lesion_clusters(probability, LST_THRESHOLD, LST_MIN_CLUSTER_ML, voxel_ml)
     first_ml = float(first.sum() * voxel_ml)
     shift = load_adaptation_shift(first_ml, adaptation)
     if shift != 0.0:  # the same model with the intercept moved: the linear predictor is reused
