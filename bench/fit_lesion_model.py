@@ -37,7 +37,7 @@ import numpy as np
 
 from defacebench.analysis import lesion as L
 from defacebench.analysis import lesion_features as lf
-from defacebench.analysis.pathology_common import dice
+from defacebench.overlap import dice
 from defacebench.analysis.pathology_training import (
     FIT_SEED, cohort_source, training_cohort, truth_on_grid,
 )

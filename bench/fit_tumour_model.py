@@ -26,7 +26,7 @@ import numpy as np
 
 from defacebench.analysis import tumour as T
 from defacebench.analysis import tumour_features as tfeat
-from defacebench.analysis.pathology_common import dice
+from defacebench.overlap import dice
 from defacebench.analysis.pathology_training import (
     FIT_SEED, cohort_source, training_cohort, truth_on_grid,
 )

@@ -10,7 +10,7 @@ import pytest
 
 from defacebench.analysis import lesion as L
 from defacebench.analysis import lesion_features as lf
-from defacebench.analysis.pathology_common import dice
+from defacebench.overlap import dice
 from defacebench.arrays import uncrop
 from defacebench.records import AnalysisFailure
 
@@ -410,3 +410,8 @@ def test_ms07_lesion_dice(real_bids):
     # two runs agree closely (multi-threaded ITK is not bit-for-bit repeatable)
     assert seg.sum() * 0.001 == pytest.approx(out["value"], rel=0.15)
     assert dice(seg, ref) > MS07_DICE_FLOOR
+    # the arm's own label map: on the FLAIR's grid, the voxels its volume counts
+    kept = np.asarray(out["segmentation"].dataobj)
+    assert out["segmentation"].shape == images["FLAIR"].shape and kept.dtype == np.uint8
+    assert kept.sum() * 0.001 == pytest.approx(out["value"])
+    assert dice(kept > 0, ref) > MS07_DICE_FLOOR

@@ -91,6 +91,11 @@ def _check_result(result):
     assert 800 < result["value"] < 2200
     assert "registration" in result["parameters"] and "segmentation" in result["parameters"]
     assert set(result["stage_times_s"]) >= {"brain_extraction", "registration", "segmentation"}
+    # the hard tissue labels (FAST's _seg: 1 CSF, 2 GM, 3 WM) hold about the brain the fractions measured
+    labels = np.asarray(result["segmentation"].dataobj)
+    assert set(np.unique(labels)) == {0, 1, 2, 3}
+    voxel_ml = float(np.prod(result["segmentation"].header.get_zooms()[:3])) / 1000
+    assert np.isin(labels, (2, 3)).sum() * voxel_ml == pytest.approx(result["brain_ml"], rel=0.1)
 
 
 def test_template_head_gives_plausible_nbv():

@@ -135,3 +135,51 @@ def test_full_image_reuses_the_preparation_brain_mask(tmp_path, monkeypatch, pre
     assert later["value"] == float(data.sum()) and len(backend_calls) == calls_before + 1
     assert "brain_mask_reused_from" not in later["details"]
     assert brain._KNOWN_MASKS == {}
+
+
+@pytest.fixture
+def labelling_arm(monkeypatch):
+    """A GBV arm that returns its input's voxel values as the tumour label map."""
+    module = types.ModuleType("fake_labelling_arm")
+
+    def labels(images, **settings):
+        data = np.asarray(images["T1w"].dataobj)
+        if data.max() == 0:
+            raise AnalysisFailure("tumour_segmentation", "no tumour")
+        segmentation = nib.Nifti1Image(data.astype(np.uint8), images["T1w"].affine)
+        return {"value": 1.0, "backend": "fake", "whole_tumour_ml": 2.0, "segmentation": segmentation}
+
+    module.labels = labels
+    monkeypatch.setitem(sys.modules, "fake_labelling_arm", module)
+    monkeypatch.setitem(runner.ARMS, "GBV", ("fake_labelling_arm", "labels"))
+    monkeypatch.setitem(runner.OUTCOME_MODALITIES, "GBV", ("T1w",))
+
+
+def test_label_map_is_kept_once_and_each_record_gets_its_own_dice(labelling_arm, tmp_path):
+    data = np.zeros((10, 10, 10))
+    data[2:4, 2:6, 2:6] = 4   # 32 voxels enhancing (core)
+    data[4:6, 2:6, 2:6] = 2   # 32 voxels oedema
+    t1 = write(tmp_path, "t1.nii.gz", data)
+    truth_dir = tmp_path / "truth"
+    truth_dir.mkdir()
+    (truth_dir / "sub-01_truth.json").write_text(json.dumps({"gbv_ml": 1.0}))
+    truth = np.zeros((10, 10, 10), np.uint8)
+    truth[2:4, 2:6, 2:6] = 1  # the same core, called necrosis
+    nib.save(nib.Nifti1Image(truth, np.eye(4)), truth_dir / "sub-01_desc-tumour_dseg.nii.gz")
+    out = tmp_path / "segmentations"
+    records = run("GBV", {"T1w": t1}, truth_path=truth_dir / "sub-01_truth.json", segmentation_dir=out)
+    name = "sub-01_variant-none_desc-tumour_dseg.nii.gz"
+    assert [p.name for p in out.iterdir()] == [name]
+    np.testing.assert_array_equal(np.asarray(nib.load(out / name).dataobj), data)
+    core, whole = records
+    assert core["details"]["segmentation"] == whole["details"]["segmentation"] == name
+    assert core["details"]["dice_vs_truth"] == pytest.approx(1.0)          # core: labels 1, 3, 4
+    assert whole["details"]["dice_vs_truth"] == pytest.approx(2 * 32 / 96)  # whole: every label
+
+
+def test_failed_analysis_leaves_an_empty_segmentation_folder(labelling_arm, tmp_path):
+    t1 = write(tmp_path, "t1.nii.gz", np.zeros((10, 10, 10)))
+    out = tmp_path / "segmentations"
+    records = run("GBV", {"T1w": t1}, segmentation_dir=out)
+    assert records[0]["status"] == "failed" and "segmentation" not in records[0]["details"]
+    assert out.is_dir() and not any(out.iterdir())

@@ -8,7 +8,7 @@ import pytest
 
 from defacebench.analysis import tumour as T
 from defacebench.analysis import tumour_features as tfeat
-from defacebench.analysis.pathology_common import dice
+from defacebench.overlap import dice
 from defacebench.analysis.tumour_forest import MODEL_FILE, load_forest, predict_proba
 from defacebench.records import AnalysisFailure
 
@@ -35,6 +35,7 @@ def test_command_backend_volumes(tmp_path):
     out = T.glioblastoma_volume(images, backend="command", command=f"cp {src} {{output}}")
     assert out["value"] == pytest.approx(0.008)
     assert out["whole_tumour_ml"] == pytest.approx(0.125)
+    np.testing.assert_array_equal(np.asarray(out["segmentation"].dataobj), labels)  # the label map it measured
     with pytest.raises(AnalysisFailure):
         T.glioblastoma_volume(images, backend="command", command="exit 3")
 

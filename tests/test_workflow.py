@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -106,3 +108,23 @@ def test_tiny_study_end_to_end(tmp_path):
     assert full["details"]["brain_mask_reused_from"].endswith("preparation/sub-001/brain_mask.nii.gz")
     assert "brain_mask_reused_from" not in copied["details"]
     assert full["value"] == copied["value"]
+
+    # each analysis keeps its label map; the overlap table compares defaced with full, per subject
+    segmentations = results / "segmentations/healthy/NBV"
+    name = full["details"]["segmentation"]
+    assert name == "sub-001_variant-none_desc-tissue_dseg.nii.gz"
+    label_map = nib.load(segmentations / "sub-001_variant-none" / name)
+    t1w = nib.load(results / "cohorts/healthy/sub-001/anat/sub-001_T1w.nii.gz")
+    assert label_map.shape == t1w.shape and np.allclose(label_map.affine, t1w.affine)  # the input's own grid
+    assert set(np.unique(np.asarray(label_map.dataobj))) == {0, 1, 2, 3}
+    # failed: no label map (Snakemake keeps its .snakemake_timestamp in a folder output)
+    assert not list((segmentations / "sub-002_variant-flaky").glob("*.nii*"))
+    assert 0.8 < full["details"]["dice_vs_truth"] <= 1.0
+    overlap = pd.read_csv(tables / "healthy_overlap.tsv", sep="\t", dtype={"subject": str})
+    assert sorted(set(overlap.subject)) == ["001", "003"]  # the agreement table's complete cases
+    same = overlap[(overlap.method == "flaky") & (overlap.subject == "001")]
+    assert same.dice_vs_full.tolist() == [1.0]  # an unchanged image, the same voxels
+    assert overlap.dice_vs_full.between(0.5, 1.0).all()
+    assert (overlap.dice_full_vs_truth.round(6) == round(full["details"]["dice_vs_truth"], 6)).any()
+    assert "Dice" in (tables / "healthy_overlap.md").read_text()
+    assert "Dice vs full mean 1.000 (min 1.000)" in summary  # flaky: the full image, copied

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from .io import read_json, write_text
-from . import tables
+from . import overlap, tables
 
 #: Columns of the defacing table, with their meaning.
 DEFACING_COLUMNS = {
@@ -94,12 +94,21 @@ def _markdown(df: pd.DataFrame, title: str, legend: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_cohort_tables(analysis_paths, deface_paths, out_dir: str | Path, cohort: str) -> None:
-    """Write every table of one cohort under ``out_dir``."""
+def write_cohort_tables(analysis_paths, deface_paths, out_dir: str | Path, cohort: str,
+                        segmentation_root: str | Path | None = None, images: dict | None = None) -> None:
+    """Write every table of one cohort under ``out_dir``.
+
+    With ``segmentation_root`` (the cohort's label maps) also the overlap table,
+    ``<cohort>_overlap.tsv`` (per subject) and ``.md`` (summary, then per subject),
+    and its figure ``<cohort>_overlap.png`` drawn on the full images (``images``:
+    subject -> modality -> path).
+    """
     out_dir = Path(out_dir)
     records = tables.load_records(analysis_paths)
     tables.write_tables(records, out_dir, cohort)
     tables.plot_agreement(records, out_dir / f"{cohort}_agreement.png", cohort)
+    if segmentation_root is not None:
+        write_overlap_tables(records, segmentation_root, out_dir, cohort, images or {})
     long = defacing_records(deface_paths)
     summary = defacing_table(long)
     write_text(summary.to_csv(sep="\t", index=False, na_rep="n/a"), out_dir / f"{cohort}_defacing.tsv")
@@ -109,11 +118,43 @@ def write_cohort_tables(analysis_paths, deface_paths, out_dir: str | Path, cohor
     )
 
 
-def write_study_summary(records_tsvs, defacing_tsvs, out_path: str | Path, study: str) -> str:
+def write_overlap_tables(records: pd.DataFrame, segmentation_root: str | Path, out_dir: str | Path, cohort: str,
+                         images: dict | None = None) -> None:
+    """``<cohort>_overlap.tsv``, ``.md`` and ``.png``: where the segmentations of defaced and full images agree."""
+    records = records[records["cohort"] == cohort]
+    per_subject = overlap.overlap_table(records, segmentation_root)
+    overlap.plot_overlap(per_subject, records, segmentation_root, images or {}, Path(out_dir) / f"{cohort}_overlap.png", cohort)
+    summary = overlap.overlap_summary(per_subject)
+    write_text(per_subject.to_csv(sep="\t", index=False, na_rep="n/a"), Path(out_dir) / f"{cohort}_overlap.tsv")
+    text = _markdown(summary, f"Overlap of segmentations, defaced against full images: cohort {cohort}", overlap.OVERLAP_COLUMNS)
+    text += "\n## Per subject\n\n" + (per_subject.to_markdown(index=False, floatfmt=".4g") if not per_subject.empty else "(no rows)")
+    text += ("\n\nDice similarity coefficient (Dice 1945), on the complete cases of the agreement table; "
+             "label maps in the cohort's `segmentations/` folder.\n")
+    write_text(text, Path(out_dir) / f"{cohort}_overlap.md")
+
+
+def overlap_lines(overlap_tsv: str | Path) -> list[str]:
+    """Summary lines of one cohort's overlap table: Dice against the full image's and the truth's regions."""
+    per_subject = pd.read_csv(overlap_tsv, sep="\t", dtype={"subject": str}, na_values=["n/a"])
+    if per_subject.empty:
+        return []
+    lines = [f"Overlap with the full image's segmentation ({Path(overlap_tsv).name.removesuffix('_overlap.tsv')}):"]
+    for row in overlap.overlap_summary(per_subject).itertuples():
+        truth = ""
+        if pd.notna(row.dice_full_vs_truth_mean):
+            truth = f"; Dice vs truth full {row.dice_full_vs_truth_mean:.3f} / defaced {row.dice_defaced_vs_truth_mean:.3f}"
+        lines.append(f"  {row.outcome:<4} {row.method:<12} n={row.n_complete:<3} Dice vs full mean "
+                     f"{row.dice_vs_full_mean:.3f} (min {row.dice_vs_full_min:.3f}){truth}")
+    return lines + [""]
+
+
+def write_study_summary(records_tsvs, defacing_tsvs, out_path: str | Path, study: str, overlap_tsvs=()) -> str:
     """Write (and return) the plain-text summary of the whole study."""
     frames = [tables.read_records_tsv(p) for p in records_tsvs]
     records = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     text = [f"defacebench study '{study}'", "=" * (19 + len(study)), "", tables.summary_text(records), ""]
+    for path in overlap_tsvs:
+        text += overlap_lines(path)
     for path in defacing_tsvs:
         df = pd.read_csv(path, sep="\t")
         if df.empty:

@@ -104,6 +104,7 @@ def analyse(
     deface_record_path: str | Path | None = None,
     threads: int = 1,
     preparation_dir: str | Path | None = None,
+    segmentation_dir: str | Path | None = None,
 ) -> list[dict]:
     """Analyse one image variant for ``outcome``; returns the records (dicts) it produced.
 
@@ -112,6 +113,12 @@ def analyse(
     defacing preparation, whose brain mask of the full T1w the arm's brain
     extraction takes instead of running the backend again on the same voxels
     (:func:`preparation_mask`); the records say so (``brain_mask_reused_from``).
+
+    The arm's label map, when it returns one (``segmentation``), is written to
+    ``segmentation_dir`` (created even when the analysis fails, then left
+    empty) under :func:`defacebench.overlap.segmentation_name`; the records name
+    it (``segmentation``) and, for a simulated subject, carry its Dice against
+    the truth (``dice_vs_truth``, :func:`defacebench.overlap.region_dice`).
     """
     settings = dict(settings or {})
     set_threads(threads)
@@ -132,9 +139,14 @@ def analyse(
         if outcome == "WMLV" and "T1w" in image_paths and Path(image_paths["T1w"]).exists():
             images["T1w"] = load_image(image_paths["T1w"])
         arm_settings = {k: v for k, v in settings.items() if k != "backend"}
-        return arm(images, backend=backend, threads=threads, **arm_settings) if backend else arm(
+        result = dict(arm(images, backend=backend, threads=threads, **arm_settings) if backend else arm(
             images, threads=threads, **arm_settings
-        )
+        ))
+        # an image, not a record field: written below, once the record says the analysis succeeded
+        made["segmentation"] = result.pop("segmentation", None)
+        return result
+
+    made: dict = {}
 
     with preparation_mask(preparation_dir, image_paths.get("T1w")) as mask_uses:
         primary = run_recorded(
@@ -153,4 +165,26 @@ def analyse(
             if record.value is None:
                 raise KeyError(f"the {outcome} arm did not report {key}")
         records.append(record)
+    if segmentation_dir is not None:
+        Path(segmentation_dir).mkdir(parents=True, exist_ok=True)
+    if primary.status == "ok" and made.get("segmentation") is not None:
+        _keep_segmentation(made["segmentation"], records, segmentation_dir, truth_path)
     return [r.to_dict() for r in records]
+
+
+def _keep_segmentation(segmentation: nib.Nifti1Image, records: list[Record], segmentation_dir, truth_path) -> None:
+    """Write an analysis' label map and put its name, and its Dice against the simulated truth, in the records."""
+    from . import overlap
+    from .io import save_image
+
+    for record in records:
+        details = dict(record.details)  # the records of one analysis must not share one dict
+        if segmentation_dir is not None:
+            name = overlap.segmentation_name(record.outcome, record.subject, record.variant)
+            if not (Path(segmentation_dir) / name).exists():
+                save_image(segmentation, Path(segmentation_dir) / name)
+            details["segmentation"] = name
+        truth_image = overlap.truth_path(truth_path, record.outcome) if truth_path else None
+        if truth_image is not None and truth_image.exists():
+            details["dice_vs_truth"] = overlap.region_dice(segmentation, load_image(truth_image), record.outcome)
+        record.details = details

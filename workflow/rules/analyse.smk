@@ -6,6 +6,8 @@ rule analyse:
         unpack(analysis_inputs),
     output:
         record=f"{RESULTS}/records/{{cohort}}/{{outcome}}/sub-{{subject}}_variant-{{variant}}.json",
+        # the arm's label map (none when the analysis failed): defacebench.overlap.segmentation_name
+        segmentation=directory(f"{RESULTS}/segmentations/{{cohort}}/{{outcome}}/sub-{{subject}}_variant-{{variant}}"),
     params:
         images=lambda wc: variant_image_paths(wc.cohort, wc.subject, wc.variant),
         settings=lambda wc: ANALYSIS.get(wc.outcome, {}),

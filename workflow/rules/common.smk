@@ -100,6 +100,25 @@ def cohort_analysis_records(wildcards):
     ]
 
 
+def segmentation_root(cohort):
+    return f"{RESULTS}/segmentations/{cohort}"
+
+
+def cohort_full_images(cohort):
+    """Subject -> modality -> path of a cohort's full images (the overlap figure's background)."""
+    return {subject: full_image_paths(cohort, subject) for subject in COHORTS[cohort].subjects}
+
+
+def cohort_segmentation_dirs(wildcards):
+    c = COHORTS[wildcards.cohort]
+    return [
+        f"{segmentation_root(c.name)}/{outcome}/sub-{subject}_variant-{variant}"
+        for outcome in c.outcomes
+        for subject in c.subjects
+        for variant in VARIANTS
+    ]
+
+
 def cohort_deface_records(wildcards):
     c = COHORTS[wildcards.cohort]
     return [deface_record(c.name, method, subject) for method in METHODS for subject in c.subjects]
@@ -125,6 +144,9 @@ def table_files(cohort):
             "defacing.tsv",
             "defacing.md",
             "agreement.png",
+            "overlap.tsv",
+            "overlap.md",
+            "overlap.png",
         )
     ]
 

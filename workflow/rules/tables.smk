@@ -5,22 +5,13 @@ rule cohort_tables:
     input:
         analyses=cohort_analysis_records,
         defacing=cohort_deface_records,
+        segmentations=cohort_segmentation_dirs,
     output:
-        [
-            f"{RESULTS}/tables/{{cohort}}_{name}"
-            for name in (
-                "records.tsv",
-                "failures.tsv",
-                "failures.md",
-                "agreement.tsv",
-                "agreement.md",
-                "defacing.tsv",
-                "defacing.md",
-                "agreement.png",
-            )
-        ],
+        table_files("{cohort}"),
     params:
         out_dir=lambda wc, output: os.path.dirname(output[0]),
+        segmentation_root=lambda wc: segmentation_root(wc.cohort),
+        images=lambda wc: cohort_full_images(wc.cohort),
     conda:
         "../../envs/defacebench.yaml"
     log:
@@ -39,6 +30,7 @@ rule study_summary:
     input:
         records=expand(f"{RESULTS}/tables/{{cohort}}_records.tsv", cohort=list(COHORTS)),
         defacing=expand(f"{RESULTS}/tables/{{cohort}}_defacing.tsv", cohort=list(COHORTS)),
+        overlap=expand(f"{RESULTS}/tables/{{cohort}}_overlap.tsv", cohort=list(COHORTS)),
     output:
         summary=f"{RESULTS}/tables/summary.txt",
     params:

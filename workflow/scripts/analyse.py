@@ -18,5 +18,6 @@ with job_log(snakemake.log[0]):
         deface_record_path=snakemake.input.get("deface_record"),
         threads=snakemake.threads,
         preparation_dir=snakemake.input.get("preparation"),
+        segmentation_dir=snakemake.output.segmentation,
     )
     write_json(records, snakemake.output.record)

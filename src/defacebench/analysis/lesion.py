@@ -25,7 +25,7 @@ import nibabel as nib
 import numpy as np
 
 from ..arrays import box_affine, uncrop
-from ..io import from_canonical, like, voxel_volume_ml
+from ..io import from_canonical, like, mask_like, voxel_volume_ml
 from ..records import AnalysisFailure, check_plausible
 from . import lesion_features as lf
 from .pathology_common import (
@@ -190,7 +190,8 @@ def white_matter_lesion_volume(images: dict[str, nib.Nifti1Image], *, backend: s
     """Total white-matter lesion volume (ml) from FLAIR (T1w optional, co-registered).
 
     Returns ``value`` (ml at p > ``threshold``, clusters <= ``min_cluster_ml`` dropped),
-    ``backend``, ``n_lesions`` and ``parameters``. Raises
+    ``backend``, ``n_lesions``, ``parameters`` and ``segmentation`` (the lesion
+    mask whose voxels make ``value``, uint8, on the FLAIR's own grid). Raises
     :class:`~defacebench.records.AnalysisFailure` for a missing FLAIR, a failed
     brain extraction or registration, an external tool's error, or a volume
     outside ``plausible_range_ml``.
@@ -225,4 +226,5 @@ def white_matter_lesion_volume(images: dict[str, nib.Nifti1Image], *, backend: s
     volume = float(lesions.sum() * voxel_ml)
     low, high = (plausible_range_ml or (None, None))
     check_plausible(volume, low, high, "lesion_segmentation", "lesion volume", "ml")
-    return {"value": volume, "backend": name, "n_lesions": n_lesions, "parameters": json.dumps(parameters, sort_keys=True), **details}
+    return {"value": volume, "backend": name, "n_lesions": n_lesions, "parameters": json.dumps(parameters, sort_keys=True),
+            "segmentation": mask_like(from_canonical(lesions, images["FLAIR"]), images["FLAIR"]), **details}

@@ -46,7 +46,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from ..io import to_canonical, voxel_volume_ml
+from ..io import from_canonical, mask_like, to_canonical, voxel_volume_ml
 from ..records import AnalysisFailure, check_plausible, failure_from_exception
 
 #: Short backend keys (configuration) -> the name every result carries.
@@ -118,7 +118,8 @@ def normalised_brain_volume(
 
     Returns ``{"value": NBV, "backend", "gm_ml", "wm_ml", "csf_ml", "brain_ml"
     (unnormalised GM + WM), "gm_norm_ml", "wm_norm_ml", "vscaling",
-    "parameters": {...}, "stage_times_s": {...}}``.
+    "parameters": {...}, "stage_times_s": {...}}``; the default backend also
+    ``"segmentation"``, the hard tissue labels on the input's grid (:func:`tissue_labels`).
 
     Settings of the default backend (all optional): ``brain_backend`` ("deepbet"),
     ``skull_constraint`` ("auto": fit the inner-skull surface, also on
@@ -145,6 +146,15 @@ def normalised_brain_volume(
     result["parameters"]["plausible_range_ml"] = [low, high]
     check_plausible(result["value"], low, high, "plausibility", "normalised brain volume", "ml")
     return result
+
+
+def tissue_labels(pve: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Hard tissue labels as FSL FAST's ``_seg`` writes them: 1 CSF, 2 GM, 3 WM (the largest fraction), 0 outside.
+
+    ``pve`` holds the partial-volume fractions (3, ...) of CSF, GM, WM
+    (:func:`.segmentation.segment_tissues`); Zhang, Brady & Smith 2001, IEEE TMI 20:45.
+    """
+    return np.where(mask, np.argmax(pve, axis=0) + 1, 0).astype(np.uint8)
 
 
 def _sienax_like(
@@ -241,6 +251,7 @@ def _sienax_like(
     return {
         "value": nbv,
         "backend": BACKENDS["sienax-like"],
+        "segmentation": mask_like(from_canonical(tissue_labels(pve, mask), img), img),
         "gm_ml": gm_ml,
         "wm_ml": wm_ml,
         "csf_ml": csf_ml,

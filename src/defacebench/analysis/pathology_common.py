@@ -278,13 +278,6 @@ def white_matter_standardise(data: np.ndarray, mask: np.ndarray, reference: np.n
     return np.where(mask, data / wm, 0.0).astype(np.float32)
 
 
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice overlap of two boolean masks (1.0 when both are empty)."""
-    a, b = np.asarray(a, bool), np.asarray(b, bool)
-    total = a.sum() + b.sum()
-    return 1.0 if total == 0 else float(2.0 * np.logical_and(a, b).sum() / total)
-
-
 def run_command(template: str, inputs: dict[str, nib.Nifti1Image], stage: str, timeout: float | None = None) -> nib.Nifti1Image:
     """Run an external tool given as a command template; return the image it wrote.
 

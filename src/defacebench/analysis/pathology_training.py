@@ -16,6 +16,7 @@ import numpy as np
 
 from ..cohorts import MODALITY_FILENAME, SIMULATED_MODALITIES
 from ..io import load_image
+from ..overlap import truth_on_grid  # noqa: F401  (its home is the overlap module; fits and tests import it here)
 
 FIT_SEED = 9001
 VALIDATION_SEED = 9101
@@ -75,45 +76,6 @@ def truth_map(bids_root: str | Path, subject: str, kind: str) -> nib.Nifti1Image
     """The simulated truth: lesion mask (ms) or tumour label map (glioma)."""
     desc = {"ms": "desc-lesion_mask", "glioma": "desc-tumour_dseg"}[kind]
     return load_image(Path(bids_root) / "derivatives" / "truth" / f"sub-{subject}" / "anat" / f"sub-{subject}_{desc}.nii.gz")
-
-
-def truth_on_grid(truth: nib.Nifti1Image, reference: nib.Nifti1Image, max_samples: int = 125) -> np.ndarray:
-    """Integer truth labels on ``reference``'s RAS-canonical grid: each voxel takes its majority label.
-
-    On the same grid the labels are returned as they are. On another grid each
-    reference voxel is sampled at a regular lattice of points spread over its
-    extent (as many per axis as truth voxels fit along that axis, at most
-    ``max_samples`` points in all), each point takes the nearest truth label,
-    and the voxel takes the label that covers most of it; ties go to the lower
-    label (0, background, first). A thick-slice FLAIR voxel averages the thin
-    slices it spans (:func:`defacebench.simulate.contrast.thick_slices`), so the
-    label it should carry is the one filling most of that slab, not the one at
-    its centre, which a single nearest-neighbour sample would give.
-    """
-    from scipy import ndimage
-
-    t = nib.as_closest_canonical(truth)
-    r = nib.as_closest_canonical(reference)
-    data = np.rint(np.asanyarray(t.dataobj)).astype(np.int16)
-    if t.shape[:3] == r.shape[:3] and np.allclose(t.affine, r.affine, atol=1e-3):
-        return data
-    vox = np.linalg.inv(t.affine) @ r.affine
-    # truth voxels spanned by one reference voxel along each of its axes
-    spans = np.linalg.norm(vox[:3, :3], axis=0)
-    per_axis = np.maximum(1, np.ceil(spans - 1e-3)).astype(int)
-    while np.prod(per_axis) > max_samples:
-        per_axis[np.argmax(per_axis)] -= 1
-    offsets = [(np.arange(n) + 0.5) / n - 0.5 for n in per_axis]
-    labels = np.unique(data)
-    votes = np.zeros((len(labels),) + tuple(r.shape[:3]), np.uint16)
-    for dx in offsets[0]:
-        for dy in offsets[1]:
-            for dz in offsets[2]:
-                shift = vox[:3, :3] @ np.array([dx, dy, dz]) + vox[:3, 3]
-                sample = ndimage.affine_transform(data, vox[:3, :3], shift, output_shape=r.shape[:3], order=0)
-                for k, label in enumerate(labels):
-                    votes[k] += sample == label
-    return labels[np.argmax(votes, axis=0)].astype(np.int16)
 
 
 # --- fallback phantoms ---------------------------------------------------------------------------

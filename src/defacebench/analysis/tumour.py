@@ -191,6 +191,9 @@ def glioblastoma_volume(images: dict[str, nib.Nifti1Image], *, backend: str = "b
                         timeout: float | None = None, **_ignored) -> dict:
     """Glioblastoma volume: tumour core (ml) and compartments, from T1w, ceT1w, T2w and FLAIR.
 
+    Returns :func:`label_volumes` with ``backend``, ``parameters`` and
+    ``segmentation`` (the label map measured, :func:`segment_tumour`'s labels, on the T1w's grid).
+
     Raises :class:`~defacebench.records.AnalysisFailure` for a missing modality,
     failed brain extraction or registration, an external tool's error, or a
     core volume outside ``plausible_range_ml``.
@@ -199,6 +202,7 @@ def glioblastoma_volume(images: dict[str, nib.Nifti1Image], *, backend: str = "b
                                       brain_backend=brain_backend, bias_correction=bias_correction,
                                       model_file=model_file, timeout=timeout)
     result = label_volumes(labels, voxel_volume_ml(info["canonical"]))
+    result["segmentation"] = mask_like(from_canonical(labels, images["T1w"]), images["T1w"])
     low, high = (plausible_range_ml or (None, None))
     check_plausible(result["value"], low, high, "tumour_segmentation", "tumour core volume", "ml")
     if backend == "command":
