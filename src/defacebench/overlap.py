@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nibabel as nib
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported by the table functions only: an analysis job need not load it
+    import pandas as pd
 
 #: Label map file per analysis outcome: ``sub-<s>_variant-<v>_<desc>.nii.gz`` (BIDS derivative suffixes).
 SEGMENTATION_DESC = {"NBV": "desc-tissue_dseg", "WMLV": "desc-lesion_mask", "GBV": "desc-tumour_dseg"}
@@ -121,6 +124,8 @@ def overlap_table(records: pd.DataFrame, segmentation_root: str | Path) -> pd.Da
     (:func:`defacebench.tables.complete_cases`), so both tables speak of the
     same subjects.
     """
+    import pandas as pd
+
     from .tables import FULL, complete_cases, succeeded
 
     rows = []
@@ -151,6 +156,8 @@ def overlap_table(records: pd.DataFrame, segmentation_root: str | Path) -> pd.Da
 
 def overlap_summary(per_subject: pd.DataFrame) -> pd.DataFrame:
     """Mean and lowest Dice against the full image, and mean Dice against the truth, per outcome and method."""
+    import pandas as pd
+
     rows = []
     for (outcome, method), group in per_subject.groupby(["outcome", "method"], sort=False):
         rows.append({
@@ -284,7 +291,8 @@ def truth_on_grid(truth: nib.Nifti1Image, reference: nib.Nifti1Image, max_sample
 
     t = nib.as_closest_canonical(truth)
     r = nib.as_closest_canonical(reference)
-    data = np.rint(np.asanyarray(t.dataobj)).astype(np.int16)
+    data = np.asanyarray(t.dataobj)
+    data = data.astype(np.int16) if np.issubdtype(data.dtype, np.integer) else np.rint(data).astype(np.int16)
     if t.shape[:3] == r.shape[:3] and np.allclose(t.affine, r.affine, atol=1e-3):
         return data
     vox = np.linalg.inv(t.affine) @ r.affine

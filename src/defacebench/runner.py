@@ -177,6 +177,7 @@ def _keep_segmentation(segmentation: nib.Nifti1Image, records: list[Record], seg
     from . import overlap
     from .io import save_image
 
+    truths: dict[Path, nib.Nifti1Image] = {}  # GBV and WTV read one truth file
     for record in records:
         details = dict(record.details)  # the records of one analysis must not share one dict
         if segmentation_dir is not None:
@@ -186,5 +187,7 @@ def _keep_segmentation(segmentation: nib.Nifti1Image, records: list[Record], seg
             details["segmentation"] = name
         truth_image = overlap.truth_path(truth_path, record.outcome) if truth_path else None
         if truth_image is not None and truth_image.exists():
-            details["dice_vs_truth"] = overlap.region_dice(segmentation, load_image(truth_image), record.outcome)
+            if truth_image not in truths:
+                truths[truth_image] = load_image(truth_image)
+            details["dice_vs_truth"] = overlap.region_dice(segmentation, truths[truth_image], record.outcome)
         record.details = details
