@@ -154,7 +154,14 @@ def tissue_labels(pve: np.ndarray, mask: np.ndarray) -> np.ndarray:
     ``pve`` holds the partial-volume fractions (3, ...) of CSF, GM, WM
     (:func:`.segmentation.segment_tissues`); Zhang, Brady & Smith 2001, IEEE TMI 20:45.
     """
-    return np.where(mask, np.argmax(pve, axis=0) + 1, 0).astype(np.uint8)
+    from ..arrays import bounding_box
+
+    mask = np.asarray(mask, bool)
+    labels = np.zeros(mask.shape, np.uint8)
+    if mask.any():
+        box = bounding_box(mask)  # the brain's box: a third of a head's grid
+        labels[box] = np.where(mask[box], np.argmax(pve[(slice(None),) + box], axis=0) + 1, 0)
+    return labels
 
 
 def _sienax_like(
