@@ -18,7 +18,6 @@ rule analyse:
         f"{RESULTS}/logs/analyse/{{cohort}}/{{outcome}}/sub-{{subject}}_variant-{{variant}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/analyse/{{cohort}}/{{outcome}}/sub-{{subject}}_variant-{{variant}}.tsv"
-    priority: analysis_priority
     threads: rule_resources("analyse")["threads"]
     resources:
         mem_mb=rule_resources("analyse", mem_mb=3000)["mem_mb"],

@@ -21,18 +21,6 @@ SIMULATION = config.get("simulation", {})
 
 
 
-# Scheduling order (no effect on any result): jobs that unlock others first, then the analyses longest
-# first (per-job times in README "Known limitations"), so a run ends on short jobs rather than leaving
-# a core idle behind one long tumour analysis (longest-processing-time-first, Graham 1969, SIAM J
-# Appl Math 17:416). Snakemake starts the ready job of highest priority when a core frees up.
-PRIORITY = {"simulate_subject": 30, "prepare_defacing": 20, "deface": 20}
-ANALYSIS_PRIORITY = {"GBV": 12, "WMLV": 11, "NBV": 10}
-
-
-def analysis_priority(wildcards):
-    return ANALYSIS_PRIORITY.get(wildcards.outcome, 10)
-
-
 def rule_resources(rule_name, threads=1, mem_mb=2000, runtime=10):
     """Defaults sized from bench/ figures, overridable in the config (key resources, by rule name)."""
     own = config.get("resources", {}).get(rule_name, {})

@@ -18,7 +18,6 @@ rule prepare_defacing:
         f"{RESULTS}/logs/deface/{{cohort}}/sub-{{subject}}_preparation.log",
     benchmark:
         f"{RESULTS}/benchmarks/prepare_defacing/{{cohort}}/sub-{{subject}}.tsv"
-    priority: PRIORITY["prepare_defacing"]
     threads: rule_resources("prepare_defacing")["threads"]
     resources:
         mem_mb=rule_resources("prepare_defacing", mem_mb=2500)["mem_mb"],
@@ -44,7 +43,6 @@ rule deface:
         f"{RESULTS}/logs/deface/{{cohort}}/sub-{{subject}}_method-{{method}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/deface/{{cohort}}/sub-{{subject}}_method-{{method}}.tsv"
-    priority: PRIORITY["deface"]
     threads: rule_resources("deface")["threads"]
     resources:
         mem_mb=rule_resources("deface", mem_mb=3000)["mem_mb"],

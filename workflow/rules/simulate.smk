@@ -38,7 +38,6 @@ rule simulate_subject:
         f"{RESULTS}/logs/simulate/{{cohort}}/sub-{{subject}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/simulate/{{cohort}}/sub-{{subject}}.tsv"
-    priority: PRIORITY["simulate_subject"]
     threads: rule_resources("simulate_subject")["threads"]
     resources:
         mem_mb=rule_resources("simulate_subject", mem_mb=3000)["mem_mb"],
