@@ -127,4 +127,4 @@ def test_tiny_study_end_to_end(tmp_path):
     assert overlap.dice_vs_full.between(0.5, 1.0).all()
     assert (overlap.dice_full_vs_truth.round(6) == round(full["details"]["dice_vs_truth"], 6)).any()
     assert "Dice" in (tables / "healthy_overlap.md").read_text()
-    assert "Dice vs full mean 1.000 (min 1.000)" in summary  # flaky: the full image, copied
+    assert "Dice vs full mean 1.0000 (min 1.0000)" in summary  # flaky: the full image, copied
