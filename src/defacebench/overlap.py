@@ -71,7 +71,7 @@ def region_dice(segmentation: nib.Nifti1Image, reference: nib.Nifti1Image, outco
 
     On another grid (a thick-slice FLAIR against the thin truth) each voxel of
     the segmentation takes the reference label that fills most of it
-    (:func:`defacebench.analysis.pathology_training.truth_on_grid`).
+    (:func:`truth_on_grid`).
     """
     seg = np.asarray(nib.as_closest_canonical(segmentation).dataobj)
     ref = truth_on_grid(reference, segmentation)
@@ -185,13 +185,15 @@ def _canonical(img: nib.Nifti1Image) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _background(paths: dict, outcome: str, label_map: nib.Nifti1Image) -> np.ndarray | None:
-    _, affine = _canonical(label_map)
-    shape = nib.as_closest_canonical(label_map).shape
+    """The first image of :data:`BACKGROUND` on the label map's grid, canonical, clipped to its 99.5th percentile."""
+    target = nib.as_closest_canonical(label_map)
     for modality in BACKGROUND[outcome]:
         if modality in paths and Path(paths[modality]).exists():
-            data, bg_affine = _canonical(nib.load(str(paths[modality])))
-            if data.shape[:3] == shape[:3] and np.allclose(bg_affine, affine, atol=1e-3):
-                return data.astype(np.float32)
+            data, affine = _canonical(nib.load(str(paths[modality])))
+            if data.shape[:3] == target.shape[:3] and np.allclose(affine, target.affine, atol=1e-3):
+                data = data.astype(np.float32)
+                # a few bright voxels (fat, vessels) would otherwise leave the brain dark
+                return np.clip(data, 0, np.percentile(data[data > 0], 99.5) if (data > 0).any() else 1.0)
     return None
 
 
@@ -222,6 +224,7 @@ def plot_overlap(per_subject: pd.DataFrame, records: pd.DataFrame, segmentation_
     from matplotlib.figure import Figure
 
     from .io import atomic_path
+    from .tables import FULL
 
     rows = []
     for outcome, group in per_subject.groupby("outcome", sort=False):
@@ -238,7 +241,7 @@ def plot_overlap(per_subject: pd.DataFrame, records: pd.DataFrame, segmentation_
     ok = records[records["status"] == "ok"]
     for r, (outcome, subject) in enumerate(rows):
         mine = ok[(ok["outcome"] == outcome) & (ok["subject"] == subject)].set_index("variant")
-        full_img = _label_map(segmentation_root, {**mine.loc["none"], "variant": "none", "subject": subject})
+        full_img = _label_map(segmentation_root, {**mine.loc[FULL], "variant": FULL, "subject": subject})
         full = region(_canonical(full_img)[0], outcome)
         defaced = {}
         for method in methods:
@@ -262,7 +265,7 @@ def plot_overlap(per_subject: pd.DataFrame, records: pd.DataFrame, segmentation_
             elif method in defaced:
                 ax.imshow(np.rot90(_overlay(full[:, :, z], defaced[method][:, :, z])), interpolation="nearest")
                 score = scores.loc[scores["method"] == method, "dice_vs_full"]
-                ax.set_title(f"{method}: Dice {float(score.iloc[0]):.3f}" if len(score) else method, fontsize=8)
+                ax.set_title(f"{method}: Dice {float(score.iloc[0]):.4f}" if len(score) else method, fontsize=8)
             else:
                 ax.set_title(f"{method}: no label map", fontsize=8)
     fig.suptitle(f"Segmentations of defaced against full images, cohort {cohort}\n(yellow both, "
