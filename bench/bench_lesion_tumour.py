@@ -33,8 +33,8 @@ import pandas as pd
 from defacebench.analysis import lesion as L
 from defacebench.analysis import tumour as T
 from defacebench.analysis import tumour_features as tfeat
-from defacebench.overlap import dice
-from defacebench.analysis.pathology_training import VALIDATION_SEED, cohort_source, training_cohort, truth_on_grid
+from defacebench.overlap import dice, truth_on_grid
+from defacebench.analysis.pathology_training import VALIDATION_SEED, cohort_source, training_cohort
 from defacebench.io import voxel_volume_ml
 from defacebench.stats import icc
 from fit_lesion_model import model_images  # a sibling script: the images each lesion model reads

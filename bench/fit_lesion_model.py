@@ -37,9 +37,9 @@ import numpy as np
 
 from defacebench.analysis import lesion as L
 from defacebench.analysis import lesion_features as lf
-from defacebench.overlap import dice
+from defacebench.overlap import dice, truth_on_grid
 from defacebench.analysis.pathology_training import (
-    FIT_SEED, cohort_source, training_cohort, truth_on_grid,
+    FIT_SEED, cohort_source, training_cohort,
 )
 from defacebench.arrays import uncrop
 from defacebench.io import voxel_volume_ml

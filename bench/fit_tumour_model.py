@@ -26,9 +26,9 @@ import numpy as np
 
 from defacebench.analysis import tumour as T
 from defacebench.analysis import tumour_features as tfeat
-from defacebench.overlap import dice
+from defacebench.overlap import dice, truth_on_grid
 from defacebench.analysis.pathology_training import (
-    FIT_SEED, cohort_source, training_cohort, truth_on_grid,
+    FIT_SEED, cohort_source, training_cohort,
 )
 from defacebench.analysis.tumour_forest import export_forest, load_forest, predict_proba, write_forest
 

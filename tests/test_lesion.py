@@ -312,7 +312,7 @@ MS07_DICE_FLOOR = 0.4
 
 def test_truth_on_a_thick_slice_grid_takes_each_slab_majority():
     """A 4 mm FLAIR voxel that averages 4 thin slices is lesion when 3 of them are, not when 1 or 2 are."""
-    from defacebench.analysis.pathology_training import truth_on_grid
+    from defacebench.overlap import truth_on_grid
     from defacebench.simulate.contrast import thick_slices
 
     affine = np.diag([1.0, 1.0, 1.0, 1.0])
@@ -359,7 +359,8 @@ def test_shipped_coefficients_were_fitted_on_the_simulator(t1w):
 
 def test_phantom_subject_dice():
     """A 2 mm phantom MS subject (validation seed; about 30 s): the simulator-fitted model still finds its lesions."""
-    from defacebench.analysis.pathology_training import VALIDATION_SEED, training_cohort, truth_on_grid
+    from defacebench.analysis.pathology_training import VALIDATION_SEED, training_cohort
+    from defacebench.overlap import truth_on_grid
 
     name, images, truth_img, _ = next(training_cohort("ms", 1, VALIDATION_SEED, "/tmp/dfb-test", {"resolution_mm": 2.0},
                                                       source="phantom"))
@@ -380,7 +381,8 @@ def test_simulated_subject_dice_and_volume():
     About 80 s on a fresh machine (anatomy, simulation, analysis), so it runs only with
     DEFACEBENCH_ACCURACY_TESTS=1; bench/bench_lesion_tumour.py gives the full figures.
     """
-    from defacebench.analysis.pathology_training import VALIDATION_SEED, simulator_available, training_cohort, truth_on_grid
+    from defacebench.analysis.pathology_training import VALIDATION_SEED, simulator_available, training_cohort
+    from defacebench.overlap import truth_on_grid
 
     if not os.environ.get("DEFACEBENCH_ACCURACY_TESTS"):
         pytest.skip("accuracy on a 1 mm simulated subject: set DEFACEBENCH_ACCURACY_TESTS=1 to run it")

@@ -26,7 +26,15 @@ def fake_arms(monkeypatch):
     def buggy(images, **settings):
         return {}["value"]
 
-    module.volume, module.buggy = volume, buggy
+    def labels(images, **settings):
+        """The input's voxel values as a tumour label map."""
+        data = np.asarray(images["T1w"].dataobj)
+        if data.max() == 0:
+            raise AnalysisFailure("tumour_segmentation", "no tumour")
+        segmentation = nib.Nifti1Image(data.astype(np.uint8), images["T1w"].affine)
+        return {"value": 1.0, "backend": "fake", "whole_tumour_ml": 2.0, "segmentation": segmentation}
+
+    module.volume, module.buggy, module.labels = volume, buggy, labels
     monkeypatch.setitem(sys.modules, "fake_arms", module)
     monkeypatch.setitem(runner.ARMS, "NBV", ("fake_arms", "volume"))
     monkeypatch.setitem(runner.ARMS, "GBV", ("fake_arms", "volume"))
@@ -138,21 +146,9 @@ def test_full_image_reuses_the_preparation_brain_mask(tmp_path, monkeypatch, pre
 
 
 @pytest.fixture
-def labelling_arm(monkeypatch):
-    """A GBV arm that returns its input's voxel values as the tumour label map."""
-    module = types.ModuleType("fake_labelling_arm")
-
-    def labels(images, **settings):
-        data = np.asarray(images["T1w"].dataobj)
-        if data.max() == 0:
-            raise AnalysisFailure("tumour_segmentation", "no tumour")
-        segmentation = nib.Nifti1Image(data.astype(np.uint8), images["T1w"].affine)
-        return {"value": 1.0, "backend": "fake", "whole_tumour_ml": 2.0, "segmentation": segmentation}
-
-    module.labels = labels
-    monkeypatch.setitem(sys.modules, "fake_labelling_arm", module)
-    monkeypatch.setitem(runner.ARMS, "GBV", ("fake_labelling_arm", "labels"))
-    monkeypatch.setitem(runner.OUTCOME_MODALITIES, "GBV", ("T1w",))
+def labelling_arm(fake_arms, monkeypatch):
+    """GBV through the fake arm that returns a label map."""
+    monkeypatch.setitem(runner.ARMS, "GBV", ("fake_arms", "labels"))
 
 
 def test_label_map_is_kept_once_and_each_record_gets_its_own_dice(labelling_arm, tmp_path):

@@ -183,7 +183,8 @@ def test_exported_forest_predicts_like_scikit_learn(tmp_path):
 
 def test_phantom_subject_core_dice():
     """A 2 mm phantom (or simulated) glioma not used for fitting: core Dice above a floor."""
-    from defacebench.analysis.pathology_training import VALIDATION_SEED, training_cohort, truth_on_grid
+    from defacebench.analysis.pathology_training import VALIDATION_SEED, training_cohort
+    from defacebench.overlap import truth_on_grid
 
     name, images, truth_img, _ = next(training_cohort("glioma", 1, VALIDATION_SEED, "/tmp/dfb-test", {"resolution_mm": 2.0}, source="phantom"))
     seg = T.segment_tumour(images, threads=2)

@@ -66,8 +66,8 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if total == 0 else float(2.0 * np.logical_and(a, b).sum() / total)
 
 
-def region_dice(segmentation: nib.Nifti1Image, reference: nib.Nifti1Image, outcome: str) -> float:
-    """Dice of ``outcome``'s region in two label maps, ``reference`` taken onto ``segmentation``'s grid.
+def on_one_grid(segmentation: nib.Nifti1Image, reference: nib.Nifti1Image) -> tuple[np.ndarray, np.ndarray]:
+    """Both label maps on ``segmentation``'s RAS-canonical grid, as arrays.
 
     On another grid (a thick-slice FLAIR against the thin truth) each voxel of
     the segmentation takes the reference label that fills most of it
@@ -77,6 +77,12 @@ def region_dice(segmentation: nib.Nifti1Image, reference: nib.Nifti1Image, outco
     ref = truth_on_grid(reference, segmentation)
     if seg.shape != ref.shape:
         raise ValueError(f"label maps of shapes {seg.shape} and {ref.shape} cannot be compared")
+    return seg, ref
+
+
+def region_dice(segmentation: nib.Nifti1Image, reference: nib.Nifti1Image, outcome: str) -> float:
+    """Dice of ``outcome``'s region in two label maps, ``reference`` taken onto ``segmentation``'s grid (:func:`on_one_grid`)."""
+    seg, ref = on_one_grid(segmentation, reference)
     return dice(region(seg, outcome), region(ref, outcome))
 
 

@@ -108,7 +108,7 @@ def write_cohort_tables(analysis_paths, deface_paths, out_dir: str | Path, cohor
     tables.write_tables(records, out_dir, cohort)
     tables.plot_agreement(records, out_dir / f"{cohort}_agreement.png", cohort)
     if segmentation_root is not None:
-        write_overlap_tables(records, segmentation_root, out_dir, cohort, images or {})
+        write_overlap_tables(records, segmentation_root, out_dir, cohort, images)
     long = defacing_records(deface_paths)
     summary = defacing_table(long)
     write_text(summary.to_csv(sep="\t", index=False, na_rep="n/a"), out_dir / f"{cohort}_defacing.tsv")

@@ -131,6 +131,8 @@ def analyse(
     module_name, function_name = ARMS[outcome]
     arm = getattr(import_module(module_name), function_name)
 
+    made: dict = {}  # what the arm returned besides the record's fields
+
     def run():
         failed = _deface_failure(deface_record, modalities)
         if failed:
@@ -145,8 +147,6 @@ def analyse(
         # an image, not a record field: written below, once the record says the analysis succeeded
         made["segmentation"] = result.pop("segmentation", None)
         return result
-
-    made: dict = {}
 
     with preparation_mask(preparation_dir, image_paths.get("T1w")) as mask_uses:
         primary = run_recorded(
@@ -177,17 +177,19 @@ def _keep_segmentation(segmentation: nib.Nifti1Image, records: list[Record], seg
     from . import overlap
     from .io import save_image
 
-    truths: dict[Path, nib.Nifti1Image] = {}  # GBV and WTV read one truth file
+    primary = records[0]
+    name = overlap.segmentation_name(primary.outcome, primary.subject, primary.variant)  # one map per analysis
+    if segmentation_dir is not None:
+        save_image(segmentation, Path(segmentation_dir) / name)
+    pairs: dict[Path, tuple] = {}  # GBV and WTV: one truth file, taken onto the map's grid once
     for record in records:
         details = dict(record.details)  # the records of one analysis must not share one dict
         if segmentation_dir is not None:
-            name = overlap.segmentation_name(record.outcome, record.subject, record.variant)
-            if not (Path(segmentation_dir) / name).exists():
-                save_image(segmentation, Path(segmentation_dir) / name)
             details["segmentation"] = name
         truth_image = overlap.truth_path(truth_path, record.outcome) if truth_path else None
         if truth_image is not None and truth_image.exists():
-            if truth_image not in truths:
-                truths[truth_image] = load_image(truth_image)
-            details["dice_vs_truth"] = overlap.region_dice(segmentation, truths[truth_image], record.outcome)
+            if truth_image not in pairs:
+                pairs[truth_image] = overlap.on_one_grid(segmentation, load_image(truth_image))
+            seg, ref = pairs[truth_image]
+            details["dice_vs_truth"] = overlap.dice(overlap.region(seg, record.outcome), overlap.region(ref, record.outcome))
         record.details = details

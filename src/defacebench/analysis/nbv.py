@@ -46,6 +46,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from ..arrays import bounding_box
 from ..io import from_canonical, mask_like, to_canonical, voxel_volume_ml
 from ..records import AnalysisFailure, check_plausible, failure_from_exception
 
@@ -154,8 +155,6 @@ def tissue_labels(pve: np.ndarray, mask: np.ndarray) -> np.ndarray:
     ``pve`` holds the partial-volume fractions (3, ...) of CSF, GM, WM
     (:func:`.segmentation.segment_tissues`); Zhang, Brady & Smith 2001, IEEE TMI 20:45.
     """
-    from ..arrays import bounding_box
-
     mask = np.asarray(mask, bool)
     labels = np.zeros(mask.shape, np.uint8)
     if mask.any():

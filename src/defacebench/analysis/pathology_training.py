@@ -16,7 +16,6 @@ import numpy as np
 
 from ..cohorts import MODALITY_FILENAME, SIMULATED_MODALITIES
 from ..io import load_image
-from ..overlap import truth_on_grid  # noqa: F401  (its home is the overlap module; fits and tests import it here)
 
 FIT_SEED = 9001
 VALIDATION_SEED = 9101
