@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 
 import nibabel as nib
+import sys
+
 import numpy as np
 import pandas as pd
 
@@ -37,7 +39,8 @@ from defacebench.overlap import dice, truth_on_grid
 from defacebench.analysis.pathology_training import VALIDATION_SEED, cohort_source, training_cohort
 from defacebench.io import voxel_volume_ml
 from defacebench.stats import icc
-from fit_lesion_model import model_images  # a sibling script: the images each lesion model reads
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "model_fitting"))
+from fit_lesion_model import model_images  # noqa: E402  the images each lesion model reads, as the fit reads them
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-bids"
 

@@ -4,7 +4,7 @@ Default backend ``lpa-like``: a re-implementation after the lesion prediction
 algorithm (lpa) of the LST toolbox for SPM (Schmidt 2017, PhD thesis, LMU
 Munich, chapter 6.1; ``ps_LST_lpa``), as used by de Sitter et al. 2020. It is
 *not* LST: the steps follow lpa (see :mod:`.lesion_features`), the logistic
-coefficients are fitted on a simulated cohort (``bench/fit_lesion_model.py``)
+coefficients are fitted on a simulated cohort (``model_fitting/fit_lesion_model.py``)
 and shipped in ``defacebench/data/lesion_lpa_coefficients.json`` (FLAIR alone) and
 ``lesion_lpa_t1w_coefficients.json`` (FLAIR with a co-registered T1w, whose
 darkness against white matter adds two features, :data:`.lesion_features.T1W_FEATURE_NAMES`).
@@ -69,7 +69,7 @@ def load_coefficients(path: str | None = None, t1w: bool = False) -> dict:
     if missing:
         raise ValueError(f"lesion coefficient file lacks {sorted(missing)}")
     if tuple(params["feature_names"]) not in (lf.FEATURE_NAMES, lf.T1W_FEATURE_NAMES):
-        raise ValueError("lesion coefficient file was fitted for other features: refit with bench/fit_lesion_model.py")
+        raise ValueError("lesion coefficient file was fitted for other features: refit with model_fitting/fit_lesion_model.py")
     return params
 
 

@@ -13,7 +13,7 @@ and slope vary in space through covariates (here: the WM prior and the depth
 below the brain surface, rather than lpa's spline-smoothed atlas of
 coefficients); LST-style post-processing. What is not: LST's coefficients,
 which were fitted on 53 MS patients and are not available here; ours are
-fitted on a simulated cohort (``bench/fit_lesion_model.py``).
+fitted on a simulated cohort (``model_fitting/fit_lesion_model.py``).
 """
 
 from __future__ import annotations
@@ -317,7 +317,7 @@ def load_adaptation_shift(first_pass_ml: float, adaptation: dict | None) -> floa
     26.2 ml for 36.2 ml. The load is estimated by the first pass's lesion volume
     (``first_pass_ml``, at least ``min_volume_ml``); ``slope`` 1 moves the logit by the whole log
     ratio of the loads, as the change of prior odds would, and the fit searches 0 to 1; the shift
-    is clipped to +-``max_shift``. Fitted with the model (``bench/fit_lesion_model.py``, stage 4);
+    is clipped to +-``max_shift``. Fitted with the model (``model_fitting/fit_lesion_model.py``, stage 4);
     0 without ``adaptation`` or with slope 0. Not part of LST's lpa.
     """
     if not adaptation or float(adaptation.get("slope", 0.0)) == 0.0:

@@ -1,6 +1,6 @@
 """Simulated training/validation cohorts for the lesion and tumour arms.
 
-Used by ``bench/fit_lesion_model.py``, ``bench/fit_tumour_model.py``,
+Used by ``model_fitting/fit_lesion_model.py``, ``model_fitting/fit_tumour_model.py``,
 ``bench/bench_lesion_tumour.py`` and the tests: it calls the study's own
 simulator (:mod:`defacebench.simulate`) so that the models are fitted on the
 same kind of data the simulated cohorts of a study contain, but with seeds of

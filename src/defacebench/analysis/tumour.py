@@ -8,7 +8,7 @@ registered to the T1w (antspyx, fast settings), the brain is extracted
 skull-stripped), N4 bias correction, intensities are standardised
 (each modality divided by its median in normal white matter, found on the T1w:
 :func:`.pathology_common.white_matter_standardise`), and a small decision forest
-(fitted on a simulated cohort by ``bench/fit_tumour_model.py``, shipped as
+(fitted on a simulated cohort by ``model_fitting/fit_tumour_model.py``, shipped as
 plain arrays in ``defacebench/data/tumour_forest.npz``) classifies each brain
 voxel into necrosis, oedema, non-enhancing and enhancing tumour; the class
 posteriors are spatially regularised (see :mod:`.tumour_features`).
@@ -106,7 +106,7 @@ def forest_posteriors(prep: dict, model: dict, X: np.ndarray | None = None) -> n
     ``X``: the feature matrix of ``prep`` when the caller already has it (the fitting script).
     """
     if tuple(model["metadata"]["feature_names"]) != tfeat.FEATURE_NAMES:
-        raise ValueError("tumour model was fitted for other features: refit with bench/fit_tumour_model.py")
+        raise ValueError("tumour model was fitted for other features: refit with model_fitting/fit_tumour_model.py")
     mask = prep["mask"]
     if X is None:
         X = tfeat.feature_matrix(tfeat.tumour_features(prep["standardised"], mask, prep["zooms"]), mask)

@@ -89,7 +89,7 @@ def regularise(posteriors: np.ndarray, classes, mask: np.ndarray, zooms, sigma_m
     (one tumour per patient: the connected-component post-processing nnU-Net
     adopts when it raises the cross-validated Dice, Isensee et al. 2021, Nat
     Methods 18:203; it drops the satellites of a multifocal glioma, so it is a
-    model setting chosen on the fitting cohort, see ``bench/fit_tumour_model.py``);
+    model setting chosen on the fitting cohort, see ``model_fitting/fit_tumour_model.py``);
     holes inside the tumour are filled with the surrounding majority tumour label.
     """
     sigma = [sigma_mm / z for z in zooms]

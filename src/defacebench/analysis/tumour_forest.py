@@ -1,6 +1,6 @@
 """A decision forest stored as plain arrays (.npz), so no pickle ever crosses versions.
 
-scikit-learn fits the forest (``bench/fit_tumour_model.py``); :func:`export_forest`
+scikit-learn fits the forest (``model_fitting/fit_tumour_model.py``); :func:`export_forest`
 flattens each tree's ``tree_`` arrays into one set of concatenated arrays, and
 :func:`predict_proba` walks all trees with vectorised numpy. The file loads with
 any numpy, whatever scikit-learn is (or is not) installed.

@@ -1,6 +1,6 @@
 """Fit the lpa-like lesion model's coefficients on a simulated MS cohort.
 
-Usage: python bench/fit_lesion_model.py [--model flair|t1w] [--n 12] [--seed 9001] [--resolution 1]
+Usage: python model_fitting/fit_lesion_model.py [--model flair|t1w] [--n 12] [--seed 9001] [--resolution 1]
         [--work /tmp/dfb-fit] [--out src/defacebench/data/lesion_lpa_coefficients.json]
 
 ``--model flair`` (default) fits the FLAIR-alone model on the cohort's FLAIRs (the T1w left out, as
@@ -290,7 +290,7 @@ def main():
     out = {
         "version": f"sim-{args.seed}-{date.today().isoformat()}",
         "description": f"Coefficients of the defacebench lpa-like lesion model, {'FLAIR and T1w' if args.model == 't1w' else 'FLAIR alone'} (re-implementation after "
-                       "Schmidt 2017, LST lpa); NOT LST's coefficients. Fitted by bench/fit_lesion_model.py.",
+                       "Schmidt 2017, LST lpa); NOT LST's coefficients. Fitted by model_fitting/fit_lesion_model.py.",
         "feature_names": list(names),
         **{k: params[k] for k in ("feature_mean", "feature_scale", "coefficients", "intercept")},
         "thick_slice_intercept_shift": float(params.get("thick_slice_intercept_shift", 0.0)),

@@ -1,6 +1,6 @@
 """Fit the tumour arm's decision forest on a simulated glioma cohort; export it as plain arrays.
 
-Usage: python bench/fit_tumour_model.py [--n 10] [--seed 9001] [--resolution 1] [--work /tmp/dfb-fit]
+Usage: python model_fitting/fit_tumour_model.py [--n 10] [--seed 9001] [--resolution 1] [--work /tmp/dfb-fit]
         [--trees 12] [--depth 12] [--out src/defacebench/data/tumour_forest.npz] [--postprocessing-only]
 
 Steps: simulate ``--n`` glioma subjects with the study's simulator (seeds seed..seed+n-1, not
@@ -138,7 +138,7 @@ def main():
     metadata = {
         "version": f"sim-{args.seed}-{date.today().isoformat()}",
         "description": "Decision forest of the defacebench tumour arm (re-implementation after BraTumIA, "
-                       "Porz et al. 2014); fitted by bench/fit_tumour_model.py on simulated gliomas.",
+                       "Porz et al. 2014); fitted by model_fitting/fit_tumour_model.py on simulated gliomas.",
         "feature_names": list(tfeat.FEATURE_NAMES),
         "labels": {str(k): v for k, v in tfeat.LABELS.items()},
         "postprocessing": {"sigma_mm": 1.0, "min_tumour_ml": 0.5},
