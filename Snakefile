@@ -27,6 +27,12 @@ include: "workflow/rules/analyse.smk"
 include: "workflow/rules/tables.smk"
 
 
+# Provins et al. (2025) from its published tables, when the config has its block
+if PROVINS2025:
+
+    include: "workflow/rules/provins2025.smk"
+
+
 rule all:
     input:
         study_outputs(),

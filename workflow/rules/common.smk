@@ -18,6 +18,9 @@ VARIANTS = ["none"] + METHODS
 ANALYSIS = config.get("analysis", {})
 DEFACE = config.get("deface", {})
 SIMULATION = config.get("simulation", {})
+# Provins et al. (2025) from its published tables: workflow/rules/provins2025.smk
+PROVINS2025 = config.get("provins2025") or {}
+PROVINS2025_TABLES = f"{RESULTS}/provins2025/tables"
 
 
 
@@ -151,16 +154,34 @@ def table_files(cohort):
     ]
 
 
+def provins2025_input(key):
+    """A published table named in the config's provins2025 block (read-only input)."""
+    return PROVINS2025[key]
+
+
+def provins2025_outputs():
+    if not PROVINS2025:
+        return []
+    names = ["ratings_lmm.tsv", "ratings_lmm.md", "ratings_agreement.tsv", "ratings_agreement.md",
+             "ratings_bland_altman.png", "iqm_agreement.tsv", "iqm_agreement.md", "iqm_multivariate.tsv",
+             "iqm_multivariate.md", "claims.tsv", "claims.md"]
+    return [f"{PROVINS2025_TABLES}/{name}" for name in names]
+
+
 def study_outputs():
-    outputs = [f"{RESULTS}/tables/summary.txt"]
+    # a study of published tables only (no cohorts) has no cohort summary
+    outputs = [f"{RESULTS}/tables/summary.txt"] if COHORTS else []
     for name, c in COHORTS.items():
         outputs += table_files(name)
         if c.simulated:
             outputs.append(f"{c.bids_root}/participants.tsv")
-    return outputs
+    return outputs + provins2025_outputs()
 
 
 def print_summary():
     path = Path(f"{RESULTS}/tables/summary.txt")
-    if path.exists():
+    if COHORTS and path.exists():
         print(path.read_text())
+    claims = Path(f"{PROVINS2025_TABLES}/claims.md")
+    if PROVINS2025 and claims.exists():
+        print(claims.read_text())
