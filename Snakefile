@@ -8,6 +8,9 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
@@ -25,6 +28,8 @@ include: "workflow/rules/simulate.smk"
 include: "workflow/rules/deface.smk"
 include: "workflow/rules/analyse.smk"
 include: "workflow/rules/tables.smk"
+include: "workflow/rules/report.smk"
+include: "workflow/rules/rating.smk"
 
 
 # Provins et al. (2025) from its published tables, when the config has its block
@@ -36,8 +41,10 @@ if PROVINS2025:
 rule all:
     input:
         study_outputs(),
+        rating_outputs(),
     default_target: True
 
 
 onsuccess:
     print_summary()
+    print_report_location()
