@@ -7,14 +7,18 @@ ever writes next to an input file.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
+import zlib
 from contextlib import contextmanager
 import tempfile
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+
+from .records import AnalysisFailure
 
 #: NIfTI header text fields that may carry identifying information.
 IDENTIFYING_HEADER_FIELDS = ("descrip", "aux_file", "db_name", "intent_name")
@@ -47,6 +51,161 @@ def load_image(path: str | os.PathLike) -> nib.Nifti1Image:
     if img.ndim != 3:
         raise ValueError(f"{path}: expected a 3D volume, got shape {img.shape}")
     return img
+
+
+class BadInputImage(AnalysisFailure):
+    """An input image that cannot be analysed or defaced: a study failure at stage ``input``.
+
+    The reason names the file and its defect, in words a researcher can act on
+    (re-export the scan, pick another run, fix the header).
+    """
+
+    def __init__(self, path: str | os.PathLike, defect: str):
+        super().__init__("input", f"{Path(path).name}: {defect}")
+        self.path = Path(path)
+        self.defect = defect
+
+
+#: NIfTI ``sizeof_hdr`` values: the first four bytes of a NIfTI-1 or NIfTI-2 file (either byte order).
+_NIFTI_CLASSES = {348: nib.Nifti1Image, 540: nib.Nifti2Image}
+
+#: Largest singular value ratio of an affine's linear part still taken as a usable voxel-to-world map.
+_AFFINE_CONDITION_LIMIT = 1e6
+
+
+def validate_input_image(path: str | os.PathLike, *, allow_nonfinite: bool = False) -> nib.Nifti1Image:
+    """Read an input image once and check that it is a usable 3D NIfTI volume; return it.
+
+    Every per-subject job reads its inputs through here, so that a bad scan
+    becomes one :class:`BadInputImage` (stage ``input``, a reason naming the
+    file and the defect) instead of a traceback somewhere downstream. Checked:
+    the path (missing, a symbolic link to a missing file, a folder), the
+    bytes (empty, truncated or corrupt gzip, not NIfTI-1/2 whatever the name
+    says, fewer voxel bytes than the header declares), the shape (3D, or 4D
+    with one volume, which is squeezed; 2D, 4D and single-slice images are
+    refused), the orientation (no qform/sform, or a singular or non-finite
+    affine) and, unless ``allow_nonfinite``, NaN or infinite voxel values
+    (counted in the reason). Defacing accepts non-finite voxels (it only
+    needs to know where the face is); analyses do not.
+
+    The file is read and decompressed here, once; the returned image's voxels
+    are read from memory (a nibabel array proxy over the decompressed bytes,
+    keeping the stored type and scaling), so later reads cost no second
+    decompression.
+    """
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise BadInputImage(path, f"a symbolic link to a missing file ({os.readlink(path)})")
+    if not path.exists():
+        raise BadInputImage(path, "the file does not exist")
+    if not path.is_file():
+        raise BadInputImage(path, "not a file")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise BadInputImage(path, f"cannot be read ({exc.strerror or exc})") from exc
+    if not raw:
+        raise BadInputImage(path, "an empty file (0 bytes)")
+    if raw[:2] == b"\x1f\x8b":  # gzip magic, whatever the extension says
+        try:
+            raw = gzip.decompress(raw)
+        except EOFError as exc:
+            raise BadInputImage(path, f"truncated gzip data (the file ends early: {exc})") from exc
+        except (OSError, zlib.error) as exc:
+            raise BadInputImage(path, f"corrupt gzip data ({exc})") from exc
+    img = _nifti_from_bytes(path, raw)
+    return _checked_volume(path, img, allow_nonfinite)
+
+
+def _nifti_from_bytes(path: Path, raw: bytes) -> nib.Nifti1Image:
+    """A NIfTI-1 or -2 image over the (decompressed) bytes of a single file, or :class:`BadInputImage`."""
+    sizes = {int.from_bytes(raw[:4], order) for order in ("little", "big")} if len(raw) >= 4 else set()
+    [klass] = [_NIFTI_CLASSES[s] for s in sizes if s in _NIFTI_CLASSES] or [None]
+    if klass is None:
+        raise BadInputImage(path, f"not a NIfTI file (its first bytes are {raw[:8]!r}, "
+                                  "not a NIfTI-1 or NIfTI-2 header)")
+    try:
+        img = klass.from_bytes(raw)
+    except (nib.spatialimages.HeaderDataError, nib.filebasedimages.ImageFileError, ValueError, EOFError) as exc:
+        raise BadInputImage(path, f"an unreadable NIfTI header ({exc})") from exc
+    header = img.header
+    needed = int(header.get_data_offset()) + int(np.prod(img.shape, dtype=np.int64)) * header.get_data_dtype().itemsize
+    if len(raw) < needed:
+        raise BadInputImage(path, f"truncated: the header declares {needed} bytes of image, the file holds "
+                                  f"{len(raw)} (decompressed)")
+    return img
+
+
+def _checked_volume(path: Path, img: nib.Nifti1Image, allow_nonfinite: bool) -> nib.Nifti1Image:
+    """``img`` as a 3D volume with a usable affine (and finite voxels unless allowed), or :class:`BadInputImage`."""
+    shape = img.shape
+    while len(shape) > 3 and shape[-1] == 1:  # a 3D volume stored with trailing singleton dimensions
+        img = img.slicer[..., 0]
+        shape = img.shape
+    if len(shape) < 3:
+        raise BadInputImage(path, f"a {len(shape)}D image (shape {shape}); a 3D volume is needed")
+    if len(shape) > 3:
+        raise BadInputImage(path, f"a {len(shape)}D image (shape {shape}, {int(np.prod(shape[3:]))} volumes); "
+                                  "a single 3D volume is needed (pick one volume or run)")
+    if min(shape) < 2:
+        raise BadInputImage(path, f"a single slice (shape {shape}); a 3D volume is needed")
+    header = img.header
+    qform_code, sform_code = int(header["qform_code"]), int(header["sform_code"])
+    if qform_code == 0 and sform_code == 0:
+        raise BadInputImage(path, "no orientation: qform_code and sform_code are both 0, so where the "
+                                  "head (and its face) lies in space is unknown")
+    source = "sform" if sform_code > 0 else "qform"
+    affine = img.affine
+    linear = affine[:3, :3]
+    if not np.isfinite(affine).all():
+        raise BadInputImage(path, f"a non-finite affine ({source}): {_one_line(affine)}")
+    singular_values = np.linalg.svd(linear, compute_uv=False)
+    if singular_values[0] == 0 or singular_values[-1] * _AFFINE_CONDITION_LIMIT < singular_values[0]:
+        raise BadInputImage(path, f"a singular affine ({source}, voxel sizes {np.round(singular_values, 6).tolist()} mm): "
+                                  f"{_one_line(affine)}")
+    if not allow_nonfinite:
+        counts = image_nonfinite_counts(img)
+        if counts["nonfinite_voxels"]:
+            raise BadInputImage(path, f"{describe_nonfinite(counts)} voxels out of {int(np.prod(shape))}; "
+                                      "the analyses need finite intensities")
+    return img
+
+
+def _one_line(affine: np.ndarray) -> str:
+    """An affine's three rows on one line (failure messages end up in one table cell)."""
+    return str(np.round(np.asarray(affine, np.float64)[:3], 3).tolist())
+
+
+def nonfinite_counts(data: np.ndarray) -> dict:
+    """How many voxels hold NaN, +Inf and -Inf (all 0, without a pass over the data, for integer types)."""
+    data = np.asanyarray(data)
+    if not np.issubdtype(data.dtype, np.inexact):
+        return {"nonfinite_voxels": 0, "nan_voxels": 0, "posinf_voxels": 0, "neginf_voxels": 0}
+    nan = int(np.isnan(data).sum())
+    posinf = int(np.isposinf(data).sum())
+    neginf = int(np.isneginf(data).sum())
+    return {"nonfinite_voxels": nan + posinf + neginf, "nan_voxels": nan, "posinf_voxels": posinf,
+            "neginf_voxels": neginf}
+
+
+def image_nonfinite_counts(img: nib.spatialimages.SpatialImage) -> dict:
+    """:func:`nonfinite_counts` of an image's voxels, without reading them when its stored type cannot hold any.
+
+    Integers with a finite scale factor and offset are always finite; only
+    float data (or non-finite scaling) is read and counted.
+    """
+    stored = img.get_data_dtype()
+    scaling = [float(getattr(img.dataobj, "slope", 1.0)), float(getattr(img.dataobj, "inter", 0.0))]
+    if np.issubdtype(stored, np.integer) and np.isfinite(scaling).all():
+        return nonfinite_counts(np.zeros(0, stored))
+    return nonfinite_counts(np.asanyarray(img.dataobj))
+
+
+def describe_nonfinite(counts: dict) -> str:
+    """'12 NaN, 3 +Inf' from :func:`nonfinite_counts`."""
+    parts = [f"{counts[key]} {label}" for key, label in
+             (("nan_voxels", "NaN"), ("posinf_voxels", "+Inf"), ("neginf_voxels", "-Inf")) if counts[key]]
+    return ", ".join(parts) or "no non-finite"
 
 
 def voxel_volume_ml(img: nib.spatialimages.SpatialImage) -> float:

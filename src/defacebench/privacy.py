@@ -26,6 +26,9 @@ def frontal_render(img: nib.Nifti1Image, size: int = 256, smooth_mm: float = 0.0
 
     canonical = nib.as_closest_canonical(img)
     data = np.asarray(canonical.dataobj, np.float32)
+    # non-finite voxels hold no signal (a copy: ``data`` may be a view of the caller's array); the smoothing
+    # below would otherwise spread a NaN over its neighbours
+    data = np.where(np.isfinite(data), data, np.float32(0))
     zooms = canonical.header.get_zooms()[:3]
     data = ndimage.gaussian_filter(data, sigma=[1.0 / z for z in zooms])
     head = head_mask(data)
@@ -69,10 +72,12 @@ def render_and_detect(img: nib.Nifti1Image, png: str | Path | None = None) -> di
     """Render the head from the front, detect faces, optionally save the PNG."""
     import cv2
 
+    from .io import image_nonfinite_counts
+
     render = frontal_render(img)
     n_faces = detect_faces(render)
     out = {"faces_detected": n_faces, "face_detected": n_faces > 0, "detector": "opencv haarcascade_frontalface_alt2",
-           "opencv": cv2.__version__}
+           "opencv": cv2.__version__, "nonfinite_voxels": image_nonfinite_counts(img)["nonfinite_voxels"]}
     if png is not None:
         from .io import atomic_path
 

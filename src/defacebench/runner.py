@@ -17,7 +17,7 @@ import nibabel as nib
 import numpy as np
 
 from .cohorts import OUTCOME_MODALITIES, OUTCOME_RECORDS, TRUTH_KEYS
-from .io import load_image, read_json
+from .io import load_image, read_json, validate_input_image
 from .records import AnalysisFailure, Record, package_versions, run_recorded
 
 #: Outcome -> (module, function) of its arm.
@@ -66,16 +66,18 @@ def preparation_mask(preparation_dir: str | Path | None, t1w_path: str | Path | 
 
 
 def load_images(paths: dict[str, str | Path], modalities) -> dict[str, nib.Nifti1Image]:
-    """Load the images an outcome needs; a missing or unreadable one is a study failure."""
+    """Load the images an outcome needs; a missing or unusable one is a study failure at stage ``input``.
+
+    Every image passes :func:`defacebench.io.validate_input_image`, whose
+    failure names the file and its defect (unreadable, empty, not 3D, no or a
+    singular affine, a broken link, NaN or infinite voxels).
+    """
     images = {}
     for modality in modalities:
         path = paths.get(modality)
-        if path is None or not Path(path).exists():
+        if path is None:
             raise AnalysisFailure("input", f"no {modality} image for this subject")
-        try:
-            images[modality] = load_image(path)
-        except (nib.filebasedimages.ImageFileError, ValueError, OSError) as exc:
-            raise AnalysisFailure("input", f"cannot read {Path(path).name}: {exc}") from exc
+        images[modality] = validate_input_image(path)
     return images
 
 
@@ -139,7 +141,7 @@ def analyse(
             raise AnalysisFailure("deface", f"defacing failed, no image to analyse ({failed})")
         images = load_images(image_paths, modalities)
         if outcome == "WMLV" and "T1w" in image_paths and Path(image_paths["T1w"]).exists():
-            images["T1w"] = load_image(image_paths["T1w"])
+            images["T1w"] = validate_input_image(image_paths["T1w"])
         arm_settings = {k: v for k, v in settings.items() if k != "backend"}
         result = dict(arm(images, backend=backend, threads=threads, **arm_settings) if backend else arm(
             images, threads=threads, **arm_settings

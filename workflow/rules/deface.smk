@@ -7,8 +7,9 @@ rule prepare_defacing:
     output:
         directory(preparation_dir("{cohort}", "{subject}")),
     params:
-        t1w=lambda wc: full_image_paths(wc.cohort, wc.subject).get("T1w"),
         images=lambda wc: full_image_paths(wc.cohort, wc.subject),
+        # to name a scan BIDS did not index (wrong extension) when a modality is missing
+        subject_dir=lambda wc: f"{COHORTS[wc.cohort].bids_root}/sub-{wc.subject}",
         brain_extraction=DEFACE.get("brain_extraction", "deepbet"),
         render=DEFACE.get("render", True),
         render_dir=lambda wc: f"{RESULTS}/renders/{wc.cohort}/sub-{wc.subject}",

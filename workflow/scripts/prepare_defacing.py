@@ -1,8 +1,11 @@
-"""Brain mask and template face region of a subject's full T1w, and frontal renders of the full images, shared by every defacing method."""
+"""Brain mask and template face region of a subject's full T1w, and frontal renders of the full images, shared by every defacing method.
+
+A missing or unusable T1w is recorded in the preparation (stage, reason) for
+the defacing jobs to report; the output folder is always written.
+"""
 from pathlib import Path
 
-from defacebench.deface import prepare_subject, render_full_images, save_preparation
-from defacebench.io import load_image
+from defacebench.deface.run import prepare_from_files, save_preparation
 from defacebench.logs import job_log
 from defacebench.runner import set_threads
 from defacebench.process import keep_freed_memory
@@ -13,13 +16,10 @@ with job_log(snakemake.log[0]):
     set_threads(snakemake.threads)
     out = Path(snakemake.output[0])
     out.mkdir(parents=True, exist_ok=True)
-    if snakemake.params.t1w is None:
-        prep = {"brain_mask_failure": ("input", "no T1w image"), "face_region_failure": ("input", "no T1w image")}
-        t1w = None
-    else:
-        t1w = load_image(snakemake.params.t1w)
-        prep = prepare_subject(t1w, snakemake.params.brain_extraction)
-    if snakemake.params.render:
-        prep["full_renders"] = render_full_images(snakemake.params.images, Path(snakemake.params.render_dir),
-                                                  loaded={"T1w": t1w} if t1w is not None else None)
+    prep, t1w = prepare_from_files(
+        {m: Path(p) for m, p in snakemake.params.images.items()},
+        snakemake.params.brain_extraction,
+        render_dir=Path(snakemake.params.render_dir) if snakemake.params.render else None,
+        subject_dir=Path(snakemake.params.subject_dir),
+    )
     save_preparation(prep, t1w, out)

@@ -62,6 +62,59 @@ def prepare_subject(t1w: nib.Nifti1Image, brain_backend: str = "deepbet", regist
     return out
 
 
+def missing_image_reason(modality: str, subject_dir: Path | None = None) -> str:
+    """Why a subject has no image of ``modality``: 'no T1w image', naming files BIDS did not take as one.
+
+    A scan saved with an extension BIDS does not index (``.nii.zip``, ``.mgz``,
+    ``.nii.gz.bak``) is invisible to the plan; naming it tells the user what to rename.
+    """
+    from ..cohorts import MODALITIES
+
+    reason = f"no {modality} image"
+    if subject_dir is None or not Path(subject_dir).is_dir():
+        return reason
+    suffix = MODALITIES[modality]["suffix"]
+    others = sorted(p.name for p in Path(subject_dir).rglob(f"*_{suffix}.*")
+                    if not p.name.endswith((".nii", ".nii.gz", ".json")))
+    if others:
+        reason += f" ({', '.join(others)}: not .nii or .nii.gz, so BIDS does not index it as an image)"
+    return reason
+
+
+def prepare_from_files(images: dict[str, Path], brain_backend: str = "deepbet", render_dir: Path | None = None,
+                       subject_dir: Path | None = None) -> tuple[dict, nib.Nifti1Image | None]:
+    """A subject's preparation from its full images' files; returns it with the T1w it was made from (or None).
+
+    A T1w that is missing or fails :func:`defacebench.io.validate_input_image`
+    gives a preparation holding only the failure (stage, reason), which the
+    defacing jobs then record. Non-finite voxels do not stop defacing: brain
+    extraction and registration run on a copy with them set to 0 (no signal),
+    and the preparation counts them (``input_nonfinite``).
+    """
+    t1w = None
+    if "T1w" not in images:
+        failure = ("input", missing_image_reason("T1w", subject_dir))
+    else:
+        try:
+            t1w = io.validate_input_image(images["T1w"], allow_nonfinite=True)
+        except io.BadInputImage as bad:
+            failure = (bad.stage, bad.reason)
+    if t1w is None:
+        prep = {"brain_mask_failure": failure, "face_region_failure": failure}
+    else:
+        counts = io.image_nonfinite_counts(t1w)
+        if counts["nonfinite_voxels"]:
+            data = np.asanyarray(t1w.dataobj)
+            finite = nib.Nifti1Image(np.where(np.isfinite(data), data, 0).astype(np.float32), t1w.affine, t1w.header)
+            prep = {**prepare_subject(finite, brain_backend), "input_nonfinite": counts}
+        else:
+            prep = prepare_subject(t1w, brain_backend)
+    if render_dir is not None:
+        prep["full_renders"] = render_full_images(images, Path(render_dir),
+                                                  loaded={"T1w": t1w} if t1w is not None else None)
+    return prep, t1w
+
+
 def render_full_images(images: dict[str, Path], render_dir: Path,
                        loaded: dict[str, nib.Nifti1Image] | None = None) -> dict:
     """A frontal render of each full image with its face-detection result, keyed by modality.
@@ -69,14 +122,21 @@ def render_full_images(images: dict[str, Path], render_dir: Path,
     Done once per subject in the preparation, so that every method's integrity
     record compares against the same full-head render instead of each method's
     job rendering (and writing) it again. ``loaded`` holds images the caller
-    has already read (by modality), which are not read again.
+    has already read (by modality), which are not read again. An image that
+    cannot be read gets ``{"failure": (stage, reason)}`` instead of a render.
     """
     from ..privacy import render_and_detect
 
     loaded = loaded or {}
-    return {modality: render_and_detect(loaded[modality] if modality in loaded else io.load_image(path),
-                                        Path(render_dir) / f"{_stem(Path(path))}_desc-full_render.png")
-            for modality, path in images.items()}
+    renders = {}
+    for modality, path in images.items():
+        try:
+            img = loaded[modality] if modality in loaded else io.validate_input_image(path, allow_nonfinite=True)
+        except io.BadInputImage as bad:
+            renders[modality] = {"failure": (bad.stage, bad.reason)}
+            continue
+        renders[modality] = render_and_detect(img, Path(render_dir) / f"{_stem(Path(path))}_desc-full_render.png")
+    return renders
 
 
 def save_preparation(prep: dict, t1w: nib.Nifti1Image | None, out_dir: Path) -> None:
@@ -241,12 +301,23 @@ def deface_subject(method: str, images: dict[str, Path], out_dir: Path, *, optio
     record: dict = {"method": method, "status": "ok", "failed_stage": "", "message": "", "images": {},
                     "tool_versions": package_versions(*TOOLS), "backend": "",
                     "options": {k: v for k, v in options.items() if not k.startswith("_")}}
+    out_dir.mkdir(parents=True, exist_ok=True)  # the job's declared output, whatever happens below
     if not images:
-        record.update(status="failed", failed_stage="input", message="no image to deface")
+        why = (prep or {}).get("brain_mask_failure")
+        record.update(status="failed", failed_stage="input",
+                      message="no image to deface" + (f" ({why[1]})" if why and why[0] == "input" else ""))
         return record
     order = sorted(images, key=lambda m: (m != "T1w", m))
     reference_key = order[0]  # the T1w when there is one
-    reference = io.load_image(images[reference_key])
+    try:
+        reference = io.validate_input_image(images[reference_key], allow_nonfinite=True)
+    except io.BadInputImage as bad:
+        # nothing can be defaced without the reference's masks, except by a command template
+        record["images"][reference_key] = {"input": Path(images[reference_key]).name, "status": "failed",
+                                           "failed_stage": bad.stage, "message": bad.reason}
+        reference = None
+        if prep is None:
+            prep = {"brain_mask_failure": (bad.stage, bad.reason), "face_region_failure": (bad.stage, bad.reason)}
     start = time.perf_counter()
     if prep is None:
         cache = options.get("preparation_dir")
@@ -257,17 +328,20 @@ def deface_subject(method: str, images: dict[str, Path], out_dir: Path, *, optio
                              or k == "brain_extraction"}
     failures = {k: prep[k] for k in ("brain_mask_failure", "face_region_failure") if k in prep}
     reference_removed = None
-    out_dir.mkdir(parents=True, exist_ok=True)
     for modality in order:
+        if modality in record["images"]:  # the reference, already failed
+            continue
         path = Path(images[modality])
         entry: dict = {"input": path.name, "status": "ok"}
         record["images"][modality] = entry
         start = time.perf_counter()
         try:
-            img = reference if modality == reference_key else io.load_image(path)
-            full = np.asanyarray(img.dataobj)  # read (and decompressed) once for every check below
+            img = reference if modality == reference_key else io.validate_input_image(path, allow_nonfinite=True)
+            full = np.asanyarray(img.dataobj)  # read once for every check below
+            if modality != reference_key and reference is not None and "brain_mask" in prep:
+                _check_covers(prep["brain_mask"], reference, img, path, reference_key)
             on_grid = {k: (prep[k] if modality == reference_key else _resample(prep[k], reference, img))
-                       for k in ("brain_mask", "face_region") if k in prep}
+                       for k in ("brain_mask", "face_region") if k in prep and reference is not None}
             if apply_t1w_mask and modality != reference_key:
                 if reference_removed is None:
                     raise AnalysisFailure("deface", f"the {reference_key} could not be defaced, so there is no mask to apply")
@@ -306,6 +380,31 @@ def deface_subject(method: str, images: dict[str, Path], out_dir: Path, *, optio
     return record
 
 
+#: Share of the reference's brain that another modality's field of view must hold to be defaced with its masks.
+MIN_BRAIN_COVERED = 0.5
+
+
+def _check_covers(brain_mask: np.ndarray, reference: nib.Nifti1Image, img: nib.Nifti1Image, path: Path,
+                  reference_key: str) -> None:
+    """Raise :class:`io.BadInputImage` when ``img``'s field of view misses most of the reference's brain.
+
+    The reference's masks reach another modality through world coordinates,
+    which presumes one scanner space; an image elsewhere (a wrong or missing
+    registration, another session's header) would be "defaced" with an empty
+    mask, its face kept.
+    """
+    voxels = np.argwhere(np.asarray(brain_mask, bool))
+    if voxels.size == 0:
+        return
+    to_img = np.linalg.inv(img.affine) @ reference.affine
+    mapped = voxels @ to_img[:3, :3].T + to_img[:3, 3]
+    inside = np.all((mapped > -0.5) & (mapped < np.array(img.shape[:3]) - 0.5), axis=1).mean()
+    if inside < MIN_BRAIN_COVERED:
+        raise io.BadInputImage(path, f"its field of view holds {100 * inside:.0f} % of the {reference_key}'s brain "
+                                     f"(at least {100 * MIN_BRAIN_COVERED:.0f} % needed): the two grids are not "
+                                     "in one scanner space, so the face cannot be located on it")
+
+
 def _resample(array: np.ndarray, source: nib.Nifti1Image, target: nib.Nifti1Image) -> np.ndarray:
     """A mask (bool) or face weights (float) from ``source``'s grid onto ``target``'s, through world coordinates."""
     array = np.asarray(array)
@@ -325,7 +424,7 @@ def _render_pair(full: nib.Nifti1Image, defaced: nib.Nifti1Image, path: Path, me
     from ..privacy import render_and_detect
 
     stem = _stem(path)
-    if full_result is None:
+    if full_result is None or "render" not in full_result:
         full_result = render_and_detect(full, render_dir / f"{stem}_desc-full_render.png")
     mine = render_and_detect(defaced, render_dir / f"{stem}_desc-{method}_render.png")
     return {"face_detected_full": full_result["face_detected"], "face_detected_defaced": mine["face_detected"],
