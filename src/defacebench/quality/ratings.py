@@ -338,6 +338,8 @@ def plot_bland_altman(pairs: pd.DataFrame, agreement: pd.DataFrame, out_png: str
         ax.axhline(row["bias"], color="tab:blue", lw=1.2, label=f"bias {row['bias']:.3f}")
         for limit in ("loa_low", "loa_high"):
             ax.axhline(row[limit], color="tab:red", lw=0.9, ls="--")
+            ax.annotate(f"{row[limit]:.2f}", (1, row[limit]), xycoords=("axes fraction", "data"), fontsize=7,
+                        color="tab:red", ha="right", va="bottom")
         ax.axhline(0, color="0.6", lw=0.6)
         title = "all raters" if panel == POOLED else panel
         if row.get("experience"):
