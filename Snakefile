@@ -30,6 +30,7 @@ include: "workflow/rules/analyse.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/rating.smk"
+include: "workflow/rules/share.smk"
 
 
 # Provins et al. (2025) from its published tables, when the config has its block
@@ -42,6 +43,7 @@ rule all:
     input:
         study_outputs(),
         rating_outputs(),
+        share_outputs(),  # only with a share: block (or share_method)
     default_target: True
 
 

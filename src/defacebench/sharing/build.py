@@ -391,12 +391,13 @@ def readme_text(share: _Share, desc: dict, participants: dict, cohort: str, sour
         lines.append("- Subjects were given new random labels; the key to the original labels is kept by the "
                      "data owner and is not part of this dataset.")
     lines += ["", f"## Images shared ({len(share.shared)})"]
-    lines += [f"- {s['path']}" for s in share.shared] or ["- none"]
+    # sorted by the share's paths: the build's order (source labels) would give relabelled subjects away
+    lines += [f"- {path}" for path in sorted(s["path"] for s in share.shared)] or ["- none"]
     if share.kept_flagged:
         lines += ["", "## Images shared despite a failed privacy check (share.keep_flagged)"]
-        lines += [f"- {e['path']}: {', '.join(e['flags'])}" for e in share.kept_flagged]
+        lines += [f"- {e['path']}: {', '.join(e['flags'])}" for e in sorted(share.kept_flagged, key=lambda e: e["path"])]
     if share.unmeasured:
-        lines += ["", "## Privacy checks that could not be made"] + [f"- {u}" for u in share.unmeasured]
+        lines += ["", "## Privacy checks that could not be made"] + [f"- {u}" for u in sorted(share.unmeasured)]
     if share.copied:
         lines += ["", "## Files copied on request (share.copy; not defaced, may show a face)"]
         lines += [f"- {c}" for c in sorted(share.copied)]
@@ -514,9 +515,10 @@ def build_share(*, source_root: str | Path, images: dict, defaced_dirs: dict, re
             "cohort": cohort, "method": method, "share": str(out_dir),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "status": "published" if not validation.errors else "rejected: BIDS validator errors",
-            "options": opts, "subjects_shared": len(shared_subjects), "images_shared": [s["path"] for s in share.shared],
+            "options": opts, "subjects_shared": len(shared_subjects), "images_shared": sorted(s["path"] for s in share.shared),
             "left_out": sorted(share.left_out, key=lambda e: e["path"]), "copied_on_request": sorted(share.copied),
-            "kept_flagged": share.kept_flagged, "checks_not_made": share.unmeasured, "participants": participants,
+            "kept_flagged": sorted(share.kept_flagged, key=lambda e: e["path"]),
+            "checks_not_made": sorted(share.unmeasured), "participants": participants,
             "backends": share.backends, "relabel_key": str(key_path) if opts["relabel"] else None,
             "validation": validation.to_dict(),
         }
