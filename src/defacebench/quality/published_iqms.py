@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import paired
+from .ratings import row_location
 
 #: Identifier columns of S2 Data; every other column is an IQM.
 ID_COLUMNS = ("bids_name", "sub", "defaced", "site")
@@ -28,10 +29,6 @@ REQUIRED_COLUMNS = ("sub", "defaced", "site")
 
 class IQMTableError(ValueError):
     """An IQM table that cannot be analysed; the message names the file, line and column."""
-
-
-def _location(path, index: int, column: str) -> str:
-    return f"{path}: line {index + 2} (data row {index + 1}), column '{column}'"
 
 
 def load_iqms(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
@@ -57,13 +54,13 @@ def load_iqms(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
     defaced = raw["defaced"].astype(str).str.strip()
     bad = np.flatnonzero(~defaced.isin(["0", "1"]).to_numpy())
     if bad.size:
-        raise IQMTableError(f"{_location(path, bad[0], 'defaced')}: {raw['defaced'].iloc[bad[0]]!r} is not 0 or 1")
+        raise IQMTableError(f"{row_location(path, bad[0], 'defaced')}: {raw['defaced'].iloc[bad[0]]!r} is not 0 or 1")
     values = raw[iqms].apply(pd.to_numeric, errors="coerce")
     # an empty cell is a missing value (dropped pair by pair later); text is an error
     not_number = values.isna() & raw[iqms].notna()
     if not_number.to_numpy().any():
         row, col = np.argwhere(not_number.to_numpy())[0]
-        raise IQMTableError(f"{_location(path, row, iqms[col])}: {raw[iqms[col]].iloc[row]!r} is not a number")
+        raise IQMTableError(f"{row_location(path, row, iqms[col])}: {raw[iqms[col]].iloc[row]!r} is not a number")
     table = pd.concat([raw[["sub", "site"]].apply(lambda s: s.str.strip()), defaced.astype(int).rename("defaced"),
                        values], axis=1)
     counts = table.groupby(["sub", "defaced"]).size().unstack(fill_value=0).reindex(columns=[0, 1], fill_value=0)
@@ -71,14 +68,14 @@ def load_iqms(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
     if not wrong.empty:
         subject = wrong.index[0]
         row = int(np.flatnonzero((table["sub"] == subject).to_numpy())[0])
-        raise IQMTableError(f"{_location(path, row, 'sub')}: subject {subject!r} has {int(wrong.loc[subject, 0])} "
+        raise IQMTableError(f"{row_location(path, row, 'sub')}: subject {subject!r} has {int(wrong.loc[subject, 0])} "
                             f"nondefaced and {int(wrong.loc[subject, 1])} defaced row(s); need one of each "
                             f"({len(wrong)} subject(s) like it)")
     sites = table.groupby("sub")["site"].nunique()
     if (sites > 1).any():
         subject = sites[sites > 1].index[0]
         row = int(np.flatnonzero((table["sub"] == subject).to_numpy())[0])
-        raise IQMTableError(f"{_location(path, row, 'site')}: subject {subject!r} has a different site in each condition")
+        raise IQMTableError(f"{row_location(path, row, 'site')}: subject {subject!r} has a different site in each condition")
     nondefaced = table[table["defaced"] == 0].set_index("sub")[iqms].sort_index()
     defaced_iqms = table[table["defaced"] == 1].set_index("sub")[iqms].sort_index()
     site = table[table["defaced"] == 0].set_index("sub")["site"].sort_index()

@@ -45,8 +45,8 @@ class RatingsError(ValueError):
     """A ratings table that cannot be analysed; the message names the file, line and column."""
 
 
-def _location(path, index: int, column: str) -> str:
-    # data row `index` (0-based) is on line index + 2: line 1 is the header
+def row_location(path, index: int, column: str) -> str:
+    """Where data row ``index`` (0-based) of a table file is, for error messages: line 1 is the header."""
     return f"{path}: line {index + 2} (data row {index + 1}), column '{column}'"
 
 
@@ -54,7 +54,7 @@ def _first_bad(path, bad: pd.Series, values: pd.Series, column: str, problem: st
     rows = np.flatnonzero(bad.to_numpy())
     first = rows[0]
     more = f" ({len(rows) - 1} more row(s) like it)" if len(rows) > 1 else ""
-    return RatingsError(f"{_location(path, first, column)}: {values.iloc[first]!r} {problem}{more}")
+    return RatingsError(f"{row_location(path, first, column)}: {values.iloc[first]!r} {problem}{more}")
 
 
 def validate_ratings(raw: pd.DataFrame, path: str = "<ratings>") -> pd.DataFrame:
@@ -100,7 +100,7 @@ def validate_ratings(raw: pd.DataFrame, path: str = "<ratings>") -> pd.DataFrame
         if len(conditions) < 2:
             only = "defaced" if conditions == {1} else "nondefaced"
             raise RatingsError(
-                f"{_location(path, int(group['order'].iloc[0]), 'defaced')}: rater {rater!r} rated {only} images "
+                f"{row_location(path, int(group['order'].iloc[0]), 'defaced')}: rater {rater!r} rated {only} images "
                 f"only ({len(group)} rating(s), every one with defaced = {conditions.pop()}); the analysis compares "
                 "each rater's ratings of both conditions")
     return out
