@@ -175,7 +175,17 @@ def study_outputs():
         outputs += table_files(name)
         if c.simulated:
             outputs.append(f"{c.bids_root}/participants.tsv")
-    return outputs + provins2025_outputs()
+    return outputs + provins2025_outputs() + [STUDY_REPORT]
+
+
+# The study report (workflow/rules/report.smk): one HTML file over everything else the study writes
+STUDY_REPORT = f"{RESULTS}/report.html"
+
+
+def report_inputs():
+    """Every other output of the study, so the report is written last and sees all of it."""
+    others = study_outputs() + (rating_outputs() if "rating_outputs" in globals() else [])
+    return [path for path in others if path != STUDY_REPORT]
 
 
 def print_summary():
