@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from defacebench.quality import ratings as rating_stats
-from defacebench.rating import analysis, blinding, store
+from defacebench.rating import analysis, blinding, store, visual
 from defacebench.rating.blinding import ImageVariant, build_reports, rater_order, read_manifest
 from defacebench.rating.server import MAX_BODY_BYTES, create_app
 from defacebench.rating.visual import PNG_CRITICAL_CHUNKS, png_chunk_types
@@ -52,7 +52,9 @@ def built(tmp_path_factory):
         variants += [ImageVariant(subject, "none", full, mask, full, "synthetic"),
                      ImageVariant(subject, METHOD, cut, mask, full, "synthetic")]
     reports, key = root / "reports", root / "private" / "key.tsv"
-    build_reports(variants, reports, key, study_seed=5, repeats=1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(visual, "PANEL_PX", 48)  # small panels: the test's time goes to resampling and PNG coding
+        build_reports(variants, reports, key, study_seed=5, repeats=1)
     return {"root": root, "reports": reports, "key": key, "variants": variants}
 
 
@@ -204,10 +206,10 @@ def test_remote_server_needs_its_token(built, tmp_path):
 
 
 def test_analysis_recovers_a_set_rating_bias_per_method(tmp_path):
-    """Two raters, 12 subjects, two methods: one lowers ratings by 0.5, the other not at all."""
+    """Two raters, 8 subjects, two methods: one lowers ratings by 0.5, the other not at all."""
     rng = np.random.default_rng(3)
     key_rows, ids = [], {}
-    for subject in range(12):
+    for subject in range(8):
         for variant in ("none", "strong", "neutral"):
             report_id = blinding.new_report_ids(1)[0]
             ids[(subject, variant)] = report_id
@@ -216,7 +218,7 @@ def test_analysis_recovers_a_set_rating_bias_per_method(tmp_path):
                              "dataset": "synthetic", "image": "-"})
     key = blinding.write_key(key_rows, tmp_path / "key.tsv")
     ratings = store.RatingsStore(tmp_path / "ratings.tsv")
-    quality = rng.uniform(2, 3.5, 12)
+    quality = rng.uniform(2, 3.5, 8)
     for rater, offset in (("r1", 0.0), ("r2", 0.2)):
         sequence = rater_order(list(ids.values()), rater, 1)
         lookup = {v: k for k, v in ids.items()}
@@ -230,11 +232,11 @@ def test_analysis_recovers_a_set_rating_bias_per_method(tmp_path):
     effects = analysis.defacing_effects(lmm).set_index("method")
     assert effects.loc["strong", "estimate"] == pytest.approx(-0.5, abs=0.05) and effects.loc["strong", "p"] < 1e-6
     assert abs(effects.loc["neutral", "estimate"]) < 0.05
-    assert set(effects["n_ratings"]) == {48}
+    assert set(effects["n_ratings"]) == {32}
     agreement = pd.read_csv(paths["agreement"], sep="\t")
     pooled = agreement[(agreement["rater"] == "pooled")].set_index("method")
     assert pooled.loc["strong", "bias"] == pytest.approx(0.5, abs=0.05)  # nondefaced minus defaced
-    assert len(rating_stats.load_ratings(paths["unblinded"])) == 72
+    assert len(rating_stats.load_ratings(paths["unblinded"])) == 48
 
 
 def test_unknown_identifier_in_ratings_is_named(tmp_path, built):

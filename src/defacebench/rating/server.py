@@ -272,17 +272,19 @@ PAGE = """<!doctype html>
  figure { margin: 0 0 14px 0; background: #000; border-radius: 4px; overflow: hidden; }
  figure img { width: 100%; display: block; }
  figcaption { background: #333; color: #ddd; font-size: 13px; padding: 4px 8px; }
- aside { width: 340px; flex: none; position: sticky; top: 52px; background: #fff; border-radius: 6px;
+ aside { width: 400px; flex: none; position: sticky; top: 52px; background: #fff; border-radius: 6px;
          padding: 12px 14px; box-shadow: 0 1px 4px rgba(0,0,0,.2); max-height: calc(100vh - 70px); overflow-y: auto; }
  h2 { font-size: 15px; margin: 10px 0 6px; }
  input[type=range] { width: 100%; }
- .anchors { display: flex; font-size: 12px; text-align: center; }
- .anchors span { flex: 1; padding: 3px 0; border-radius: 3px; }
+ .anchors { position: relative; height: 22px; font-size: 12px; margin: 0 8px; }
+ .anchors span { position: absolute; transform: translateX(-50%); white-space: nowrap; padding: 2px 5px; border-radius: 3px; }
+ .anchors span:first-child { transform: none; left: -8px; } .anchors span:last-child { transform: none; right: -8px; }
  .anchors span.on { font-weight: bold; color: #fff; }
+ #artifacts { display: grid; grid-template-columns: 1fr 1fr; column-gap: 8px; }
  .a1.on { background: #c62828; } .a2.on { background: #ef6c00; } .a3.on { background: #1565c0; } .a4.on { background: #2e7d32; }
  #ratingValue { font-size: 20px; font-weight: bold; text-align: center; margin: 4px 0; }
- label.art { display: block; font-size: 13px; margin: 2px 0; }
- textarea { width: 100%; box-sizing: border-box; height: 54px; }
+ label.art { display: block; font-size: 12px; margin: 2px 0; }
+ textarea { width: 100%; box-sizing: border-box; height: 44px; }
  button { width: 100%; padding: 9px; font-size: 15px; margin-top: 10px; background: #1565c0; color: #fff;
           border: 0; border-radius: 4px; cursor: pointer; }
  button:disabled { background: #9e9e9e; cursor: default; }
@@ -298,13 +300,13 @@ PAGE = """<!doctype html>
  <aside>
   <h2>Overall quality</h2>
   <input type="range" id="rating" min="1" max="4" step="0.05" value="2.5" aria-label="quality rating">
-  <div class="anchors"><span class="a1">1 exclude</span><span class="a2">2 poor</span>
-   <span class="a3">3 acceptable</span><span class="a4">4 excellent</span></div>
+  <div class="anchors"><span class="a1">1 exclude</span><span class="a2" style="left: 33.3%">2 poor</span>
+   <span class="a3" style="left: 66.7%">3 acceptable</span><span class="a4">4 excellent</span></div>
   <div id="ratingValue">move the slider</div>
   <h2>Artefacts seen</h2><div id="artifacts"></div>
   <h2>Confidence</h2>
   <input type="range" id="confidence" min="0" max="4" step="0.05" value="3" aria-label="confidence">
-  <div class="anchors"><span>doubtful</span><span>confident</span></div>
+  <div class="anchors"><span>0 doubtful</span><span>4 confident</span></div>
   <h2>Comments</h2><textarea id="comments" maxlength="2000"></textarea>
   <button id="submit" disabled>Save and next (Enter)</button>
   <div id="message"></div>
