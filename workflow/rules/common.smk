@@ -18,6 +18,7 @@ VARIANTS = ["none"] + METHODS
 ANALYSIS = config.get("analysis", {})
 DEFACE = config.get("deface", {})
 SIMULATION = config.get("simulation", {})
+PRIVACY = config.get("privacy", {})  # the re-identification attack (workflow/rules/privacy.smk)
 # Provins et al. (2025) from its published tables: workflow/rules/provins2025.smk
 PROVINS2025 = config.get("provins2025") or {}
 PROVINS2025_TABLES = f"{RESULTS}/provins2025/tables"
@@ -175,6 +176,8 @@ def study_outputs():
         outputs += table_files(name)
         if c.simulated:
             outputs.append(f"{c.bids_root}/participants.tsv")
+    # the privacy tables when the config turns the attack on (workflow/rules/privacy.smk, included before the report)
+    outputs += privacy_outputs() if "privacy_outputs" in globals() else []
     return outputs + provins2025_outputs() + [STUDY_REPORT]
 
 
