@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from defacebench import tables
 from defacebench.report import claims, embedded_figures, write_report

@@ -402,6 +402,22 @@ def summary_text(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def bland_altman_panel(ax, full: np.ndarray, defaced: np.ndarray, title: str, unit: str,
+                       colour: str = "tab:blue", label_size: int = 8) -> None:
+    """One Bland-Altman panel (Bland & Altman 1986) on ``ax``: defaced minus full against their
+    mean, the bias (solid) and 95 % limits of agreement (dashed), zero in grey."""
+    ax.scatter((full + defaced) / 2, defaced - full, s=14, color=colour)
+    ba = stats.bland_altman(full, defaced)
+    for y, style in ((ba["bias"], "-"), (ba["loa_low"], "--"), (ba["loa_high"], "--")):
+        if np.isfinite(y):
+            ax.axhline(y, color="tab:red", linestyle=style, linewidth=1)
+    ax.axhline(0, color="grey", linewidth=0.5)
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(f"mean of full and defaced ({unit})", fontsize=label_size)
+    ax.set_ylabel(f"defaced - full ({unit})", fontsize=label_size)
+    ax.tick_params(labelsize=7)
+
+
 def plot_agreement(df: pd.DataFrame, out_png: str | Path, cohort: str) -> Path:
     """Bland-Altman plots (Bland & Altman 1986), one panel per outcome (row) and method (column),
     over complete cases: defaced minus full against their mean, bias and 95 % limits of agreement.
@@ -430,16 +446,7 @@ def plot_agreement(df: pd.DataFrame, out_png: str | Path, cohort: str) -> Path:
         ax.set_visible(True)
         subjects, full, defaced, _ = paired_values(df, outcome, method)
         unit = next(iter(df.loc[df["outcome"] == outcome, "unit"].dropna().astype(str)), "") or "ml"
-        ax.scatter((full + defaced) / 2, defaced - full, s=14, color="tab:blue")
-        ba = stats.bland_altman(full, defaced)
-        for y, style in ((ba["bias"], "-"), (ba["loa_low"], "--"), (ba["loa_high"], "--")):
-            if np.isfinite(y):
-                ax.axhline(y, color="tab:red", linestyle=style, linewidth=1)
-        ax.axhline(0, color="grey", linewidth=0.5)
-        ax.set_title(f"{outcome}: {method} (n={len(subjects)})", fontsize=9)
-        ax.set_xlabel(f"mean of full and defaced ({unit})", fontsize=8)
-        ax.set_ylabel(f"defaced - full ({unit})", fontsize=8)
-        ax.tick_params(labelsize=7)
+        bland_altman_panel(ax, full, defaced, f"{outcome}: {method} (n={len(subjects)})", unit)
     fig.suptitle(f"Bland-Altman agreement, cohort {cohort} (bias solid, 95 % limits dashed)", fontsize=10)
     fig.tight_layout()
     out_png = Path(out_png)

@@ -21,8 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import stats
-from ..tables import FULL, paired_values
+from ..tables import bland_altman_panel, paired_values
 
 #: Pixels per inch of the embedded PNGs: sharp enough to read, small enough to e-mail.
 DPI = 90
@@ -87,15 +86,7 @@ def agreement_figure(records: pd.DataFrame, outcome: str, methods: list[str], co
         subjects, full, defaced, _ = paired_values(records, outcome, method, cohort)
         colour = method_colour(methods, method)
         ba_ax, sc_ax = axes[0, col], axes[1, col]
-        ba = stats.bland_altman(full, defaced)
-        ba_ax.scatter((full + defaced) / 2, defaced - full, s=16, color=colour)
-        for y, style in ((ba["bias"], "-"), (ba["loa_low"], "--"), (ba["loa_high"], "--")):
-            if np.isfinite(y):
-                ba_ax.axhline(y, color="tab:red", linestyle=style, linewidth=1)
-        ba_ax.axhline(0, color="grey", linewidth=0.5)
-        ba_ax.set_title(f"{outcome}: {method} (n={len(subjects)})", fontsize=9)
-        ba_ax.set_xlabel(f"mean of full and defaced ({unit})", fontsize=7)
-        ba_ax.set_ylabel(f"defaced - full ({unit})", fontsize=7)
+        bland_altman_panel(ba_ax, full, defaced, f"{outcome}: {method} (n={len(subjects)})", unit, colour, 7)
         sc_ax.scatter(full, defaced, s=16, color=colour)
         if len(subjects):
             low, high = float(np.nanmin([full.min(), defaced.min()])), float(np.nanmax([full.max(), defaced.max()]))

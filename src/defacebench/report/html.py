@@ -37,6 +37,8 @@ SECTIONS = {
     "claims": "Published vs reproduced",
 }
 
+#: Config keys the study section shows in its own rows (cohorts get their own table).
+SHOWN_CONFIG_KEYS = ("study", "results", "methods", "deface", "method_options", "analysis", "simulation", "cohorts")
 #: Subjects per cohort in the render montage; a larger cohort's montage shows the first ones.
 MONTAGE_SUBJECTS = 8
 #: Worst-agreeing subjects named per outcome and method.
@@ -147,6 +149,15 @@ def sim_badge(cohort: CohortResults) -> str:
     return ' <span class="badge sim">simulated</span>' if cohort.simulated else ""
 
 
+def per_cohort(study: StudyResults, draw, missing: str) -> str:
+    """A heading per cohort, then what ``draw(cohort)`` returns (HTML parts), or ``missing`` when it returns none."""
+    body = []
+    for cohort in study.cohorts:
+        body.append(f"<h3>Cohort {esc(cohort.name)}{sim_badge(cohort)}</h3>")
+        body += draw(cohort) or [f'<p class="note">{esc(missing)}</p>']
+    return "".join(body)
+
+
 class Links:
     """Relative links from the report (in ``out_dir``) to files of the run, only for files that exist."""
 
@@ -243,7 +254,9 @@ def study_section(study: StudyResults) -> str:
         {"setting": "defacing options", "value": json.dumps(config.get("deface", {}), sort_keys=True)},
         {"setting": "method options", "value": json.dumps(config.get("method_options", {}), sort_keys=True)},
         {"setting": "analysis", "value": json.dumps(config.get("analysis", {}), sort_keys=True)},
-    ])
+        {"setting": "simulation", "value": json.dumps(config.get("simulation", {}), sort_keys=True)},
+    ] + [{"setting": key, "value": json.dumps(value, sort_keys=True, default=str)}  # other arms' blocks
+         for key, value in config.items() if key not in SHOWN_CONFIG_KEYS])
     cohort_rows = []
     for c in study.cohorts:
         records = c.table("records")
@@ -281,18 +294,17 @@ def failures_section(study: StudyResults) -> str:
             "Grey bars are the full images, red the defaced ones; McNemar's exact p (above each pair) tests "
             "whether the failure rates differ on the same subjects, and the table lists why analyses failed "
             "(the failed stage and its count).")
-    body = []
-    for cohort in study.cohorts:
+
+    def draw(cohort: CohortResults) -> list[str]:
         failures = cohort.table("failures")
-        body.append(f"<h3>Cohort {esc(cohort.name)}{sim_badge(cohort)}</h3>")
         if failures.empty:
-            body.append('<p class="note">No failure table: no analysis ran for this cohort.</p>')
-            continue
-        body.append(png_img(figures.failure_chart(failures, cohort.name), f"failure rates, cohort {cohort.name}"))
-        body.append(table_html(failures, ["outcome", "method", "backend", "n_subjects", "failed_full", "failed_defaced",
-                                          "both_failed", "mcnemar_b", "mcnemar_c", "mcnemar_p", "failure_reasons",
-                                          "failure_reasons_full"]))
-    return section("failures", lead, "".join(body))
+            return []
+        return [png_img(figures.failure_chart(failures, cohort.name), f"failure rates, cohort {cohort.name}"),
+                table_html(failures, ["outcome", "method", "backend", "n_subjects", "failed_full", "failed_defaced",
+                                      "both_failed", "mcnemar_b", "mcnemar_c", "mcnemar_p", "failure_reasons",
+                                      "failure_reasons_full"])]
+
+    return section("failures", lead, per_cohort(study, draw, "No failure table: no analysis ran for this cohort."))
 
 
 # --------------------------------------------------------------------------- agreement
@@ -314,17 +326,15 @@ def agreement_section(study: StudyResults, links: Links) -> str:
             "values; the paired t test and Bland-Altman bias show a systematic shift. In the plots, points on the "
             "grey identity line (bottom) or on zero (top) mean defacing changed nothing; the dashed lines are the "
             "95 % limits of agreement. The worst-agreeing subjects link to their defaced images and renders.")
-    body = []
-    for cohort in study.cohorts:
+
+    def draw(cohort: CohortResults) -> list[str]:
         agreement, records = cohort.table("agreement"), cohort.table("records")
-        body.append(f"<h3>Cohort {esc(cohort.name)}{sim_badge(cohort)}</h3>")
         if agreement.empty or records.empty:
-            body.append('<p class="note">No agreement table: no analysis ran for this cohort.</p>')
-            continue
-        body.append(table_html(agreement, ["outcome", "method", "backend", "n_complete", "mean_full", "mean_defaced",
-                                           "mean_diff", "diff_ci_low", "diff_ci_high", "icc_a1", "icc_a1_ci_low",
-                                           "icc_a1_ci_high", "t", "t_df", "t_p", "ba_bias", "ba_loa_low", "ba_loa_high",
-                                           "wilcoxon_p", "mape_full_vs_truth_pct", "mape_defaced_vs_truth_pct", "note"]))
+            return []
+        body = [table_html(agreement, ["outcome", "method", "backend", "n_complete", "mean_full", "mean_defaced",
+                                       "mean_diff", "diff_ci_low", "diff_ci_high", "icc_a1", "icc_a1_ci_low",
+                                       "icc_a1_ci_high", "t", "t_df", "t_p", "ba_bias", "ba_loa_low", "ba_loa_high",
+                                       "wilcoxon_p", "mape_full_vs_truth_pct", "mape_defaced_vs_truth_pct", "note"])]
         for outcome in _outcomes(records):
             methods = _methods(records[records["outcome"] == outcome])
             body.append(f"<h4>{esc(outcome)}</h4>")
@@ -340,7 +350,9 @@ def agreement_section(study: StudyResults, links: Links) -> str:
                             f"(largest |defaced - full| per method, ml):</p>")
                 body.append(table_html(frame, ["method", "subject", "full", "defaced", "difference", "difference_pct"]))
                 body.append(_worst_links(frame, cohort.name, outcome, links))
-    return section("agreement", lead, "".join(body))
+        return body
+
+    return section("agreement", lead, per_cohort(study, draw, "No agreement table: no analysis ran for this cohort."))
 
 
 def _worst_links(frame: pd.DataFrame, cohort: str, outcome: str, links: Links) -> str:
@@ -365,21 +377,21 @@ def overlap_section(study: StudyResults) -> str:
             "voxel with the full image's (Dice 1 = the same voxels). For simulated cohorts the full and the defaced "
             "label maps are also compared with the simulated truth: the distance between the two boxes is the "
             "accuracy that defacing cost. Each point is a subject.")
-    body = []
-    for cohort in study.cohorts:
+
+    def draw(cohort: CohortResults) -> list[str]:
         overlap = cohort.table("overlap")
-        body.append(f"<h3>Cohort {esc(cohort.name)}{sim_badge(cohort)}</h3>")
         if overlap.empty or not figures.dice_columns(overlap):
-            body.append('<p class="note">No overlap values: no label maps were compared for this cohort.</p>')
-            continue
-        body.append(png_img(figures.dice_figure(overlap, cohort.name), f"Dice distributions, cohort {cohort.name}"))
+            return []
         columns = figures.dice_columns(overlap)
         summary = overlap.groupby(["outcome", "method"], sort=False)[columns].agg(["mean", "min"])
         summary.columns = [f"{c}_{how}" for c, how in summary.columns]
         summary = summary.reset_index()
         summary.insert(2, "n", overlap.groupby(["outcome", "method"], sort=False).size().to_numpy())
-        body.append(table_html(summary))
-    return section("overlap", lead, "".join(body))
+        return [png_img(figures.dice_figure(overlap, cohort.name), f"Dice distributions, cohort {cohort.name}"),
+                table_html(summary)]
+
+    return section("overlap", lead,
+                   per_cohort(study, draw, "No overlap values: no label maps were compared for this cohort."))
 
 
 # --------------------------------------------------------------------------- defacing and privacy
@@ -424,15 +436,18 @@ def defacing_section(study: StudyResults) -> str:
             "whether OpenCV's face detector still found a face (red: found on a defaced head). The table and chart "
             "give the fraction of the template face region changed (higher hides more) and of brain voxels changed "
             "(should be 0).")
-    body = []
-    for cohort in study.cohorts:
-        body.append(f"<h3>Cohort {esc(cohort.name)}{sim_badge(cohort)}</h3>")
+
+    def draw(cohort: CohortResults) -> list[str]:
         rows = _montage_rows(study, cohort)
         methods = [m for m in study.methods if any(m in r["tiles"] for r in rows.values())]
         shown = sorted(rows)[:MONTAGE_SUBJECTS]
+        body = []
         if shown:
-            tiles = [[(variant, *((lambda t: (t[0], _face_caption(t[1])))(rows[s]["tiles"].get(variant, (None, None)))))
-                      for variant in ["full"] + methods] for s in shown]
+            tiles = []
+            for subject in shown:
+                renders = rows[subject]["tiles"]
+                tiles.append([(variant, renders.get(variant, (None, None))[0],
+                               _face_caption(renders.get(variant, (None, None))[1])) for variant in ["full"] + methods])
             labels = [f"sub-{s} ({rows[s]['modality']})" for s in shown]
             body.append(png_img(figures.render_montage(tiles, labels, f"Frontal renders, cohort {cohort.name}"),
                                 f"render montage, cohort {cohort.name}"))
@@ -445,7 +460,9 @@ def defacing_section(study: StudyResults) -> str:
         if not defacing.empty:
             body.append(png_img(figures.defacing_chart(defacing, cohort.name), f"defacing changes, cohort {cohort.name}"))
             body.append(table_html(defacing))
-    return section("defacing", lead, "".join(body))
+        return body
+
+    return section("defacing", lead, per_cohort(study, draw, ""))
 
 
 # --------------------------------------------------------------------------- quality
@@ -505,7 +522,12 @@ def build_html(study: StudyResults, out_path: str | Path, claim_results: list[cl
     links = Links(study.results, Path(out_path).parent)
     simulated = [c.name for c in study.cohorts if c.simulated]
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    data_note = (f"Simulated cohorts: {', '.join(simulated)}." if simulated else "All cohorts are real data.")
+    if not study.cohorts:
+        data_note = "No image cohort: this study works from published tables."
+    elif simulated:
+        data_note = f"Simulated cohorts: {', '.join(simulated)}; their results test the pipeline, not patients."
+    else:
+        data_note = "All cohorts are real data."
     sections = [study_section(study), failures_section(study), agreement_section(study, links),
                 overlap_section(study), defacing_section(study), quality_section(study), claims_section(claim_results)]
     nav = "".join(f'<a href="#{k}">{esc(v)}</a>' for k, v in SECTIONS.items())
