@@ -268,3 +268,15 @@ def test_the_validator_fails_a_broken_dataset(default_share, validator, tmp_path
     assert result.ran and not result.passed
     assert {"DATASET_DESCRIPTION_JSON_MISSING", "NOT_INCLUDED"} <= {e.key for e in result.errors}, result.summary()
     assert any("sub-01_headscan" in f for e in result.errors for f in e.files)
+
+
+def test_paths_relative_to_the_working_folder_as_the_workflow_gives_them(study, monkeypatch):
+    """A simulated cohort's root and images are relative to the workflow's folder (results/cohorts/...)."""
+    root = study["source"].parent
+    monkeypatch.chdir(root)
+    images = {"01": {m: p.relative_to(root) for m, p in study["images"]["01"].items()}}
+    outcome = build_share(source_root=Path("source"), images=images, defaced_dirs={"01": Path("results/defaced/tiny/quickshear/sub-01")},
+                          records=study["records"], method="quickshear", out_dir=Path("results/share/tiny/relative/quickshear"),
+                          options={"validate": False})
+    assert outcome.report["images_shared"] == ["sub-01/anat/sub-01_T1w.nii.gz"]
+    assert "sub-01/anat/sub-01_T1w.json" not in {e["path"] for e in outcome.report["left_out"]}

@@ -164,9 +164,10 @@ class _Share:
     # -- defaced images ----------------------------------------------------------------------------------
     def add_subject(self, subject: str, images: dict, defaced_dir: Path | None, record: dict | None) -> None:
         for modality in sorted(images):
-            source = Path(images[modality])
-            self.consumed.add(source.resolve())
-            self.consumed.add(source.with_name(_sidecar_name(source.name)).resolve())
+            # absolute, not resolved: a DataLad dataset's files are symlinks into its annex
+            source = Path(os.path.abspath(images[modality]))
+            self.consumed.add(source)
+            self.consumed.add(source.with_name(_sidecar_name(source.name)))
             rel = self.rename(source.relative_to(self.source_root).as_posix())
             entry = (record or {}).get("images", {}).get(modality)
             if record is None:
@@ -261,7 +262,7 @@ class _Share:
             for name in sorted(files):
                 path = folder / name
                 rel = (rel_folder / name).as_posix()
-                if path.resolve() in self.consumed or (rel_folder == Path(".") and name in DATASET_FILES):
+                if path in self.consumed or (rel_folder == Path(".") and name in DATASET_FILES):
                     continue
                 if name.startswith("."):
                     self.leave_out(rel, "hidden file (not part of BIDS)")
@@ -449,10 +450,16 @@ def _publish(tmp: Path, final: Path) -> None:
 def _write_key(path: Path, labels: dict[str, str], shared: set[str]) -> None:
     lines = ["participant_id\tsource_participant_id\tshared"]
     lines += [f"sub-{labels[s]}\tsub-{s}\t{'yes' if s in shared else 'no'}" for s in sorted(labels, key=labels.get)]
-    with io.atomic_path(path) as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
-        os.chmod(tmp, 0o600)
-    os.chmod(path, 0o600)  # atomic_path opens results to everyone; a key is the data owner's alone
+    # created 0600 (the data owner's alone) and renamed into place: never readable by others, never partial
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write("\n".join(lines) + "\n")
+        os.replace(name, path)
+    finally:
+        if os.path.exists(name):
+            os.unlink(name)
 
 
 def build_share(*, source_root: str | Path, images: dict, defaced_dirs: dict, records: dict, method: str,
@@ -471,7 +478,7 @@ def build_share(*, source_root: str | Path, images: dict, defaced_dirs: dict, re
     :class:`ShareError` after the report is written, and nothing is published.
     """
     opts = share_options(options, method)
-    source_root, out_dir = Path(source_root).resolve(), Path(out_dir).absolute()
+    source_root, out_dir = Path(os.path.abspath(source_root)), Path(os.path.abspath(out_dir))
     if _is_inside(out_dir, source_root) or _is_inside(source_root, out_dir):
         raise ShareError(f"the share {out_dir} and the source dataset {source_root} overlap; the source is read-only")
     if opts["relabel"]:
