@@ -125,6 +125,11 @@ def _is_inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
+def _save_scrubbed(img: nib.Nifti1Image, dest: Path) -> None:
+    """Save a copy of ``img`` (same voxels, grid and storage type) with its identifying header text cleared."""
+    io.save_image(io.scrub_header(nib.Nifti1Image(np.asanyarray(img.dataobj), img.affine, img.header.copy())), dest)
+
+
 def _sidecar_name(image_name: str) -> str:
     return image_name.removesuffix(".gz").removesuffix(".nii") + ".json"
 
@@ -206,8 +211,8 @@ class _Share:
         flags = {}
         if entry.get("face_detected_defaced") is True:
             flags["face_detected"] = "a face is still detected on the render of the defaced head"
-        elif "face_detected_defaced" not in entry:
-            self.unmeasured.append(f"{rel}: face detection did not run (deface.render false)")
+        elif entry.get("face_detected_defaced") is None:
+            self.unmeasured.append(f"{rel}: face detection did not run (deface.render false, or the render failed)")
         fraction = entry.get("brain_voxels_changed_fraction")
         if isinstance(fraction, (int, float)) and np.isfinite(fraction):
             if fraction > self.opts["max_brain_changed_fraction"]:
@@ -228,7 +233,7 @@ class _Share:
         dirty = any(np.asarray(header[f]).tobytes().strip(b"\x00 ") for f in io.IDENTIFYING_HEADER_FIELDS
                     if f in header) or bool(getattr(header, "extensions", None))
         if dirty:
-            io.save_image(io.scrub_header(nib.Nifti1Image(np.asanyarray(img.dataobj), img.affine, header)), dest)
+            _save_scrubbed(img, dest)
         else:
             shutil.copyfile(defaced, dest)
 
@@ -236,9 +241,14 @@ class _Share:
         """The defacing step's sidecar (else the source's), without identifying keys."""
         for sidecar in (defaced_sidecar, source_sidecar):
             if sidecar.exists():
-                meta = io.scrub_sidecar(json.loads(sidecar.read_text()))
-                io.write_text(self.rename(json.dumps(meta, indent=2, sort_keys=True)) + "\n", dest)
+                self.copy_scrubbed_json(sidecar, dest)
                 return
+
+    def copy_scrubbed_json(self, source: Path, dest: Path) -> None:
+        """A JSON file without identifying keys (when it is a mapping), in the share's labels."""
+        meta = json.loads(source.read_text())
+        meta = io.scrub_sidecar(meta) if isinstance(meta, dict) else meta
+        io.write_text(self.rename(json.dumps(meta, indent=2, sort_keys=True)) + "\n", dest)
 
     # -- every other file of the source ------------------------------------------------------------------
     def add_other_files(self, cohort_subjects: set[str]) -> None:
@@ -295,12 +305,9 @@ class _Share:
         dest.parent.mkdir(parents=True, exist_ok=True)
         name = source.name.lower()
         if name.endswith(".json"):
-            meta = json.loads(source.read_text())
-            meta = io.scrub_sidecar(meta) if isinstance(meta, dict) else meta
-            io.write_text(self.rename(json.dumps(meta, indent=2, sort_keys=True)) + "\n", dest)
+            self.copy_scrubbed_json(source, dest)
         elif name.endswith((".nii", ".nii.gz")):
-            img = nib.load(str(source))
-            io.save_image(io.scrub_header(nib.Nifti1Image(np.asanyarray(img.dataobj), img.affine, img.header)), dest)
+            _save_scrubbed(nib.load(str(source)), dest)
         elif name.endswith(TEXT_ENDINGS):
             io.write_text(self.rename(source.read_text()), dest)
         else:
