@@ -17,6 +17,7 @@ rule study_report:
             patterns=["{figure}.png"],
             caption="../report/figures.rst",
             category="Figures",
+            labels={"figure": "{figure}"},
         ),
     params:
         results=RESULTS,
