@@ -11,6 +11,13 @@ configfile: "config/config.yaml"
 report: "workflow/report/workflow.rst"
 
 
+from defacebench.study import config_schema_errors
+
+# one line per error (key path, problem, allowed values) instead of validate's dump of the schema and config;
+# validate then still fills in the schema's defaults
+CONFIG_ERRORS = config_schema_errors(config, "workflow/schemas/config.schema.yaml")
+if CONFIG_ERRORS:
+    raise WorkflowError("Invalid study configuration:\n  " + "\n  ".join(CONFIG_ERRORS))
 validate(config, "workflow/schemas/config.schema.yaml")
 
 

@@ -98,6 +98,13 @@ def plan_cohorts(config: dict, workdir: str | Path = ".") -> dict[str, Cohort]:
             modalities = entry.get("modalities") or sorted(
                 {m for o in entry["outcomes"] for m in OUTCOME_MODALITIES[o]}
             )
+            for outcome in entry["outcomes"]:
+                # as for simulated cohorts: refused here, not found by a job that finds no image
+                needed = [m for m in OUTCOME_MODALITIES[outcome] if not (outcome == "WMLV" and m == "T1w")]
+                missing = [m for m in needed if m not in modalities]
+                if missing:
+                    raise ConfigError(f"{key}.modalities: {outcome} needs {', '.join(missing)}, which "
+                                      f"modalities {list(modalities)} leaves out")
             try:
                 images = discover_bids_images(root, modalities, entry.get("filters"))
             except (FileNotFoundError, ValueError) as exc:
@@ -107,3 +114,55 @@ def plan_cohorts(config: dict, workdir: str | Path = ".") -> dict[str, Cohort]:
             cohort = Cohort(entry["name"], "bids", list(entry["outcomes"]), root, images)
         cohorts[cohort.name] = cohort
     return cohorts
+
+
+def config_schema_errors(config: dict, schema_path: str | Path) -> list[str]:
+    """Every way ``config`` breaks the JSON schema, one line each: key path, problem, allowed values.
+
+    In place of a validator's report (the failing schema and the whole config
+    dumped after the first error): ``cohorts[0].method: unknown key; allowed:
+    name, source, ...``. Empty when the config is valid.
+    """
+    import jsonschema
+    import yaml
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    lines = [_schema_error_line(error) for error in validator.iter_errors(config)]
+    return sorted(set(lines))
+
+
+def _key_path(parts) -> str:
+    path = ""
+    for part in parts:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "(top level)"
+
+
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _schema_error_line(error) -> str:
+    """One line for one :class:`jsonschema.ValidationError` (the deepest, most specific error of a group)."""
+    if error.context:  # anyOf/oneOf: the branch that came closest says the most
+        from jsonschema.exceptions import best_match
+
+        return _schema_error_line(best_match(error.context))
+    path = list(error.absolute_path)
+    schema, kind = error.schema, error.validator
+    if kind == "additionalProperties":
+        allowed = sorted(schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        return "; ".join(f"{_key_path(path + [key])}: unknown key" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+                         for key in extra)
+    if kind == "required":
+        missing = [key for key in error.validator_value if key not in error.instance]
+        return f"{_key_path(path)}: missing required key {', '.join(missing)}"
+    if kind == "enum":
+        return f"{_key_path(path)}: {_short(error.instance)} is not allowed; allowed: {', '.join(map(str, error.validator_value))}"
+    if kind == "type":
+        return f"{_key_path(path)}: {_short(error.instance)} is not of type {error.validator_value}"
+    # minimum, pattern, minItems, uniqueItems, not, ...: jsonschema's own message is one short line
+    return f"{_key_path(path)}: {error.message if len(error.message) < 200 else _short(error.instance) + ' is invalid (' + kind + ')'}"
