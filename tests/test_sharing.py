@@ -134,6 +134,7 @@ def test_no_full_image_and_no_identifying_key_reaches_the_share(study, default_s
     assert participants == ["participant_id", "sub-01"]
     assert json.loads((share / "participants.json").read_text()) == {}
     assert _tree_digest(study["source"]) == study["before"]  # the source is byte-identical
+    assert share.stat().st_mode & 0o777 == 0o755
 
 
 def test_left_out_images_and_files_are_listed(default_share):

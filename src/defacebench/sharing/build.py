@@ -543,6 +543,7 @@ def build_share(*, source_root: str | Path, images: dict, defaced_dirs: dict, re
                              f"({report_path or 'no report path'}):\n{validation.summary()}")
         if opts["relabel"]:
             _write_key(Path(key_path), labels, set(shared_subjects))
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the share is meant to be read by others
         _publish(tmp, out_dir)
     finally:
         if tmp.exists():
