@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ..io import atomic_path
@@ -114,7 +113,7 @@ def analyse(ratings_path: str | Path, key_path: str | Path, out_dir: str | Path,
 
 def _write_tsv(frame: pd.DataFrame, path: Path) -> Path:
     with atomic_path(path) as tmp:
-        frame.replace({np.nan: None}).to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+        frame.to_csv(tmp, sep="\t", index=False, float_format="%.6g")  # NaN written as an empty cell
     return path
 
 

@@ -3,6 +3,7 @@
     defacebench-rate build   --variants variants.tsv --reports DIR --key KEY.tsv [--seed N] [--repeats K]
     defacebench-rate serve   --reports DIR --ratings RATINGS.tsv --rater NAME [--port 8765]
     defacebench-rate analyse --ratings RATINGS.tsv --key KEY.tsv --out DIR
+    defacebench-rate simulate --reports DIR --key KEY.tsv --ratings NEW.tsv --bias METHOD=0.1 (validation)
 
 The workflow builds the reports and runs the analysis itself (``rating:`` in the study's
 configuration, workflow/rules/rating.smk); ``serve`` is what each rater runs. docs/rating.md
@@ -58,6 +59,28 @@ def read_variants(path: str | Path) -> list[ImageVariant]:
     return variants
 
 
+def run_simulation(args) -> None:
+    """``simulate``: rate through the API with set biases, then report each method's estimate against the set bias."""
+    from .simulated import bias_recovered, simulate_ratings
+
+    bias = {}
+    for item in args.bias:
+        method, _, value = item.partition("=")
+        try:
+            bias[method] = float(value)
+        except ValueError as exc:
+            raise ValueError(f"--bias {item!r}: expected METHOD=VALUE, e.g. quickshear=0.1") from exc
+    if Path(args.ratings).exists():
+        raise ValueError(f"--ratings {args.ratings}: exists; simulated ratings go to a new file")
+    raters = [f"simulated_{n + 1:02d}" for n in range(args.raters)]
+    count = simulate_ratings(args.reports, args.key, args.ratings, raters, bias, seed=args.seed)
+    print(f"{count} simulated ratings in {args.ratings} (a validation of the analysis, not a finding)")
+    for method, found in bias_recovered(args.ratings, args.key, bias).items():
+        print(f"{method}: set {found['set']:+.3f}, estimated {found['estimate']:+.3f} "
+              f"(95 % CI {found['ci_low']:+.3f} to {found['ci_high']:+.3f}, p {found['p']:.3g}); "
+              f"{'covered' if found['covered'] else 'NOT covered'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="defacebench-rate", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -81,6 +104,15 @@ def main(argv: list[str] | None = None) -> int:
     analyse.add_argument("--key", required=True)
     analyse.add_argument("--out", required=True, help="folder for ratings_lmm.tsv, ratings_agreement.tsv, "
                                                       "ratings_unblinded.tsv")
+    simulate = commands.add_parser("simulate", help="validation: simulated raters with a set bias rate through the "
+                                                    "server's API, and the model must recover it")
+    simulate.add_argument("--reports", required=True)
+    simulate.add_argument("--key", required=True)
+    simulate.add_argument("--ratings", required=True, help="a new ratings file for the simulated ratings")
+    simulate.add_argument("--raters", type=int, default=4)
+    simulate.add_argument("--bias", action="append", default=[], metavar="METHOD=VALUE",
+                          help="change of the rating when defaced by METHOD (repeatable; others 0)")
+    simulate.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
         if args.command == "build":
@@ -91,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
 
             run_server(args.reports, args.ratings, args.rater, host=args.host, port=args.port,
                        allow_remote=args.allow_remote)
+        elif args.command == "simulate":
+            run_simulation(args)
         else:
             from .analysis import analyse as run_analysis
 

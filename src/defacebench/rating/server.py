@@ -113,10 +113,13 @@ class RatingSession:
         self.views = {report["id"]: list(report["views"]) for report in manifest["reports"]}
         self.order = rater_order(sorted(self.views), rater, manifest["study_seed"], manifest.get("repeats", 0))
         self.store = RatingsStore(ratings_path)
+        # this rater's stored ratings, read once: this session is the only writer of its rater's rows
+        # (the store still checks for a duplicate under its lock on every append)
+        self.rated = self.store.rated_positions(self.rater)
         self._check_resumable()
 
     def _check_resumable(self) -> None:
-        for position, report_id in self.store.rated_positions(self.rater).items():
+        for position, report_id in self.rated.items():
             if position >= len(self.order) or self.order[position] != report_id:
                 raise ValueError(
                     f"{self.store.path}: rater {self.rater!r} rated {report_id} at position {position + 1}, but this "
@@ -124,8 +127,7 @@ class RatingSession:
                     "Use a new ratings file for new reports")
 
     def next_position(self) -> int | None:
-        done = self.store.rated_positions(self.rater)
-        return next((p for p in range(len(self.order)) if p not in done), None)
+        return next((p for p in range(len(self.order)) if p not in self.rated), None)
 
     def state(self) -> dict:
         position = self.next_position()
@@ -134,7 +136,7 @@ class RatingSession:
             return {"done": True, "total": total, "rated": total}
         report_id = self.order[position]
         return {
-            "done": False, "total": total, "position": position, "rated": len(self.store.rated_positions(self.rater)),
+            "done": False, "total": total, "position": position, "rated": len(self.rated),
             "report_id": report_id,
             "views": [{"url": f"/image/{report_id}/{view}", "caption": VIEW_CAPTIONS[view]}
                       for view in self.views[report_id]],
@@ -152,9 +154,11 @@ class RatingSession:
             raise BadRating(f"report_id: {rating['randomized_id']} is not the report at position {position + 1} "
                             "of this rater's sequence")
         expected = self.next_position()
-        if expected is not None and position != expected and position not in self.store.rated_positions(self.rater):
+        if expected is not None and position != expected and position not in self.rated:
             raise BadRating(f"position: {position + 1} is not the report being shown ({expected + 1})")
-        return self.store.append(rater_id=self.rater, position=position, **rating)
+        row = self.store.append(rater_id=self.rater, position=position, **rating)
+        self.rated[position] = rating["randomized_id"]
+        return row
 
 
 def create_app(reports_dir: str | Path, ratings_path: str | Path, rater: str, token: str | None = None) -> Flask:
