@@ -149,7 +149,7 @@ class _Share:
         self.left_out: list[dict] = []     # {"path", "reason"}: share-relative (relabelled) or source paths
         self.copied: list[str] = []        # other files copied on request (share paths)
         self.kept_flagged: list[dict] = [] # images shared despite a flag, with the flags
-        self.backends: dict[str, dict] = {}
+        self.backends: list[dict] = []     # distinct {backend, parameters, version} of the shared images
         self.unmeasured: list[str] = []    # images whose privacy checks had no measure
         self.consumed: set[Path] = set()   # source files decided by the image step
 
@@ -191,7 +191,7 @@ class _Share:
             if defaced is None or not defaced.exists():
                 self.leave_out(rel, "the defacing record says ok but the defaced image is missing")
                 continue
-            flags = self.image_flags(entry, source, defaced, rel)
+            flags, unmeasured = self.image_flags(entry, source, defaced)
             blocking = [f for f in flags if f not in self.opts["keep_flagged"]]
             if blocking:
                 self.leave_out(rel, "privacy check failed: " + "; ".join(flags[f] for f in blocking))
@@ -202,27 +202,30 @@ class _Share:
             self.write_sidecar(defaced.with_name(_sidecar_name(defaced.name)),
                                source.with_name(_sidecar_name(source.name)), self.tmp / _sidecar_name(rel))
             self.shared.append({"path": rel, "subject": subject})
-            backend = entry.get("backend") or record.get("backend") or "unknown"
-            self.backends.setdefault(backend, {"parameters": entry.get("parameters", {}),
-                                               "version": (record.get("tool_versions") or {}).get(self.method)})
+            self.unmeasured += [f"{rel}: {note}" for note in unmeasured]
+            ran = {"backend": entry.get("backend") or record.get("backend") or "unknown",
+                   "parameters": entry.get("parameters", {}),
+                   "version": (record.get("tool_versions") or {}).get(self.method)}
+            if ran not in self.backends:
+                self.backends.append(ran)
 
-    def image_flags(self, entry: dict, source: Path, defaced: Path, rel: str) -> dict[str, str]:
-        """Flag -> why, for the privacy checks an image fails (see :data:`options.FLAGS`)."""
-        flags = {}
+    def image_flags(self, entry: dict, source: Path, defaced: Path) -> tuple[dict[str, str], list[str]]:
+        """Flag -> why, for the privacy checks an image fails (see :data:`options.FLAGS`), and the checks not made."""
+        flags, unmeasured = {}, []
         if entry.get("face_detected_defaced") is True:
             flags["face_detected"] = "a face is still detected on the render of the defaced head"
         elif entry.get("face_detected_defaced") is None:
-            self.unmeasured.append(f"{rel}: face detection did not run (deface.render false, or the render failed)")
+            unmeasured.append("face detection did not run (deface.render false, or the render failed)")
         fraction = entry.get("brain_voxels_changed_fraction")
         if isinstance(fraction, (int, float)) and np.isfinite(fraction):
             if fraction > self.opts["max_brain_changed_fraction"]:
                 flags["brain_changed"] = (f"defacing changed {fraction:.2%} of the brain's voxels "
                                           f"(share.max_brain_changed_fraction {self.opts['max_brain_changed_fraction']:.2%})")
         else:
-            self.unmeasured.append(f"{rel}: brain change not measured (no brain mask)")
+            unmeasured.append("brain change not measured (no brain mask)")
         if voxel_digest(nib.load(str(defaced))) == voxel_digest(nib.load(str(source))):
             flags["unchanged"] = "the defaced image's voxels equal the full image's (defacing changed nothing)"
-        return flags
+        return flags, unmeasured
 
     @staticmethod
     def copy_defaced(defaced: Path, dest: Path) -> None:
@@ -285,7 +288,7 @@ class _Share:
                 self.leave_out(self.rename(rel), self.other_file_reason(name, rel_folder != Path(".")))
         if self.opts["relabel"] and outside_cohort:
             # their labels would tell which labels of the source the relabelled subjects are not
-            self.leave_out(f"sub-* ({len(outside_cohort)} folders)", "subjects not in the cohort")
+            self.leave_out(f"sub-* ({len(outside_cohort)} folder(s))", "subjects not in the cohort")
         else:
             for rel in outside_cohort:
                 self.leave_out(rel + "/", "subject not in the cohort")
@@ -342,15 +345,15 @@ def write_participants(source_root: Path, dest: Path, shared_subjects: list[str]
     return {"kept": kept, "dropped": dropped, "not_in_source": [c for c in keep if c not in kept]}
 
 
-def dataset_description(source: dict, method: str, backends: dict, source_url: str, cohort: str) -> dict:
+def dataset_description(source: dict, method: str, backends: list[dict], source_url: str, cohort: str) -> dict:
     """The share's dataset_description.json: the source's descriptive keys, provenance in GeneratedBy."""
     desc = {k: source[k] for k in DESCRIPTION_KEYS if k in source}
     desc["Name"] = f"{source.get('Name', 'BIDS dataset')} (defaced: {method})"
     desc.setdefault("BIDSVersion", "1.9.0")
     desc.setdefault("DatasetType", "raw")
-    ran = "; ".join(f"{backend}, parameters {json.dumps(info['parameters'], sort_keys=True)}"
-                    for backend, info in sorted(backends.items())) or "no image shared"
-    versions = sorted({str(info["version"]) for info in backends.values() if info.get("version")})
+    ran = "; ".join(sorted(f"{b['backend']}, parameters {json.dumps(b['parameters'], sort_keys=True)}"
+                           for b in backends)) or "no image shared"
+    versions = sorted({str(b["version"]) for b in backends if b.get("version")})
     method_entry = {"Name": method, "Description": f"backend: {ran}"}
     if versions:
         method_entry["Version"] = ", ".join(versions)
