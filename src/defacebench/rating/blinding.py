@@ -167,18 +167,23 @@ def read_manifest(reports_dir: str | Path) -> dict:
     return manifest
 
 
+def read_table(path: str | Path, columns, what: str) -> list[dict]:
+    """The rows of a tab-separated file (as text) that must have ``columns``; errors name the file."""
+    path = Path(path)
+    try:
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh, delimiter="\t")
+            missing = [c for c in columns if c not in (reader.fieldnames or [])]
+            if missing:
+                raise BlindingError(f"{path}: line 1 (header): missing column(s) {', '.join(missing)}")
+            return list(reader)
+    except FileNotFoundError as exc:
+        raise BlindingError(f"{path}: the {what} does not exist") from exc
+
+
 def read_key(key_path: str | Path) -> list[dict]:
     """The key's rows, checked: the columns, identifiers, and ``defaced`` 0/1 consistent with ``variant``."""
-    key_path = Path(key_path)
-    try:
-        with open(key_path, newline="") as fh:
-            reader = csv.DictReader(fh, delimiter="\t")
-            missing = [c for c in KEY_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise BlindingError(f"{key_path}: line 1 (header): missing column(s) {', '.join(missing)}")
-            rows = list(reader)
-    except FileNotFoundError as exc:
-        raise BlindingError(f"{key_path}: the key file does not exist") from exc
+    rows = read_table(key_path, KEY_COLUMNS, "key file")
     seen = set()
     for number, row in enumerate(rows, start=2):
         if not REPORT_ID.match(row["randomized_id"] or ""):

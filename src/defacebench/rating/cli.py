@@ -13,11 +13,10 @@ describes a session.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
-from .blinding import NONDEFACED, BlindingError, ImageVariant, build_reports
+from .blinding import NONDEFACED, BlindingError, ImageVariant, build_reports, read_table
 
 #: Columns of a variants list for ``build`` (brain_mask, layout_reference and dataset optional).
 VARIANT_COLUMNS = ("subject", "variant", "image")
@@ -30,12 +29,7 @@ def read_variants(path: str | Path) -> list[ImageVariant]:
     slices (so nondefaced and defaced reports of a subject show the same slices).
     """
     path = Path(path)
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh, delimiter="\t")
-        missing = [c for c in VARIANT_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise BlindingError(f"{path}: line 1 (header): missing column(s) {', '.join(missing)}")
-        rows = list(reader)
+    rows = read_table(path, VARIANT_COLUMNS, "variants list")
 
     def resolve(value: str | None, number: int, column: str) -> Path | None:
         if not value:
