@@ -447,6 +447,12 @@ def summary_stats(image: np.ndarray, regions: dict[str, np.ndarray], *,
     intensities where the map exceeds half its maximum; ``n`` = the sum of the
     map. All but ``n`` rounded to ``decimals``.
     """
+    tied = _tied_intensities(image)
+    return {label: _region_summary(tied, label, region, decimals) for label, region in regions.items()}
+
+
+def _tied_intensities(image: np.ndarray) -> tuple:
+    """The intensities, rounded to integers, their distinct values and each voxel's rank among them (shared by regions)."""
     data = np.asarray(image, np.float64).reshape(-1)
     rounded = np.round(data, 0)
     # the rounded intensities are integers: group their ties by counting, not by sorting
@@ -458,28 +464,30 @@ def summary_stats(image: np.ndarray, regions: dict[str, np.ndarray], *,
         codes = np.cumsum(present)[codes] - 1  # ranks among the distinct values
     else:
         distinct, codes = np.unique(rounded, return_inverse=True)
-    out = {}
-    for label, region in regions.items():
-        region = np.asarray(region)
-        weights = np.round(region.astype(np.float32).reshape(-1), 3).astype(np.float64)
-        total = weights.sum()
-        if total <= 0:
-            raise MetricUndefined(f"summary_{label}", f"region {label!r} is empty")
-        mean = float(np.dot(rounded, weights) / total)
-        stdv = math.sqrt(float(np.dot((rounded - mean) ** 2, weights) / total))
-        p05, median, p95 = _quantiles_of_ties(distinct, np.bincount(codes, weights=weights, minlength=distinct.size),
-                                              [0.05, 0.5, 0.95])
-        core = data[region.reshape(-1) > 0.5 * region.max()]
-        deviation = core - core.mean()
-        m2 = np.mean(deviation ** 2)
-        kurt = float(np.mean(deviation ** 4) / m2 ** 2 - 3.0) if m2 > 0 else float("nan")
-        mad = float(np.median(np.abs(core - median) / MAD_TO_SD))
-        out[label] = {
-            "k": _rounded(kurt, decimals), "mad": _rounded(mad, decimals), "mean": _rounded(mean, decimals),
-            "median": _rounded(median, decimals), "n": float(region.sum(dtype=np.float64)),
-            "p05": _rounded(p05, decimals), "p95": _rounded(p95, decimals), "stdv": _rounded(stdv, decimals),
-        }
-    return out
+    return data, rounded, distinct, codes
+
+
+def _region_summary(tied: tuple, label: str, region: np.ndarray, decimals: int | None) -> dict[str, float]:
+    data, rounded, distinct, codes = tied
+    region = np.asarray(region)
+    weights = np.round(region.astype(np.float32).reshape(-1), 3).astype(np.float64)
+    total = weights.sum()
+    if total <= 0:
+        raise MetricUndefined(f"summary_{label}", f"region {label!r} is empty")
+    mean = float(np.dot(rounded, weights) / total)
+    stdv = math.sqrt(float(np.dot((rounded - mean) ** 2, weights) / total))
+    p05, median, p95 = _quantiles_of_ties(distinct, np.bincount(codes, weights=weights, minlength=distinct.size),
+                                          [0.05, 0.5, 0.95])
+    core = data[region.reshape(-1) > 0.5 * region.max()]
+    deviation = core - core.mean()
+    m2 = np.mean(deviation ** 2)
+    kurt = float(np.mean(deviation ** 4) / m2 ** 2 - 3.0) if m2 > 0 else float("nan")
+    mad = float(np.median(np.abs(core - median) / MAD_TO_SD))
+    return {
+        "k": _rounded(kurt, decimals), "mad": _rounded(mad, decimals), "mean": _rounded(mean, decimals),
+        "median": _rounded(median, decimals), "n": float(region.sum(dtype=np.float64)),
+        "p05": _rounded(p05, decimals), "p95": _rounded(p95, decimals), "stdv": _rounded(stdv, decimals),
+    }
 
 
 def harmonise(corrected: np.ndarray, wm_partial_volume: np.ndarray, threshold: float = 0.9) -> np.ndarray:
@@ -634,10 +642,11 @@ def image_quality_metrics(inputs: IQMInputs, *, mriqc_sentinels: bool = False, o
     regions = {t: inputs.partial_volumes[k] for k, t in enumerate(TISSUES)}
     regions["bg"] = inputs.air.astype(np.uint8)
     stats_by_region = {}
+    tied = _tied_intensities(corrected)
     for label, region in regions.items():
         names = [f"summary_{label}_{s}" for s in SUMMARY_STATISTICS]
         values = attempt(names, lambda label=label, region=region: {
-            f"summary_{label}_{s}": v for s, v in summary_stats(corrected, {label: region})[label].items()})
+            f"summary_{label}_{s}": v for s, v in _region_summary(tied, label, region, REPORTED_DECIMALS).items()})
         if values is not None:
             stats_by_region[label] = {s: values[f"summary_{label}_{s}"] for s in SUMMARY_STATISTICS}
 
@@ -706,6 +715,26 @@ def image_quality_metrics(inputs: IQMInputs, *, mriqc_sentinels: bool = False, o
         "provenance": dict(inputs.provenance),
         "runtime_s": round(time.perf_counter() - start, 3),
     }
+
+
+def measure_image(img, brain_mask: np.ndarray | None = None, *, threads: int = 1,
+                  artifact_distance_kind: str = "mortamet", mriqc_sentinels: bool = False) -> dict:
+    """Every IQM of a NIfTI image: its masks (:func:`defacebench.quality.masks.iqm_inputs`), then :func:`image_quality_metrics`.
+
+    The entry point for an analysis arm. ``brain_mask``: on ``img``'s own grid
+    (e.g. the defacing preparation's deepbet mask of the full image; None runs
+    deepbet). Returns :func:`image_quality_metrics`' dict with the masks'
+    ``stage_times_s`` and an ``iqms`` time beside them. A step that fails on this
+    image (brain extraction, N4, segmentation, registration, no white matter to
+    harmonise by) raises :class:`~defacebench.records.AnalysisFailure`; a single
+    IQM that cannot be computed is NaN with its reason in ``undefined``.
+    """
+    from .masks import iqm_inputs
+
+    inputs = iqm_inputs(img, brain_mask, threads=threads, artifact_distance_kind=artifact_distance_kind)
+    result = image_quality_metrics(inputs, mriqc_sentinels=mriqc_sentinels)
+    result["stage_times_s"] = {**inputs.provenance["stage_times_s"], "iqms": result["runtime_s"]}
+    return result
 
 
 def _rounded(value: float, decimals: int | None) -> float:

@@ -272,6 +272,10 @@ def iqm_inputs(img: nib.Nifti1Image, brain_mask: np.ndarray | None = None, *, th
         times[stage] = round(now - clock, 2)
         clock = now
 
+    if img.ndim == 4 and img.shape[3] == 1:
+        img = img.slicer[..., 0]
+    if img.ndim != 3:
+        raise AnalysisFailure("input", f"not a 3D volume (shape {img.shape})")
     canonical = nib.as_closest_canonical(img)
     image = np.nan_to_num(np.asarray(canonical.dataobj, np.float32))
     zooms = tuple(float(z) for z in canonical.header.get_zooms()[:3])
