@@ -271,6 +271,7 @@ def _browser():
 
 
 def test_browser_rates_with_mouse_and_keyboard(built, tmp_path):
+    """Three reports rated with the mouse and the keyboard; a reload resumes at the fourth."""
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -300,16 +301,19 @@ def test_browser_rates_with_mouse_and_keyboard(built, tmp_path):
         wait.until(lambda b: b.find_element(By.ID, "progress").text == "2 of 5")
         browser.find_element(By.TAG_NAME, "body").send_keys("2", Keys.ARROW_RIGHT, Keys.ENTER)  # keyboard
         wait.until(lambda b: b.find_element(By.ID, "progress").text == "3 of 5")
+        browser.find_element(By.TAG_NAME, "body").send_keys("4")
+        browser.find_element(By.ID, "submit").click()
+        wait.until(lambda b: b.find_element(By.ID, "progress").text == "4 of 5")
         browser.refresh()  # resumes where the rater stopped
-        wait.until(lambda b: b.find_element(By.ID, "progress").text == "3 of 5")
+        wait.until(lambda b: b.find_element(By.ID, "progress").text == "4 of 5")
         browser.save_screenshot(str(tmp_path / "rating_page.png"))
     finally:
         browser.quit()
         server.shutdown()
     table = pd.read_csv(ratings_path, sep="\t", dtype=str, keep_default_na=False)
-    assert list(table["position"]) == ["0", "1"] and set(table["rater_id"]) == {"rater_b"}
+    assert list(table["position"]) == ["0", "1", "2"] and set(table["rater_id"]) == {"rater_b"}
     assert float(table["rating"][0]) == pytest.approx(moved) and json.loads(table["artifacts"][0]) == ["inu"]
-    assert float(table["rating"][1]) == pytest.approx(2.05)
+    assert float(table["rating"][1]) == pytest.approx(2.05) and float(table["rating"][2]) == 4.0
     assert float(table["time_sec"][0]) > 0
 
 
