@@ -190,3 +190,21 @@ def test_report_in_headless_chromium(report, tmp_path):
         assert base64.b64decode(driver.get_screenshot_as_base64())[:8] == b"\x89PNG\r\n\x1a\n"
     finally:
         driver.quit()
+
+
+def test_provins_rows_follow_the_quality_arm_check(tmp_path):
+    """The quality arm's claims.tsv decides: reproduced -> within the interval (a ranking: same direction),
+    not reproduced -> differs, no value -> not testable; without the arm every row is not testable."""
+    entries = [{"id": "a", "claim": "bias", "published": -0.051, "source": "Fig 2"},
+               {"id": "b", "claim": "rater 1 lowest", "published": -0.115, "source": "Fig 2",
+                "check": {"kind": "row_extreme", "which": "min"}},
+               {"id": "c", "claim": "icc", "published": 0.694, "source": "Table B"},
+               {"id": "d", "claim": "df", "published": 1, "source": "Results"}]
+    checked = pd.DataFrame({"id": ["a", "b", "c", "d"], "ours": [-0.0514, -0.1153, 0.61, np.nan],
+                            "reproduced": [True, True, False, False], "table": "ratings_agreement",
+                            "column": ["bias", "bias", "icc", "df"], "note": ["", "", "", "table not computed"]})
+    rows = claims.provins_results(entries, {"ratings_agreement": pd.DataFrame({"rater": ["pooled"]})}, checked)
+    assert [r.verdict for r in rows] == [claims.WITHIN_INTERVAL, claims.SAME_DIRECTION, claims.DIFFERS,
+                                         claims.NOT_TESTABLE]
+    assert rows[3].why == "table not computed"
+    assert {r.verdict for r in claims.provins_results(entries, {}, None)} == {claims.NOT_TESTABLE}
