@@ -194,6 +194,8 @@ def test_server_rejects_bad_bodies(client):
     assert huge.status_code == 413
     other_site = client.post("/api/ratings", json={}, headers={"Origin": "http://evil.example"})
     assert other_site.status_code == 403
+    rebound = client.get("/api/next", headers={"Host": "evil.example:8765"})  # DNS rebinding
+    assert rebound.status_code == 403 and "127.0.0.1 or localhost only" in rebound.get_json()["error"]
     assert not client.application.config["ratings_path"].exists()
 
 

@@ -22,6 +22,7 @@ import json
 import math
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, jsonify, request
 from markupsafe import escape
@@ -178,7 +179,12 @@ def create_app(reports_dir: str | Path, ratings_path: str | Path, rater: str, to
 
     @app.before_request
     def check_access():
-        if token is not None:
+        if token is None:
+            # a local server answers local names only: a web page whose name was re-pointed at
+            # 127.0.0.1 (DNS rebinding) would otherwise read the reports and post ratings
+            if urlsplit("//" + request.host).hostname not in LOCAL_HOSTS:
+                return error(403, f"this rating server answers requests to 127.0.0.1 or localhost only, not {request.host}")
+        else:
             offered = request.args.get("token") or request.cookies.get(TOKEN_COOKIE) or ""
             if not secrets.compare_digest(offered, token):
                 return error(403, "this rating server needs its access token (the address printed at start-up)")
