@@ -256,7 +256,7 @@ class _Share:
     # -- every other file of the source ------------------------------------------------------------------
     def add_other_files(self, cohort_subjects: set[str]) -> None:
         """Decide every source file the image step did not: left out with a reason, or copied on request."""
-        outside_cohort = []
+        outside_cohort, hidden_files = [], 0
         for folder, dirs, files in os.walk(self.source_root):
             folder = Path(folder)
             rel_folder = folder.relative_to(self.source_root)
@@ -278,7 +278,7 @@ class _Share:
                 if path in self.consumed or (rel_folder == Path(".") and name in DATASET_FILES):
                     continue
                 if name.startswith("."):
-                    self.leave_out(rel, "hidden file (not part of BIDS)")
+                    hidden_files += 1
                     continue
                 if any(fnmatch.fnmatch(rel, pattern) for pattern in self.opts["copy"]):
                     dest = self.rename(rel)
@@ -286,6 +286,8 @@ class _Share:
                     self.copied.append(dest)
                     continue
                 self.leave_out(self.rename(rel), self.other_file_reason(name, rel_folder != Path(".")))
+        if hidden_files:  # markers such as Snakemake's .snakemake_timestamp: counted, not named one by one
+            self.leave_out(f".* ({hidden_files} hidden file(s))", "not part of BIDS")
         if self.opts["relabel"] and outside_cohort:
             # their labels would tell which labels of the source the relabelled subjects are not
             self.leave_out(f"sub-* ({len(outside_cohort)} folder(s))", "subjects not in the cohort")
