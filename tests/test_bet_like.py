@@ -2,7 +2,7 @@
 
 The head: a bright ellipsoidal brain inside a dark band (CSF, then skull) inside a bright scalp
 shell, in air with Rician-like noise. It is small (brain semi-axes 42-50 mm) and coarse (3 mm),
-and the runs other than the default one use 400 iterations (enough for a surface starting at half the head radius to reach
+and the runs other than the default one use 300 iterations (enough for a surface starting at half the head radius to reach
 a brain this size), to keep the tests within a minute on two shared cores.
 """
 
@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from defacebench.analysis.bet_like import (bet_like_brain_mask, head_parameters, icosphere, self_intersection_score,
-                                           surface_mask)
+from defacebench.analysis.bet_like import (bet_like_brain_mask, bet_like_surface, head_parameters, icosphere,
+                                           self_intersection_score, skull_surface_like, surface_mask)
 from defacebench.records import AnalysisFailure
 
 BRAIN_AXES_MM = np.array([42.0, 50.0, 40.0])
-ITERATIONS = 400
+ITERATIONS = 300
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -58,9 +58,18 @@ def head():
 
 
 @pytest.fixture(scope="module")
-def default_result(head):
+def surface(head):
+    """The brain surface at the default parameters (f = 0.5, g = 0), with the test's iteration count."""
     image, _ = head
-    return bet_like_brain_mask(image)
+    return bet_like_surface(image, iterations=ITERATIONS)
+
+
+@pytest.fixture(scope="module")
+def default_result(head, surface):
+    """What bet_like_brain_mask returns for the default surface (its mask is this surface filled)."""
+    image, _ = head
+    vertices, faces, info = surface
+    return surface_mask(vertices, faces, image.affine, image.shape), info
 
 
 def test_icosphere_is_a_closed_outward_sphere():
@@ -91,10 +100,9 @@ def test_mask_is_the_brain_and_not_the_scalp(head, default_result):
     assert dice(mask, brain) > 0.9
     scalp = (np.asarray(image.dataobj) > 60) & ~brain  # bright voxels outside the brain
     assert (mask & scalp).sum() < 0.01 * scalp.sum()
-    assert info["iterations"] == 1000 and info["passes"] == 1 and not info["self_intersection_rerun"]
+    assert info["iterations"] == ITERATIONS and info["passes"] == 1 and not info["self_intersection_rerun"]
     assert info["fractional_threshold"] == 0.5 and info["vertical_gradient"] == 0.0
-    true_ml = brain.sum() * 27 / 1000
-    assert info["volume_ml"] == pytest.approx(true_ml, rel=0.1)
+    assert mask.sum() == pytest.approx(brain.sum(), rel=0.1)
 
 
 def test_same_mask_in_world_space_for_anisotropic_and_reoriented_grids(head, default_result):
@@ -113,6 +121,7 @@ def test_same_mask_in_world_space_for_anisotropic_and_reoriented_grids(head, def
     other_image, other_brain = synthetic_head(affine, shape, seed=1)
     other, info = bet_like_brain_mask(other_image, iterations=ITERATIONS)
     assert dice(other, other_brain) > 0.9
+    assert info["volume_ml"] == pytest.approx(other_brain.sum() * abs(np.linalg.det(linear)) / 1000, rel=0.1)
     ml = [reference.sum() * 27 / 1000, other.sum() * abs(np.linalg.det(linear)) / 1000]
     assert ml[0] == pytest.approx(ml[1], rel=0.05)
     # the two masks on one grid: resample the reoriented one onto the reference grid (nearest voxel)
@@ -154,6 +163,23 @@ def test_surface_mask_fills_a_sphere_and_closes_at_the_edge_of_the_field_of_view
     # a sphere cut by the field of view: the part inside is still filled
     cut = surface_mask(30 * vertices + [0, 0, 25], faces, affine, (41, 41, 41))
     assert cut[20, 20, 38] and cut[20, 20, 20] and not cut[20, 20, 5]
+
+
+def test_outer_skull_is_found_beyond_the_dark_band_and_missing_where_the_face_is_removed(head, surface):
+    image, brain = head
+    vertices, faces, info = surface
+    skull, skull_info = skull_surface_like(image, vertices, faces, info)
+    # the scalp begins 9 mm outside the brain; samples are 1 mm apart, the brain surface is a voxel-scale estimate
+    assert 6.5 < skull_info["mean_brain_to_outer_skull_mm"] < 10.5
+    assert skull_info["no_head_beyond_brain_fraction"] < 0.01
+    assert (np.linalg.norm(skull - vertices, axis=1) <= 30).all()
+    # "deface": replace everything outside the brain in front of y = 40 mm by air
+    data = np.asarray(image.dataobj).copy()
+    world = np.indices(data.shape).reshape(3, -1).T @ image.affine[:3, :3].T + image.affine[:3, 3]
+    face = (world[:, 1] > 40).reshape(data.shape) & ~brain
+    data[face] = np.abs(np.random.default_rng(3).normal(0, 4, face.sum()))
+    _, defaced_info = skull_surface_like(nib.Nifti1Image(data, image.affine), vertices, faces, info)
+    assert defaced_info["no_head_beyond_brain_fraction"] > 0.1
 
 
 def test_constant_image_is_an_analysis_failure():
