@@ -30,24 +30,28 @@ REAL = Path(__file__).resolve().parents[2] / "shared/data/real-bids"
 REAL_FACES = ("IXI012", "IXI013", "xa30", "otsu")
 
 
-def subject_records(subject: str, t1w_path: Path, out: Path) -> list[dict]:
-    """Privacy records of the full and every defaced T1w of one subject (cached as JSON in ``out``)."""
-    cached = [out / "records" / f"sub-{subject}_variant-{v}.json" for v in ("none",) + METHODS]
+def subject_records(subject: str, t1w_path: Path, out: Path, variants=("none",) + METHODS) -> list[dict]:
+    """Privacy records of the full and the defaced T1w of one subject (cached as JSON in ``out``)."""
+    cached = [out / "records" / f"sub-{subject}_variant-{v}.json" for v in variants]
     if all(p.exists() for p in cached):
         return [io.read_json(p) for p in cached]
     img = io.load_image(t1w_path)
     images = {"none": img}
-    prep = prepare_subject(img)
+    methods = [v for v in variants if v != "none"]
+    prep = prepare_subject(img) if methods else {}
     failures = {}
-    for method in METHODS:
+    for method in methods:
         try:
             images[method], _ = deface_image(method, img, brain_mask=prep.get("brain_mask"),
                                              face_region=prep.get("face_region"))
         except Exception as exc:  # a method that fails on this head is reported, not hidden
             failures[method] = f"{type(exc).__name__}: {exc}"
     records = []
-    for variant in ("none",) + METHODS:
+    for variant in variants:
         path = out / "records" / f"sub-{subject}_variant-{variant}.json"
+        if path.exists():
+            records.append(io.read_json(path))
+            continue
         if variant in failures:
             record = {"status": "failed", "reason": f"defacing: {failures[variant]}"}
         else:
@@ -90,6 +94,8 @@ def main():
     parser.add_argument("--kind", default="healthy")
     parser.add_argument("--anatomy", type=Path, help="a prepared head model (default: prepared into --out)")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--subjects", help="first:last (1-based) of the cohort to compute here; ranks only "
+                        "when the whole cohort is computed (runs on parts of a cohort share --out)")
     args = parser.parse_args()
     out = args.out or Path("/tmp/bench_privacy") / args.source
     records = []
@@ -109,12 +115,18 @@ def main():
     if not is_current(anatomy):
         prepare_anatomy(anatomy)
     bids = out / "bids"
-    for i in range(1, args.n + 1):
-        subject = f"p{i:02d}"
-        t1w = bids / f"sub-{subject}" / "anat" / f"sub-{subject}_T1w.nii.gz"
-        if not t1w.exists():
+    first, last = (int(v) for v in args.subjects.split(":")) if args.subjects else (1, args.n)
+    subjects = [f"p{i:02d}" for i in range(first, last + 1)]
+    t1w = {s: bids / f"sub-{s}" / "anat" / f"sub-{s}_T1w.nii.gz" for s in subjects}
+    # the full heads of every subject first (the positive control), then the defaced ones
+    for subject in subjects:
+        if not t1w[subject].exists():
             simulate_subject(args.kind, subject, args.seed, anatomy, bids, {"voxel_size": args.voxel_size})
-        records += subject_records(subject, t1w, out)
+        subject_records(subject, t1w[subject], out, ("none",))
+    for subject in subjects:
+        records += subject_records(subject, t1w[subject], out)
+    if args.subjects:
+        return
     report(records, f"simulated {args.kind} cohort: n {args.n}, seed {args.seed}, {args.voxel_size} mm")
 
 

@@ -155,3 +155,20 @@ def test_attack_ranks_each_shape_first_against_renders_of_other_views(tmp_path):
         assert (tmp_path / "round" / "view-frontal.png").exists()
     result = attack.attack(records, ["none"])["none"]
     assert list(result["ranks"]) == [1, 1, 1], result["distances"]
+
+
+def test_a_failed_defacing_or_a_headless_image_is_recorded_with_its_reason(tmp_path):
+    from defacebench import io
+    from defacebench.reidentification import run
+
+    deface_record = io.write_json({"status": "failed", "message": "no brain mask", "images": {}},
+                                  tmp_path / "deface.json")
+    record = run.image_record(tmp_path / "absent.nii.gz", tmp_path / "renders", deface_record=deface_record)
+    assert record["status"] == "failed" and record["failed_stage"] == "defacing"
+    assert record["message"] == "no brain mask"
+    empty = tmp_path / "empty.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 8), np.int16), np.eye(4)), empty)
+    record = run.image_record(empty, tmp_path / "renders", ["frontal", "yaw+30"])
+    assert record["status"] == "failed" and record["failed_stage"] == "privacy" and "no head" in record["message"]
+    assert run.image_for_render({"FLAIR": "f.nii.gz", "T1w": "t.nii.gz"}) == ("T1w", "t.nii.gz")
+    assert run.image_for_render({"FLAIR": "f.nii.gz", "T2w": "t2.nii.gz"}) == ("FLAIR", "f.nii.gz")
