@@ -29,7 +29,7 @@ from markupsafe import escape
 from werkzeug.exceptions import HTTPException
 
 from ..quality.ratings import RATING_SCALE
-from .blinding import REPORT_ID, read_manifest, rater_order
+from .blinding import REPORT_ID, rater_order, read_manifest, report_file
 from .store import ARTIFACTS, CONFIDENCE_RANGE, RATING_ANCHORS, DuplicateRating, RatingsStore
 from .visual import VIEW_CAPTIONS
 
@@ -146,7 +146,7 @@ class RatingSession:
     def image(self, report_id: str, view: str) -> bytes | None:
         if report_id not in self.views or view not in self.views[report_id]:
             return None
-        return (self.reports_dir / f"{report_id}_{view}.png").read_bytes()
+        return report_file(self.reports_dir, report_id, view).read_bytes()
 
     def submit(self, payload) -> dict:
         rating = validate_submission(payload)
