@@ -492,6 +492,13 @@ def quality_section(study: StudyResults) -> str:
 # --------------------------------------------------------------------------- claims
 
 
+def _scope(result: claim_checks.ClaimResult) -> str:
+    """Which data a row judged: a cohort, all cohorts pooled, or the paper's own published data."""
+    if result.paper == claim_checks.PROVINS:
+        return "the paper's data"
+    return "all cohorts" if result.scope == "study" else result.scope
+
+
 def claims_section(results: list[claim_checks.ClaimResult]) -> str:
     lead = ("Every published finding this run can check, beside the value this run obtained and a verdict: "
             "<em>same direction</em> (same sign and significant), <em>within the published interval</em>, "
@@ -506,10 +513,10 @@ def claims_section(results: list[claim_checks.ClaimResult]) -> str:
         data = f' <span class="badge sim">{esc(r.data)}</span>' if r.data and r.data != "real" else ""
         rows.append(
             f"<tr><td>{esc(r.paper)}</td><td>{esc(r.claim)}<br><span class=\"note\">{esc(r.source)}</span></td>"
-            f"<td>{esc(r.published)}</td><td>{esc(r.scope)}</td><td>{esc(r.obtained)}</td>"
+            f"<td>{esc(r.published)}</td><td>{esc(_scope(r))}</td><td>{esc(r.obtained)}</td>"
             f'<td><span class="badge {VERDICT_CLASS.get(r.verdict, "v-na")}">{esc(r.verdict)}</span>{data}</td>'
             f"<td>{esc(r.why)}</td></tr>")
-    table = ('<div class="scroll"><table><thead><tr><th>paper</th><th>claim</th><th>published</th><th>cohort</th><th>this run</th>'
+    table = ('<div class="scroll"><table><thead><tr><th>paper</th><th>claim</th><th>published</th><th>data</th><th>this run</th>'
              "<th>verdict</th><th>why</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table></div>")
     return section("claims", lead, f"<p>{len(results)} rows: {summary}.</p>{table}")
 
