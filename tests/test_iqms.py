@@ -180,6 +180,29 @@ def test_qi1_detects_a_ghost_in_the_air():
     assert not masks.artifact_mask(ghosted.image, ghosted.hat, distance).any()
 
 
+def test_artifact_mask_on_quantised_air_uses_the_sd():
+    # over half the positive air shares one value (IXI's scans): the MAD is 0; MRIQC divides by it
+    # and calls every positive voxel an artefact, here the s.d. stands in
+    rng = np.random.default_rng(8)
+    image = np.where(rng.random((40, 40, 40)) < 0.6, 14.0, 14.0 * rng.integers(0, 4, (40, 40, 40)))
+    image[30:34, 30:34, 30:34] = 2000.0
+    hat = np.ones(image.shape, bool)
+    found = masks.artifact_mask(image, hat, np.ones(image.shape))
+    ghost = np.zeros(image.shape, bool)
+    ghost[30:34, 30:34, 30:34] = True
+    # the opening with the 6-neighbourhood trims the cube's edges and corners, nothing else is found
+    assert found[31:33, 31:33, 31:33].all() and not (found & ~ghost).any()
+
+
+def test_rotation_mask_of_a_real_scan_is_empty_space(real_bids):
+    import nibabel as nib
+
+    img = nib.as_closest_canonical(nib.load(str(real_bids / "sub-IXI012" / "anat" / "sub-IXI012_T1w.nii.gz")))
+    image = np.asarray(img.dataobj, np.float32)
+    frame = masks.rotation_mask(image)
+    assert frame.sum() > 0.1 * image.size and not (frame & (image > 0)).any()
+
+
 def test_qi2_is_small_for_pure_rayleigh_air(phantom):
     value = iqms.qi2(phantom.image, phantom.hat)
     assert 0 <= value < 0.01
