@@ -17,7 +17,12 @@ import pytest
 from scipy import ndimage, stats
 
 from defacebench.quality import iqms, masks
-from defacebench.quality.iqms import IQM_NAMES, IQMInputs, MetricUndefined, image_quality_metrics
+from defacebench.quality.iqms import (
+    IQM_NAMES,
+    IQMInputs,
+    MetricUndefined,
+    image_quality_metrics,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 WM, GM, CSF, SCALP = 1000.0, 600.0, 250.0, 400.0
@@ -144,7 +149,7 @@ def test_summary_stats_of_a_binary_region_equal_numpy():
     ordered = np.sort(values)
     for p, key in ((0.05, "p05"), (0.5, "median"), (0.95, "p95")):
         target = p * ordered.size
-        j = int(math.ceil(target)) - 1
+        j = math.ceil(target) - 1
         expected = (ordered[j] + ordered[j + 1]) / 2 if target == int(target) else ordered[j]
         assert result[key] == expected
 

@@ -47,7 +47,7 @@ IMPLEMENTATION = "defacebench-iqms"
 REFERENCE = "MRIQC 24.0.2 (Esteban et al. 2017, PLoS One 12:e0184661)"
 
 TISSUES = ("csf", "gm", "wm")
-#: Order in which MRIQC averages the per-tissue SNRs (the mean does not depend on it beyond the last bit).
+#: The statistics reported for each region (``summary_<region>_<statistic>``), in S2 Data's column order.
 SUMMARY_STATISTICS = ("k", "mad", "mean", "median", "n", "p05", "p95", "stdv")
 #: The normal distribution's 75th percentile: a normal sample's median absolute deviation over it is its s.d.
 MAD_TO_SD = float(stats.norm.ppf(0.75))
@@ -633,6 +633,13 @@ def image_quality_metrics(inputs: IQMInputs, *, mriqc_sentinels: bool = False, o
             iqms[names[0]] = float(values)
         return values
 
+    def mean_over_tissues(prefix):
+        # MRIQC's "total": the mean of the three tissues' values (undefined if one of them is)
+        iqms[f"{prefix}_total"] = float(np.mean([iqms[f"{prefix}_{t}"] for t in ("csf", "wm", "gm")]))
+        reasons = sorted({undefined[f"{prefix}_{t}"] for t in TISSUES if f"{prefix}_{t}" in undefined})
+        if reasons:
+            undefined[f"{prefix}_total"] = "; ".join(reasons)
+
     image = np.nan_to_num(np.asarray(inputs.image, np.float64))
     # without white matter to scale by, no intensity statistic is comparable: the whole image fails
     harmonised = harmonise(inputs.corrected, inputs.partial_volumes[2])
@@ -652,45 +659,37 @@ def image_quality_metrics(inputs: IQMInputs, *, mriqc_sentinels: bool = False, o
 
     if not all(t in stats_by_region for t in TISSUES):
         raise AnalysisFailure("iqm:summary", "a tissue map is empty: " + "; ".join(sorted(set(undefined.values()))))
-    s = stats_by_region
+    summary = stats_by_region
     for t in TISSUES:
-        attempt([f"snr_{t}"], lambda t=t: snr(s[t]["median"], s[t]["stdv"], s[t]["n"]))
-    iqms["snr_total"] = float(np.mean([iqms[f"snr_{t}"] for t in ("csf", "wm", "gm")]))
+        attempt([f"snr_{t}"], lambda t=t: snr(summary[t]["median"], summary[t]["stdv"], summary[t]["n"]))
+    mean_over_tissues("snr")
     air_reason = undefined.get("summary_bg_mean")
     for t in TISSUES:
         if air_reason:
             iqms[f"snrd_{t}"], undefined[f"snrd_{t}"] = float("nan"), air_reason
         else:
-            attempt([f"snrd_{t}"], lambda t=t: snr_dietrich(s[t]["median"], s["bg"]["mad"], s["bg"]["stdv"],
+            attempt([f"snrd_{t}"], lambda t=t: snr_dietrich(summary[t]["median"], summary["bg"]["mad"], summary["bg"]["stdv"],
                                                               mriqc_sentinels=mriqc_sentinels))
-    iqms["snrd_total"] = float(np.mean([iqms[f"snrd_{t}"] for t in ("csf", "wm", "gm")]))
-    if any(f"snrd_{t}" in undefined for t in TISSUES):
-        undefined["snrd_total"] = "; ".join(sorted({undefined[f"snrd_{t}"] for t in TISSUES if f"snrd_{t}" in undefined}))
+    mean_over_tissues("snrd")
     if air_reason:
         iqms["cnr"], undefined["cnr"] = float("nan"), air_reason
     else:
-        attempt(["cnr"], lambda: cnr(s["wm"]["median"], s["gm"]["median"], s["bg"]["stdv"], s["wm"]["stdv"],
-                                     s["gm"]["stdv"]))
+        attempt(["cnr"], lambda: cnr(summary["wm"]["median"], summary["gm"]["median"], summary["bg"]["stdv"], summary["wm"]["stdv"],
+                                     summary["gm"]["stdv"]))
     attempt(["fber"], lambda: fber(corrected, inputs.head, inputs.rotation, mriqc_sentinels=mriqc_sentinels))
     attempt(["efc"], lambda: efc(corrected, inputs.rotation))
-    attempt(["wm2max"], lambda: wm2max(corrected, s["wm"]["median"]))
+    attempt(["wm2max"], lambda: wm2max(corrected, summary["wm"]["median"]))
     attempt(["qi_1"], lambda: qi1(inputs.air, inputs.artifact, mriqc_sentinels=mriqc_sentinels))
     attempt(["qi_2"], lambda: qi2(image, inputs.hat, mriqc_sentinels=mriqc_sentinels))
-    attempt(["cjv"], lambda: cjv(s["wm"]["median"], s["gm"]["median"], s["wm"]["mad"], s["gm"]["mad"]))
+    attempt(["cjv"], lambda: cjv(summary["wm"]["median"], summary["gm"]["median"], summary["wm"]["mad"], summary["gm"]["mad"]))
 
     zooms = tuple(float(z) for z in inputs.zooms[:3])
-    try:
-        fwhm_mm = fwhm_classic(image, inputs.brain, zooms)
-    except MetricUndefined as failure:
-        if on_undefined == "raise":
-            raise
-        for axis in ("x", "y", "z", "avg"):
-            iqms[f"fwhm_{axis}"], undefined[f"fwhm_{axis}"] = float("nan"), failure.reason
-    else:
-        smoothness = [mm / z for mm, z in zip(fwhm_mm, zooms)]  # MRIQC reports FWHM in voxels
-        iqms.update({f"fwhm_{a}": v for a, v in zip("xyz", smoothness)})
-        iqms["fwhm_avg"] = float(np.mean(smoothness))
 
+    def smoothness_in_voxels():
+        voxels = [mm / z for mm, z in zip(fwhm_classic(image, inputs.brain, zooms), zooms)]  # MRIQC reports voxels
+        return {**{f"fwhm_{a}": v for a, v in zip("xyz", voxels)}, "fwhm_avg": float(np.mean(voxels))}
+
+    attempt(["fwhm_x", "fwhm_y", "fwhm_z", "fwhm_avg"], smoothness_in_voxels)
     attempt([f"icvs_{t}" for t in TISSUES], lambda: {f"icvs_{t}": v for t, v in icv_fractions(inputs.partial_volumes).items()})
     attempt([f"rpve_{t}" for t in TISSUES], lambda: {f"rpve_{t}": v for t, v in rpve(inputs.partial_volumes).items()})
     if inputs.inu_field is not None:
