@@ -1,7 +1,8 @@
 """Benchmark of the brain extraction after Smith (2002) (defacebench.analysis.bet_like).
 
     python bench/bench_bet_like.py [--n 3] [--seed 2024] [--out /tmp/bench_bet_like]
-                                   [--real ../shared/data/real-bids] [--deface IXI012 ...] [--skip-simulated]
+                                   [--real ../shared/data/real-bids] [--deface IXI012 ...]
+                                   [--parts real deface simulated]
 
 Prints, as measured:
 
@@ -59,6 +60,11 @@ def describe(info) -> str:
     return f"passes {info['passes']} (scores {info['self_intersection_scores']})"
 
 
+def canonical_mask(mask, img) -> np.ndarray:
+    """``mask`` (on ``img``'s grid) reoriented as nibabel's closest canonical (RAS) image."""
+    return np.asarray(nib.as_closest_canonical(nib.Nifti1Image(mask.astype(np.uint8), img.affine)).dataobj) > 0
+
+
 def outlines(rows, path: Path) -> None:
     """One row per (title, image, bet_like mask or None, deepbet mask): three planes through the brain."""
     import matplotlib
@@ -68,22 +74,16 @@ def outlines(rows, path: Path) -> None:
 
     fig, axes = plt.subplots(len(rows), 3, figsize=(10, 3.3 * len(rows)), squeeze=False)
     for ax_row, (title, img, mask, reference) in zip(axes, rows):
-        canon = nib.as_closest_canonical(img)
-        data = canon.get_fdata()
-
-        def canonical(m):
-            return np.asarray(nib.as_closest_canonical(nib.Nifti1Image(m.astype(np.uint8), img.affine)).dataobj) > 0
-
-        ref = canonical(reference)
-        bet = canonical(mask) if mask is not None else None
-        c = np.argwhere(ref).mean(axis=0).astype(int)
+        data = nib.as_closest_canonical(img).get_fdata()
+        ref = canonical_mask(reference, img)
+        bet = canonical_mask(mask, img) if mask is not None else None
+        centre = np.argwhere(ref).mean(axis=0).astype(int)
         vmax = np.percentile(data, 99.5)
         for axis, ax in enumerate(ax_row):
-            take = lambda a: np.take(a, c[axis], axis=axis).T  # noqa: E731 - three planes, one expression
-            ax.imshow(take(data), origin="lower", cmap="gray", vmax=vmax)
-            ax.contour(take(ref), [0.5], colors="c", linewidths=0.7)
+            ax.imshow(np.take(data, centre[axis], axis=axis).T, origin="lower", cmap="gray", vmax=vmax)
+            ax.contour(np.take(ref, centre[axis], axis=axis).T, [0.5], colors="c", linewidths=0.7)
             if bet is not None:
-                ax.contour(take(bet), [0.5], colors="r", linewidths=0.9)
+                ax.contour(np.take(bet, centre[axis], axis=axis).T, [0.5], colors="r", linewidths=0.9)
             ax.set_axis_off()
         ax_row[0].set_title(title, fontsize=8, loc="left")
     fig.suptitle("red: bet_like (after Smith 2002), cyan: deepbet", fontsize=9)
@@ -170,7 +170,7 @@ def defacing(args) -> None:
             except AnalysisFailure as failure:
                 print(f"    {method}: defacing failed ({failure.reason})")
                 continue
-            mask, info, wall, _ = timed_bet_like(defaced)
+            mask, info, _, _ = timed_bet_like(defaced)
             deep = extract_brain(defaced)
             parts = []
             if mask is not None and full_bet is not None:
@@ -192,16 +192,18 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench_bet_like"))
     parser.add_argument("--real", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/real-bids")
     parser.add_argument("--deface", nargs="*", default=["IXI012"], help="real subjects to deface")
-    parser.add_argument("--skip-simulated", action="store_true")
+    parser.add_argument("--parts", nargs="*", default=["real", "deface", "simulated"],
+                        choices=["real", "deface", "simulated"])
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.real.exists():
-        real_faces(args)
-        if args.deface:
-            defacing(args)
-    else:
+    if not args.real.exists() and {"real", "deface"} & set(args.parts):
         print(f"real scans not found at {args.real}: parts 2 and 3 skipped")
-    if not args.skip_simulated:
+        args.parts = [p for p in args.parts if p == "simulated"]
+    if "real" in args.parts:
+        real_faces(args)
+    if "deface" in args.parts and args.deface:
+        defacing(args)
+    if "simulated" in args.parts:
         simulated(args)
 
 

@@ -13,8 +13,15 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from defacebench.analysis.bet_like import (bet_like_brain_mask, bet_like_surface, head_parameters, icosphere,
-                                           self_intersection_score, skull_surface_like, surface_mask)
+from defacebench.analysis.bet_like import (
+    bet_like_brain_mask,
+    bet_like_surface,
+    head_parameters,
+    icosphere,
+    self_intersection_score,
+    skull_surface_like,
+    surface_mask,
+)
 from defacebench.records import AnalysisFailure
 
 BRAIN_AXES_MM = np.array([42.0, 50.0, 40.0])
@@ -46,7 +53,7 @@ def synthetic_head(affine: np.ndarray, shape, seed: int = 0) -> tuple[nib.Nifti1
 
 def grid(voxel_mm, fov_mm=(150.0, 165.0, 150.0)) -> tuple[np.ndarray, tuple]:
     voxel = np.asarray(voxel_mm, float)
-    shape = tuple(int(round(f / v)) for f, v in zip(fov_mm, voxel))
+    shape = tuple(round(f / v) for f, v in zip(fov_mm, voxel))
     affine = np.diag([*voxel, 1.0])
     affine[:3, 3] = -(np.array(shape) - 1) * voxel / 2 + np.array([0.0, 5.0, 10.0])
     return affine, shape

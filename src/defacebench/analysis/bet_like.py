@@ -190,6 +190,26 @@ class _ImageSampler:
         return values.reshape(world.shape[:-1])
 
 
+def _volume(image: nib.Nifti1Image) -> np.ndarray:
+    """The image's voxels as a float32 3D array (a single-volume 4D image is taken as 3D)."""
+    data = np.asarray(image.dataobj, dtype=np.float32)
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise ValueError(f"expected a 3D image, got shape {image.shape}")
+    return data
+
+
+def _background_sampler(data: np.ndarray, affine: np.ndarray, t2: float) -> _ImageSampler:
+    """Sampler that reads non-finite voxels and everything beyond the field of view as background (t2).
+
+    With no samples beyond the field of view, the update's bounds (Imin = tm, Imax = t) would push
+    a vertex that left the image outward for ever, which happens on real heads whose neck runs out
+    of the field of view.
+    """
+    return _ImageSampler(np.nan_to_num(data, nan=t2), affine, outside=t2)
+
+
 def self_intersection_score(vertices: np.ndarray, start: np.ndarray, edges: np.ndarray) -> float:
     """Smith (2002)'s self-intersection test: large when vertices that began far apart have met.
 
@@ -301,19 +321,12 @@ def bet_like_surface(image: nib.Nifti1Image, fractional_threshold: float = 0.5, 
         raise ValueError(f"fractional_threshold must be in (0, 1), got {fractional_threshold}")
     if not -1 <= vertical_gradient <= 1:
         raise ValueError(f"vertical_gradient must be in [-1, 1], got {vertical_gradient}")
-    data = np.asarray(image.dataobj, dtype=np.float32)
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-    if data.ndim != 3:
-        raise ValueError(f"expected a 3D image, got shape {image.shape}")
+    data = _volume(image)
     affine = np.asarray(image.affine, float)
     params = head_parameters(data, affine)
     unit, faces = icosphere()
     start = params["cog_mm"] + 0.5 * params["radius_mm"] * unit
-    # Beyond the field of view the image is taken as background (t2): with no samples there, the
-    # update's bounds (Imin = tm, Imax = t) would push a vertex that left the image outward for ever,
-    # which happens on real heads whose neck runs out of the field of view.
-    sample = _ImageSampler(np.nan_to_num(data, nan=params["t2"]), affine, outside=params["t2"])
+    sample = _background_sampler(data, affine, params["t2"])
     corners = np.array([[i, j, k] for i in (0, data.shape[0] - 1) for j in (0, data.shape[1] - 1)
                         for k in (0, data.shape[2] - 1)], float) @ affine[:3, :3].T + affine[:3, 3]
     limits = (corners.min(axis=0) - ESCAPE_MARGIN_MM, corners.max(axis=0) + ESCAPE_MARGIN_MM)
@@ -384,11 +397,8 @@ def skull_surface_like(image: nib.Nifti1Image, brain_vertices: np.ndarray, faces
     Returns (outer skull vertices in world mm, info). This is a simpler search than FSL's betsurf
     (Jenkinson et al. 2005), which fits inner and outer skull meshes and needs T2w for the best result.
     """
-    data = np.asarray(image.dataobj, dtype=np.float32)
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-    sample = _ImageSampler(np.nan_to_num(data, nan=info["t2"]), image.affine, outside=info["t2"])
-    edges, neighbour_mean, incidence = mesh_operators(len(brain_vertices), faces)
+    sample = _background_sampler(_volume(image), image.affine, info["t2"])
+    _, neighbour_mean, incidence = mesh_operators(len(brain_vertices), faces)
     normals = vertex_normals(brain_vertices, faces, incidence)
     depths = np.arange(0.0, search_mm + 0.5, 1.0)
     profiles = sample(brain_vertices[None, :, :] + depths[:, None, None] * normals[None, :, :])  # (depth, vertex)
@@ -401,7 +411,8 @@ def skull_surface_like(image: nib.Nifti1Image, brain_vertices: np.ndarray, faces
     darkest = np.argmin(np.where(beyond_edge, np.inf, profiles), axis=0)
     after_min = np.arange(len(depths))[:, None] > darkest[None, :]
     brightest_after = np.max(np.where(after_min & ~beyond_edge, profiles, -np.inf), axis=0)
-    halfway = profiles[darkest, np.arange(profiles.shape[1])] + 0.5 * (brightest_after - profiles[darkest, np.arange(profiles.shape[1])])
+    skull_intensity = profiles[darkest, np.arange(profiles.shape[1])]
+    halfway = skull_intensity + 0.5 * (brightest_after - skull_intensity)
     rises = after_min & (profiles >= halfway[None, :])
     has_scalp = (after_min & head & ~beyond_edge).any(axis=0)  # head tissue beyond the dark skull
     outer = np.where(rises.any(axis=0), depths[np.argmax(rises, axis=0)], depths[darkest])
