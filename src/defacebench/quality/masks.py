@@ -117,12 +117,14 @@ def head_mask(corrected: np.ndarray, brain: np.ndarray, wm_prior: np.ndarray, zo
     gradient *= 100.0 / np.percentile(gradient, 99.5)
     gradient[brain] = 100
 
-    structure = ndimage.iterate_structure(STRUCTURE_18, 2)
-    mask = ndimage.binary_closing(gradient > threshold, structure, iterations=2)
+    # MRIQC closes with the 18-neighbourhood iterated twice, twice: four dilations then four erosions
+    # by the 18-neighbourhood itself are the same sets (dilation is associative), at a third of the cost
+    mask = ndimage.binary_dilation(gradient > threshold, STRUCTURE_18, iterations=4)
+    mask = ndimage.binary_erosion(mask, STRUCTURE_18, iterations=4)
     mask = ndimage.binary_erosion(mask, STRUCTURE_18)
-    mask |= ndimage.binary_dilation(brain, structure, iterations=2)
+    mask |= ndimage.binary_dilation(brain, STRUCTURE_18, iterations=4)
     mask = _keep_two_largest(mask)
-    return ndimage.binary_fill_holes(mask, structure)
+    return ndimage.binary_fill_holes(mask, ndimage.iterate_structure(STRUCTURE_18, 2))
 
 
 def landmark_planes(subject_to_mni: np.ndarray, affine: np.ndarray,
@@ -264,13 +266,15 @@ def iqm_inputs(img: nib.Nifti1Image, brain_mask: np.ndarray | None = None, *, th
 
     set_threads(threads)
     times: dict[str, float] = {}
-    clock = time.perf_counter()
+    cpu_times: dict[str, float] = {}
+    clock, cpu_clock = time.perf_counter(), time.process_time()
 
     def lap(stage):
-        nonlocal clock
-        now = time.perf_counter()
-        times[stage] = round(now - clock, 2)
-        clock = now
+        # wall and CPU time (all threads) of each stage: on a shared machine they differ widely
+        nonlocal clock, cpu_clock
+        now, cpu_now = time.perf_counter(), time.process_time()
+        times[stage], cpu_times[stage] = round(now - clock, 2), round(cpu_now - cpu_clock, 2)
+        clock, cpu_clock = now, cpu_now
 
     if img.ndim == 4 and img.shape[3] == 1:
         img = img.slicer[..., 0]
@@ -337,6 +341,7 @@ def iqm_inputs(img: nib.Nifti1Image, brain_mask: np.ndarray | None = None, *, th
                 "glabella_k": glabella_k, "inion_k": inion_k},
         "artifact_distance": artifact_distance_kind,
         "stage_times_s": times,
+        "stage_cpu_s": cpu_times,
     }
     return IQMInputs(
         image=image, corrected=corrected, zooms=zooms, brain=brain, head=head, rotation=rotation, hat=hat,
