@@ -7,6 +7,7 @@ of two subjects); the analysis test writes its key and ratings directly.
 import json
 import socket
 import threading
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -420,3 +421,33 @@ def test_a_saved_rating_survives_the_server_being_killed(built, tmp_path):
     table = pd.read_csv(ratings_path, sep="\t", dtype=str)
     assert len(table) == 1 and table["randomized_id"][0] == state["report_id"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no half-written file left
+
+
+def test_bad_inputs_are_named_by_file_and_field(tmp_path):
+    import yaml
+    from jsonschema import Draft202012Validator
+
+    from defacebench.rating.cli import read_variants
+
+    variants = tmp_path / "variants.tsv"
+    variants.write_text("subject\tvariant\timage\nIXI1\tnone\tmissing.nii.gz\n")
+    with pytest.raises(blinding.BlindingError, match=r"variants.tsv: line 2, column 'image': .*missing.nii.gz does not exist"):
+        read_variants(variants)
+    variants.write_text("subject\timage\nIXI1\tx\n")
+    with pytest.raises(blinding.BlindingError, match=r"variants.tsv: line 1 \(header\): missing column\(s\) variant"):
+        read_variants(variants)
+    key = tmp_path / "key.tsv"
+    blinding.write_key([{"randomized_id": "abcdefabcdef", "subject": "s", "variant": "none", "defaced": 1,
+                         "method": "", "dataset": "", "image": "-"}], key)
+    with pytest.raises(blinding.BlindingError, match=r"key.tsv: line 2, column 'defaced': '1' does not match variant 'none'"):
+        blinding.read_key(key)
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "manifest.json").write_text('{"study_seed": 1, "reports": [{"id": "../key", "views": ["axial"]}]}')
+    with pytest.raises(blinding.BlindingError, match=r"manifest.json: reports\[0\].id '../key' is not a report identifier"):
+        read_manifest(tmp_path / "reports")
+    # the configuration block: off by default, its keys checked
+    schema = yaml.safe_load((Path(__file__).parents[1] / "workflow/schemas/config.schema.yaml").read_text())
+    rating = schema["properties"]["rating"]
+    assert not list(Draft202012Validator(rating).iter_errors({"reports": True, "seed": 3, "repeats": 2}))
+    assert list(Draft202012Validator(rating).iter_errors({"reports": "yes"}))
+    assert list(Draft202012Validator(rating).iter_errors({"report": True}))
