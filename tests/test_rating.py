@@ -248,6 +248,10 @@ def test_unknown_identifier_in_ratings_is_named(tmp_path, built):
                    confidence=3.0, comments="", position=0)
     with pytest.raises(analysis.RatingsAnalysisError, match="line 2, column 'randomized_id'.*not in the key"):
         analysis.unblind(ratings.path, built["key"])
+    known = blinding.read_key(built["key"])[0]["randomized_id"]
+    ratings.path.write_text(ratings.path.read_text().replace("abcdefabcdef", known).replace("\t2\t", "\t5\t", 1))
+    with pytest.raises(analysis.RatingsAnalysisError, match="line 2, column 'rating': '5' is not a number from 1 to 4"):
+        analysis.unblind(ratings.path, built["key"])
 
 
 # --------------------------------------------------------------------------- browser

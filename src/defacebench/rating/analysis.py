@@ -51,6 +51,14 @@ def unblind(ratings_path: str | Path, key_path: str | Path) -> list[dict]:
             raise RatingsAnalysisError(f"{ratings_path}: line {number}, column 'randomized_id': "
                                        f"{row['randomized_id']!r} is not in the key {key_path}; were the ratings "
                                        "made on reports built with another key?")
+        try:
+            rating = float(row["rating"])
+        except ValueError:
+            rating = float("nan")
+        low, high = rating_stats.RATING_SCALE
+        if not low <= rating <= high:  # the server never writes one; a hand-edited file might
+            raise RatingsAnalysisError(f"{ratings_path}: line {number}, column 'rating': {row['rating']!r} is not a "
+                                       f"number from {low:g} to {high:g}")
         unblinded.append({**row, "subject": entry["subject"], "defaced": entry["defaced"],
                           "dataset": entry["dataset"], "method": entry["method"]})
     return unblinded
