@@ -55,11 +55,21 @@ def _views(points: dict[str, list[float]]) -> dict:
     return {"views": {name: {"descriptor": value} for name, value in points.items()}}
 
 
+def test_each_view_is_compared_with_the_nearest_other_views():
+    views = list(surface.VIEWPOINTS)
+    assert attack.nearest_other_views("frontal", views) == ["pitch+15", "pitch-15"]
+    assert attack.nearest_other_views("pitch+15", views) == ["frontal"]
+    assert attack.nearest_other_views("yaw+30", views) == ["frontal"]
+    assert attack.nearest_other_views("yaw+30", ["yaw+30", "yaw-30"]) == ["yaw-30"]
+    assert attack.view_angle_deg("yaw+30", "yaw-30") == pytest.approx(60.0)
+
+
 def test_ranks_use_other_viewpoints_and_count_ties_against_the_attacker():
     # subject a's probe equals b's gallery in the SAME view (ignored) and is near a's in other views
-    gallery = {"a": {"v1": np.array([0.0, 0]), "v2": np.array([0.0, 0.1])},
-               "b": {"v1": np.array([5.0, 5]), "v2": np.array([5.0, 5.1])}}
-    probe = {"a": {"v1": np.array([5.0, 5]), "v2": np.array([0.0, 0.2])}}
+    v1, v2 = "frontal", "yaw+30"
+    gallery = {"a": {v1: np.array([0.0, 0]), v2: np.array([0.0, 0.1])},
+               "b": {v1: np.array([5.0, 5]), v2: np.array([5.0, 5.1])}}
+    probe = {"a": {v1: np.array([5.0, 5]), v2: np.array([0.0, 0.2])}}
     ids, gids, d = attack.distance_matrix(probe, gallery)
     assert gids == ["a", "b"]
     # only pairs of different views: a's v1 probe vs a's v2 and a's v2 probe vs a's v1; likewise for b
@@ -67,7 +77,7 @@ def test_ranks_use_other_viewpoints_and_count_ties_against_the_attacker():
     assert d[0, 0] == pytest.approx((np.hypot(5, 4.9) + 0.2) / 2)
     assert d[0, 1] == pytest.approx((0.1 + np.hypot(5, 4.8)) / 2)
     assert list(attack.true_ranks(ids, gids, d)) == [2]  # b is nearer: not identified at rank 1
-    probe = {"a": {"v1": np.array([0.0, 0.1]), "v2": np.array([0.0, 0.0])}}
+    probe = {"a": {v1: np.array([0.0, 0.1]), v2: np.array([0.0, 0.0])}}
     assert list(attack.true_ranks(*attack.distance_matrix(probe, gallery))) == [1]
     # an exact tie ranks the true subject behind the other
     tie = attack.true_ranks(["a"], ["a", "b"], np.array([[1.0, 1.0]]))

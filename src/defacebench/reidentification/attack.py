@@ -2,8 +2,12 @@
 
 For every image (the probe: a defaced head, or the full head as the positive control) the
 distance to each subject of the gallery is the mean Euclidean distance between the probe's face
-descriptors and that subject's full-head descriptors over all pairs of DIFFERENT viewpoints (the
-attacker's "photographs" are never the probe's own view). The probe's rank is 1 + the number of
+descriptors and that subject's full-head descriptors, each probe view paired with the gallery
+view(s) nearest to it in angle but never its own (the attacker's "photographs" are never the
+probe's own view; an attacker renders the scan at about the pose of the photograph). Averaging
+over all pairs of different views instead lets pose dominate: on 16 simulated heads the full-head
+rank-1 rate was 0.62 with all pairs and 0.88 with the nearest pairs; on 11 heads without face
+shapes 0.91 and 1.00; the 4 real faces were 4/4 either way (this rule was chosen on those data). The probe's rank is 1 + the number of
 other subjects at least as close as its own (ties count against the attacker). Rank-1 and rank-5
 identification rates carry exact binomial (Clopper & Pearson 1934, Biometrika 26:404) 95 %
 intervals. This is the design of Schwarz et al. (2019, N Engl J Med 381:1684; 2021, NeuroImage
@@ -19,6 +23,7 @@ import numpy as np
 from scipy import stats
 
 from ..tables import FULL  # the full (not defaced) images' variant name: the positive control
+from .surface import VIEWPOINTS, view_direction
 
 
 def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -37,9 +42,24 @@ def descriptors(record: dict) -> dict[str, np.ndarray]:
             if view.get("descriptor") is not None}
 
 
+def nearest_other_views(view: str, available) -> list[str]:
+    """The views of ``available`` other than ``view`` whose camera direction is nearest to it (ties: all)."""
+    others = [b for b in available if b != view]
+    if not others:
+        return []
+    angles = [view_angle_deg(view, b) for b in others]
+    return [b for b, angle in zip(others, angles) if angle <= min(angles) + 1e-6]
+
+
+def view_angle_deg(a: str, b: str) -> float:
+    """Angle (degrees) between the camera directions of two viewpoints of :data:`.surface.VIEWPOINTS`."""
+    da, db = view_direction(*VIEWPOINTS[a]), view_direction(*VIEWPOINTS[b])
+    return float(np.degrees(np.arccos(np.clip(da @ db, -1.0, 1.0))))
+
+
 def view_distance(probe: dict[str, np.ndarray], gallery: dict[str, np.ndarray]) -> float:
-    """Mean descriptor distance over pairs of different viewpoints (NaN when there is no such pair)."""
-    pairs = [np.linalg.norm(p - g) for a, p in probe.items() for b, g in gallery.items() if a != b]
+    """Mean descriptor distance over each probe view paired with its nearest other gallery views (NaN: no pair)."""
+    pairs = [np.linalg.norm(p - gallery[b]) for a, p in probe.items() for b in nearest_other_views(a, gallery)]
     return float(np.mean(pairs)) if pairs else float("nan")
 
 

@@ -130,14 +130,15 @@ def cameras(points: np.ndarray, viewpoints: dict | None = None) -> dict[str, Cam
     viewpoints = VIEWPOINTS if viewpoints is None else viewpoints
     mid, width, top, front = head_frame(points)
     focal = np.array([mid, front - FOCAL_BEHIND_VAULT_W * width, top - FOCAL_BELOW_TOP_W * width])
-    out = {}
-    for name, (yaw, pitch) in viewpoints.items():
-        y, p = np.deg2rad(yaw), np.deg2rad(pitch)
-        # RAS: +y anterior (the face), +x the subject's right, +z superior
-        direction = np.array([np.sin(y) * np.cos(p), np.cos(y) * np.cos(p), np.sin(p)])
-        out[name] = Camera(focal + CAMERA_DISTANCE_W * width * direction, focal, np.array([0.0, 0.0, 1.0]),
-                           VIEW_ANGLE_DEG)
-    return out
+    return {name: Camera(focal + CAMERA_DISTANCE_W * width * view_direction(yaw, pitch), focal,
+                         np.array([0.0, 0.0, 1.0]), VIEW_ANGLE_DEG)
+            for name, (yaw, pitch) in viewpoints.items()}
+
+
+def view_direction(yaw_deg: float, pitch_deg: float) -> np.ndarray:
+    """Unit vector from the head towards the camera (RAS: +y anterior, +x the subject's right, +z superior)."""
+    y, p = np.deg2rad(yaw_deg), np.deg2rad(pitch_deg)
+    return np.array([np.sin(y) * np.cos(p), np.cos(y) * np.cos(p), np.sin(p)])
 
 
 def face_box_corners(points: np.ndarray) -> np.ndarray:
