@@ -389,12 +389,20 @@ def test_two_raters_at_once_lose_and_duplicate_nothing(tmp_path):
         assert set(group["randomized_id"]) == {r["id"] for r in reports}
 
 
+def _serve_forever(reports, ratings_path, rater, port):
+    from werkzeug.serving import make_server
+
+    make_server("127.0.0.1", port, create_app(reports, ratings_path, rater)).serve_forever()
+
+
 def test_a_saved_rating_survives_the_server_being_killed(built, tmp_path):
-    """The server process is killed (SIGKILL) right after answering a save: the rating is on disk."""
+    """The server process is killed (SIGKILL) right after answering a save: the rating is on disk.
+
+    The server runs in a forked process (the test's imports already made: no second start-up).
+    """
+    import multiprocessing
     import os
     import signal
-    import subprocess
-    import sys
     import time
     import urllib.request
 
@@ -402,26 +410,27 @@ def test_a_saved_rating_survives_the_server_being_killed(built, tmp_path):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     ratings_path = tmp_path / "ratings.tsv"
-    server = subprocess.Popen([sys.executable, "-m", "defacebench.rating.cli", "serve", "--reports", str(built["reports"]),
-                               "--ratings", str(ratings_path), "--rater", "rater_k", "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = multiprocessing.get_context("fork").Process(
+        target=_serve_forever, args=(built["reports"], ratings_path, "rater_k", port), daemon=True)
+    server.start()
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 30
         while True:
             try:
                 state = json.load(urllib.request.urlopen(f"{base}/api/next", timeout=5))
                 break
             except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
+                if time.monotonic() > deadline or not server.is_alive():
                     raise
-                time.sleep(0.2)
+                time.sleep(0.1)
         request = urllib.request.Request(f"{base}/api/ratings", data=json.dumps(_rating(state)).encode(),
                                          headers={"Content-Type": "application/json"}, method="POST")
         assert urllib.request.urlopen(request, timeout=10).status == 200
     finally:
         os.kill(server.pid, signal.SIGKILL)
-        server.wait()
+        server.join()
+    assert server.exitcode == -signal.SIGKILL
     table = pd.read_csv(ratings_path, sep="\t", dtype=str)
     assert len(table) == 1 and table["randomized_id"][0] == state["report_id"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no half-written file left
