@@ -155,6 +155,46 @@ def table_files(cohort):
     ]
 
 
+# The image-quality arm (workflow/rules/quality.smk): IQMs of every T1w variant, on with quality: {iqms: true}
+QUALITY = config.get("quality", {})
+
+
+def quality_cohorts():
+    """Cohorts whose T1w images get IQMs: every cohort with a T1w, when the arm is on."""
+    if not QUALITY.get("iqms", False):
+        return []
+    return [name for name, c in COHORTS.items() if any("T1w" in images for images in c.images.values())]
+
+
+def iqm_record(cohort, subject, variant):
+    return f"{RESULTS}/records/{cohort}/IQM/sub-{subject}_variant-{variant}.json"
+
+
+def quality_inputs(wildcards):
+    """The defacing record of a defaced variant, and the NBV arm's label map of the same image when the cohort
+    measures NBV (its support is the brain mask the IQMs need: defacebench.quality.arm)."""
+    inputs = dict(subject_source(wildcards))
+    if wildcards.variant != "none":
+        inputs["deface_record"] = deface_record(wildcards.cohort, wildcards.variant, wildcards.subject)
+    elif METHODS and "T1w" in full_image_paths(wildcards.cohort, wildcards.subject):
+        inputs["preparation"] = preparation_dir(wildcards.cohort, wildcards.subject)
+    if "NBV" in COHORTS[wildcards.cohort].outcomes:
+        inputs["nbv_segmentation"] = (
+            f"{segmentation_root(wildcards.cohort)}/NBV/sub-{wildcards.subject}_variant-{wildcards.variant}"
+        )
+    return inputs
+
+
+def cohort_iqm_records(wildcards):
+    c = COHORTS[wildcards.cohort]
+    return [iqm_record(c.name, subject, variant) for subject in c.subjects for variant in VARIANTS]
+
+
+def quality_table_files(cohort):
+    names = ("iqms.tsv", "iqm_agreement.tsv", "iqm_agreement.md", "iqm_multivariate.tsv", "iqm_multivariate.md")
+    return [f"{RESULTS}/tables/{cohort}_{name}" for name in names]
+
+
 def provins2025_input(key):
     """A published table named in the config's provins2025 block (read-only input)."""
     return PROVINS2025[key]
@@ -178,6 +218,8 @@ def study_outputs():
             outputs.append(f"{c.bids_root}/participants.tsv")
     # the privacy tables when the config turns the attack on (workflow/rules/privacy.smk, included before the report)
     outputs += privacy_outputs() if "privacy_outputs" in globals() else []
+    for name in quality_cohorts():
+        outputs += quality_table_files(name)
     return outputs + provins2025_outputs() + [STUDY_REPORT]
 
 

@@ -1,0 +1,92 @@
+"""The image-quality arm's records and cohort tables (defacebench.quality.arm)."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from defacebench.quality import arm
+
+
+def _record(subject, variant, iqms, status="ok", stage="", message=""):
+    return {"cohort": "c", "subject": subject, "variant": variant, "outcome": "IQM", "status": status,
+            "failed_stage": stage, "message": message, "backend": "defacebench-iqms", "brain_mask_source": "x",
+            "runtime_s": 1.0, "iqms": iqms if status == "ok" else {}, "undefined": {}}
+
+
+def _write(tmp_path, records):
+    paths = []
+    for r in records:
+        path = tmp_path / f"sub-{r['subject']}_variant-{r['variant']}.json"
+        path.write_text(json.dumps(r))
+        paths.append(path)
+    return paths
+
+
+def test_holm_matches_statsmodels():
+    multipletests = pytest.importorskip("statsmodels.stats.multitest").multipletests
+    p = np.array([0.01, 0.04, 0.03, 0.2, 0.001, np.nan])
+    expected = multipletests(p[:-1], method="holm")[1]
+    got = arm.holm(p)
+    assert np.allclose(got[:-1], expected) and np.isnan(got[-1])
+
+
+def test_agreement_per_method_over_subjects_measured_on_both(tmp_path):
+    rng = np.random.default_rng(0)
+    records = []
+    for i in range(12):
+        s = f"{i:03d}"
+        base = {"snr_wm": 10 + rng.normal(), "cjv": 0.5 + 0.05 * rng.normal(), "efc": 0.6 + 0.01 * rng.normal()}
+        records.append(_record(s, "none", base))
+        # 'shifted' lowers efc by a fixed 0.05 on every subject (defacing removes the face's structure)
+        records.append(_record(s, "shifted", {**base, "efc": base["efc"] - 0.05}))
+        records.append(_record(s, "same", dict(base)) if s != "003" else
+                       _record(s, "same", {}, status="failed", stage="deface", message="crash"))
+    table = arm.load_iqm_records(_write(tmp_path, records))
+    agreement = arm.iqm_agreement(table, ["shifted", "same"], n_boot=200).set_index(["method", "iqm"])
+    # full minus defaced, as Provins et al. (2025)
+    assert agreement.loc[("shifted", "efc"), "bias"] == pytest.approx(0.05)
+    assert agreement.loc[("shifted", "snr_wm"), "bias"] == pytest.approx(0.0)
+    assert agreement.loc[("shifted", "efc"), "n"] == 12
+    assert agreement.loc[("same", "efc"), "n"] == 11  # the failed subject leaves that method's pairs only
+    assert agreement.loc[("shifted", "efc"), "mean_full"] - agreement.loc[("shifted", "efc"), "mean_defaced"] == \
+        pytest.approx(0.05)
+    # Holm never lowers a p value and keeps the order
+    shifted = agreement.loc["shifted"]
+    assert (shifted["p_holm"].dropna() >= shifted["p"].dropna() - 1e-15).all()
+
+
+def test_cohort_tables_name_failures_and_test_jointly(tmp_path):
+    rng = np.random.default_rng(1)
+    records = []
+    for i in range(15):
+        s = f"{i:03d}"
+        base = {f"iqm{k}": float(rng.normal()) for k in range(4)}
+        records.append(_record(s, "none", base))
+        records.append(_record(s, "m", {k: v + (0.8 if k == "iqm0" else 0.0) + 0.05 * rng.normal()
+                                        for k, v in base.items()}))
+    records.append(_record("099", "none", {}, status="failed", stage="input", message="sub-099_T1w.nii.gz: empty"))
+    paths = arm.write_iqm_tables(_write(tmp_path, records), tmp_path / "out", "c", ["m"])
+    multivariate = pd.read_csv(paths["multivariate"], sep="\t")
+    pooled = multivariate[multivariate.group == "pooled"].iloc[0]
+    assert pooled["n"] == 15 and pooled["iqms_used"] == 4
+    assert pooled["p"] < 1e-3  # a shift of 0.8 SD in one IQM, against noise of 0.05
+    md = paths["agreement_md"].read_text()
+    assert "sub-099 variant none: input: sub-099_T1w.nii.gz: empty" in md
+    assert "full minus defaced" in md
+    iqms = pd.read_csv(paths["iqms"], sep="\t", dtype={"subject": str})
+    assert len(iqms) == 31 and set(iqms.status) == {"ok", "failed"}
+
+
+def test_a_failed_defacing_is_a_recorded_failure(tmp_path):
+    deface = tmp_path / "deface.json"
+    deface.write_text(json.dumps({"status": "failed", "failed_stage": "deface", "message": "tool crashed"}))
+    record = arm.image_quality_record(tmp_path / "missing_T1w.nii.gz", cohort="c", subject="001", variant="m",
+                                      deface_record_path=deface)
+    assert record["status"] == "failed" and record["failed_stage"] == "deface"
+    assert "tool crashed" in record["message"] and record["iqms"] == {}
+
+
+def test_a_missing_t1w_is_a_recorded_failure(tmp_path):
+    record = arm.image_quality_record(tmp_path / "sub-001_T1w.nii.gz", cohort="c", subject="001", variant="none")
+    assert (record["status"], record["failed_stage"], record["message"]) == ("failed", "input", "no T1w image for this subject")
