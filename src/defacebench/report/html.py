@@ -37,6 +37,40 @@ SECTIONS = {
     "claims": "Published vs reproduced",
 }
 
+#: The two or three sentences that open each section: what it shows and how to read it (HTML).
+LEADS = {
+    "study": ("What this run was: the configuration, the cohorts it analysed (simulated cohorts are marked; their "
+        "results test the pipeline on synthetic heads, not patients), which backend actually ran each step "
+        "(a re-implementation says so in its name), the tool versions the records carry, and the wall time "
+        "of each workflow stage from Snakemake's benchmark files."),
+    "failures": ("How often an analysis failed on the full image and on each defaced image, per outcome and method. "
+        "Grey bars are the full images, red the defaced ones; McNemar's exact p (above each pair) tests "
+        "whether the failure rates differ on the same subjects, and the table lists why analyses failed "
+        "(the failed stage and its count)."),
+    "agreement": ("How close each outcome on a defaced image is to the same outcome on the full image, over complete "
+        "cases (subjects whose analysis succeeded on every variant). ICC(A,1) near 1 means near-identical "
+        "values; the paired t test and Bland-Altman bias show a systematic shift. In the plots, points on the "
+        "grey identity line (bottom) or on zero (top) mean defacing changed nothing; the dashed lines are the "
+        "95 % limits of agreement. The worst-agreeing subjects link to their defaced images and renders."),
+    "overlap": ("Two equal volumes can lie in different places, so each defaced image's label map is compared voxel by "
+        "voxel with the full image's (Dice 1 = the same voxels). For simulated cohorts the full and the defaced "
+        "label maps are also compared with the simulated truth: the distance between the two boxes is the "
+        "accuracy that defacing cost. Each point is a subject."),
+    "defacing": ("What each method did to the head. The montage shows frontal surface renders of the full head and of "
+        "each defaced head (the view a re-identification attack starts from); the caption under each says "
+        "whether OpenCV's face detector still found a face (red: found on a defaced head). The table and chart "
+        "give the fraction of the template face region changed (higher hides more) and of brain voxels changed "
+        "(should be 0)."),
+    "quality": ("Whether defacing changes image quality assessment (Provins et al. 2025): experts' ratings of full and "
+        "defaced images (linear mixed model and agreement) and image quality metrics (IQMs) computed on both. "
+        "A rating or metric that defacing leaves unchanged shows an effect near zero and high agreement."),
+    "claims": ("Every published finding this run can check, beside the value this run obtained and a verdict: "
+        "<em>same direction</em> (same sign and significant), <em>within the published interval</em>, "
+        "<em>differs</em>, or <em>not testable</em> (with why). Verdicts from "
+        '<span class="badge sim">simulated</span> cohorts test the pipeline on synthetic heads, not the '
+        "paper's patients; with a few subjects a significance test has little power."),
+}
+
 #: Config keys the study section shows in its own rows (cohorts get their own table).
 SHOWN_CONFIG_KEYS = ("study", "results", "methods", "deface", "method_options", "analysis", "simulation", "cohorts")
 #: Subjects per cohort in the render montage; a larger cohort's montage shows the first ones.
@@ -139,10 +173,11 @@ def table_html(df: pd.DataFrame, columns: list[str] | None = None, links: dict |
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
-def section(section_id: str, lead: str, body: str) -> str:
+def section(section_id: str, body: str) -> str:
+    """A section: its heading, its lead (:data:`LEADS`), then ``body``."""
     body = body or '<p class="note">No image cohort in this study.</p>'
     return (f'<section id="{section_id}" data-section="{section_id}"><h2>{esc(SECTIONS[section_id])}</h2>'
-            f'<p class="lead">{lead}</p>{body}</section>')
+            f'<p class="lead">{LEADS[section_id]}</p>{body}</section>')
 
 
 def sim_badge(cohort: CohortResults) -> str:
@@ -243,10 +278,6 @@ def _brain_extraction(study: StudyResults) -> str:
 
 def study_section(study: StudyResults) -> str:
     config = study.config
-    lead = ("What this run was: the configuration, the cohorts it analysed (simulated cohorts are marked; their "
-            "results test the pipeline on synthetic heads, not patients), which backend actually ran each step "
-            "(a re-implementation says so in its name), the tool versions the records carry, and the wall time "
-            "of each workflow stage from Snakemake's benchmark files.")
     settings = pd.DataFrame([
         {"setting": "study", "value": config.get("study", "")},
         {"setting": "results folder", "value": str(study.results)},
@@ -283,17 +314,13 @@ def study_section(study: StudyResults) -> str:
         body.append(table_html(per_stage.sort_values("total_min", ascending=False)))
         body.append(f'<p class="note">Summed over {len(bench)} jobs: {bench["seconds"].sum() / 60:.1f} min of job wall '
                     f"time (jobs run in parallel, so the run's elapsed time is shorter).</p>")
-    return section("study", lead, "".join(body))
+    return section("study", "".join(body))
 
 
 # --------------------------------------------------------------------------- failures
 
 
 def failures_section(study: StudyResults) -> str:
-    lead = ("How often an analysis failed on the full image and on each defaced image, per outcome and method. "
-            "Grey bars are the full images, red the defaced ones; McNemar's exact p (above each pair) tests "
-            "whether the failure rates differ on the same subjects, and the table lists why analyses failed "
-            "(the failed stage and its count).")
 
     def draw(cohort: CohortResults) -> list[str]:
         failures = cohort.table("failures")
@@ -304,7 +331,7 @@ def failures_section(study: StudyResults) -> str:
                                       "both_failed", "mcnemar_b", "mcnemar_c", "mcnemar_p", "failure_reasons",
                                       "failure_reasons_full"])]
 
-    return section("failures", lead, per_cohort(study, draw, "No failure table: no analysis ran for this cohort."))
+    return section("failures", per_cohort(study, draw, "No failure table: no analysis ran for this cohort."))
 
 
 # --------------------------------------------------------------------------- agreement
@@ -321,11 +348,6 @@ def worst_subjects(records: pd.DataFrame, cohort: str, outcome: str, method: str
 
 
 def agreement_section(study: StudyResults, links: Links) -> str:
-    lead = ("How close each outcome on a defaced image is to the same outcome on the full image, over complete "
-            "cases (subjects whose analysis succeeded on every variant). ICC(A,1) near 1 means near-identical "
-            "values; the paired t test and Bland-Altman bias show a systematic shift. In the plots, points on the "
-            "grey identity line (bottom) or on zero (top) mean defacing changed nothing; the dashed lines are the "
-            "95 % limits of agreement. The worst-agreeing subjects link to their defaced images and renders.")
 
     def draw(cohort: CohortResults) -> list[str]:
         agreement, records = cohort.table("agreement"), cohort.table("records")
@@ -352,7 +374,7 @@ def agreement_section(study: StudyResults, links: Links) -> str:
                 body.append(_worst_links(frame, cohort.name, outcome, links))
         return body
 
-    return section("agreement", lead, per_cohort(study, draw, "No agreement table: no analysis ran for this cohort."))
+    return section("agreement", per_cohort(study, draw, "No agreement table: no analysis ran for this cohort."))
 
 
 def _worst_links(frame: pd.DataFrame, cohort: str, outcome: str, links: Links) -> str:
@@ -373,10 +395,6 @@ def _worst_links(frame: pd.DataFrame, cohort: str, outcome: str, links: Links) -
 
 
 def overlap_section(study: StudyResults) -> str:
-    lead = ("Two equal volumes can lie in different places, so each defaced image's label map is compared voxel by "
-            "voxel with the full image's (Dice 1 = the same voxels). For simulated cohorts the full and the defaced "
-            "label maps are also compared with the simulated truth: the distance between the two boxes is the "
-            "accuracy that defacing cost. Each point is a subject.")
 
     def draw(cohort: CohortResults) -> list[str]:
         overlap = cohort.table("overlap")
@@ -390,7 +408,7 @@ def overlap_section(study: StudyResults) -> str:
         return [png_img(figures.dice_figure(overlap, cohort.name), f"Dice distributions, cohort {cohort.name}"),
                 table_html(summary)]
 
-    return section("overlap", lead,
+    return section("overlap",
                    per_cohort(study, draw, "No overlap values: no label maps were compared for this cohort."))
 
 
@@ -431,11 +449,6 @@ def _face_caption(detected) -> str:
 
 
 def defacing_section(study: StudyResults) -> str:
-    lead = ("What each method did to the head. The montage shows frontal surface renders of the full head and of "
-            "each defaced head (the view a re-identification attack starts from); the caption under each says "
-            "whether OpenCV's face detector still found a face (red: found on a defaced head). The table and chart "
-            "give the fraction of the template face region changed (higher hides more) and of brain voxels changed "
-            "(should be 0).")
 
     def draw(cohort: CohortResults) -> list[str]:
         rows = _montage_rows(study, cohort)
@@ -462,18 +475,15 @@ def defacing_section(study: StudyResults) -> str:
             body.append(table_html(defacing))
         return body
 
-    return section("defacing", lead, per_cohort(study, draw, ""))
+    return section("defacing", per_cohort(study, draw, ""))
 
 
 # --------------------------------------------------------------------------- quality
 
 
 def quality_section(study: StudyResults) -> str:
-    lead = ("Whether defacing changes image quality assessment (Provins et al. 2025): experts' ratings of full and "
-            "defaced images (linear mixed model and agreement) and image quality metrics (IQMs) computed on both. "
-            "A rating or metric that defacing leaves unchanged shows an effect near zero and high agreement.")
     if not study.quality and not study.rating:
-        return section("quality", lead, '<p class="note">The quality and ratings arms did not run in this study '
+        return section("quality", '<p class="note">The quality and ratings arms did not run in this study '
                                         "(no ratings_lmm, ratings_agreement, iqm_agreement or iqm_multivariate table, "
                                         "and no ratings of this study's images).</p>")
     body = [png_img(path.read_bytes(), f"quality arm figure {path.stem}") for path in study.quality_figures]
@@ -486,7 +496,7 @@ def quality_section(study: StudyResults) -> str:
             body.append(table_html(table.head(QUALITY_ROWS)))
             if len(table) > QUALITY_ROWS:
                 body.append(f'<p class="note">First {QUALITY_ROWS} of {len(table)} rows; all are in {esc(name)}.tsv.</p>')
-    return section("quality", lead, "".join(body))
+    return section("quality", "".join(body))
 
 
 # --------------------------------------------------------------------------- claims
@@ -500,11 +510,6 @@ def _scope(result: claim_checks.ClaimResult) -> str:
 
 
 def claims_section(results: list[claim_checks.ClaimResult]) -> str:
-    lead = ("Every published finding this run can check, beside the value this run obtained and a verdict: "
-            "<em>same direction</em> (same sign and significant), <em>within the published interval</em>, "
-            "<em>differs</em>, or <em>not testable</em> (with why). Verdicts from "
-            '<span class="badge sim">simulated</span> cohorts test the pipeline on synthetic heads, not the '
-            "paper's patients; with a few subjects a significance test has little power.")
     frame = claim_checks.results_frame(results)
     counts = frame["verdict"].value_counts()
     summary = ", ".join(f"{n} {esc(v)}" for v, n in counts.items())
@@ -518,7 +523,7 @@ def claims_section(results: list[claim_checks.ClaimResult]) -> str:
             f"<td>{esc(r.why)}</td></tr>")
     table = ('<div class="scroll"><table><thead><tr><th>paper</th><th>claim</th><th>published</th><th>data</th><th>this run</th>'
              "<th>verdict</th><th>why</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table></div>")
-    return section("claims", lead, f"<p>{len(results)} rows: {summary}.</p>{table}")
+    return section("claims", f"<p>{len(results)} rows: {summary}.</p>{table}")
 
 
 # --------------------------------------------------------------------------- document
