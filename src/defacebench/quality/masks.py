@@ -253,7 +253,11 @@ def iqm_inputs(img: nib.Nifti1Image, brain_mask: np.ndarray | None = None, *, th
 
     ``brain_mask``: on ``img``'s own voxel grid (e.g. the defacing
     preparation's or the NBV arm's deepbet mask); None: deepbet is run. Steps
-    and times go to ``provenance``. Raises
+    and times go to ``provenance``. ``threads`` > 1 makes the ANTs affine, hence
+    the hat's planes, differ from run to run (ITK's threaded sums; sub-IXI012 at
+    2 threads: matrix entries by up to 0.15, hat 277,840 vs 279,990 voxels, QI2
+    0.0013 vs 0.0018); at 1 thread, set before the process's first ITK call, it
+    is reproducible: use 1 where full and defaced images are compared. Raises
     :class:`~defacebench.records.AnalysisFailure` (stage ``brain_extraction``,
     ``bias_correction``, ``segmentation`` or ``registration``) when a step fails
     on this image.
