@@ -19,16 +19,19 @@ template priors     MNI152NLin2009cAsym TPMs (TemplateFlow),     nilearn's MNI15
                     ANTs registration                            intracranial region minus GM and WM; one 12-
                                                                  parameter affine (:mod:`defacebench.analysis.
                                                                  registration`)
-head                gradient threshold (:func:`head_mask`)       the same definition
+head                gradient threshold (:func:`head_mask`); it   the same steps; the dilated brain is added and
+                    indexes with the dilated brain as integers,  the grid border is not dilated
+                    setting the first two sagittal planes
+                    instead of adding the brain
 rotation            :func:`rotation_mask`                        the same definition
 hat                 head mask filled below the inion plane and   the same, landmarks mapped by the affine; plane
                     (front half) the glabella plane               indices clipped to the grid (MRIQC's negative
                                                                  index wraps around)
-artefact            :func:`artifact_mask` with a distance map     the same detection; the distance map by Mortamet's
-                    that 24.0.2 zeroes in the hat, so no voxel    definition (distance to the head, normalised in
-                    is ever an artefact and QI1 = 0 for every     the hat); ``artifact_distance="mriqc-24.0.2"``
-                    image (all 1,158 values in Provins et al.     reproduces MRIQC's
-                    2025's S2 Data are 0)
+artefact            :func:`artifact_mask` with a distance map     the same detection (the s.d. where the air's MAD
+                    that 24.0.2 zeroes in the hat, so no voxel    is 0); the distance map by Mortamet's definition
+                    is ever an artefact and QI1 = 0 for every     (distance to the head, normalised in the hat);
+                    image (all 1,158 values in Provins et al.     ``artifact_distance_kind="mriqc-24.0.2"``
+                    2025's S2 Data are 0)                         reproduces MRIQC's
 air                 hat without artefacts                        the same
 ==================  ===========================================  ==============================================
 
