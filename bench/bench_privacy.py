@@ -69,6 +69,23 @@ def subject_records(subject: str, t1w_path: Path, out: Path, variants=("none",) 
     return records
 
 
+def redescribe(records: list[dict]) -> None:
+    """Recompute the descriptors of cached records from their saved renders (after a change of the face box rule)."""
+    import cv2
+
+    from defacebench.reidentification.embed import face_descriptor
+    from defacebench.reidentification.image import face_box
+
+    for record in records:
+        for view in record.get("views", {}).values():
+            if "render" not in view:
+                continue
+            rgb = cv2.cvtColor(cv2.imread(view["render"]), cv2.COLOR_BGR2RGB)
+            hog = [(tuple(view["box"]), view["hog_score"])] if view.get("box_source") == "hog" else []
+            view["box_source"], box = face_box(hog, tuple(view["expected_box"]))
+            view["box"], view["descriptor"] = list(box), face_descriptor(rgb, box).tolist()
+
+
 def report(records: list[dict], title: str) -> pd.DataFrame:
     table = privacy_table(records, list(METHODS))
     ok = [r for r in records if r.get("status") == "ok"]
@@ -94,6 +111,8 @@ def main():
     parser.add_argument("--kind", default="healthy")
     parser.add_argument("--anatomy", type=Path, help="a prepared head model (default: prepared into --out)")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--redescribe", action="store_true",
+                        help="recompute the cached records' descriptors from their renders before ranking")
     parser.add_argument("--subjects", help="first:last (1-based) of the cohort to compute here; ranks only "
                         "when the whole cohort is computed (runs on parts of a cohort share --out)")
     args = parser.parse_args()
@@ -106,6 +125,8 @@ def main():
                 print(f"sub-{subject}: {path} absent, skipped")
                 continue
             records += subject_records(subject, path, out)
+        if args.redescribe:
+            redescribe(records)
         report(records, f"real face scans ({len(REAL_FACES)} subjects, {REAL})")
         return
     from defacebench.simulate import prepare_anatomy, simulate_subject
@@ -127,6 +148,8 @@ def main():
         records += subject_records(subject, t1w[subject], out)
     if args.subjects:
         return
+    if args.redescribe:
+        redescribe(records)
     report(records, f"simulated {args.kind} cohort: n {args.n}, seed {args.seed}, {args.voxel_size} mm")
 
 
