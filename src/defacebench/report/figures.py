@@ -117,7 +117,7 @@ def dice_figure(overlap: pd.DataFrame, cohort: str) -> bytes:
     """Per outcome (panel), the distribution of each Dice column per method: a box and the subjects' points."""
     outcomes = list(dict.fromkeys(overlap["outcome"]))
     columns = dice_columns(overlap)
-    fig = _figure(max(4.0, 3.6 * len(outcomes)), 3.4)
+    fig = _figure(max(4.5, 4.6 * len(outcomes)), 3.8)
     axes = fig.subplots(1, max(1, len(outcomes)), squeeze=False)[0]
     rng = np.random.default_rng(0)  # jitter only: the same picture on every run
     for ax, outcome in zip(axes, outcomes):
@@ -184,8 +184,8 @@ def defacing_chart(defacing: pd.DataFrame, cohort: str) -> bytes:
     """Two panels per method and modality: the face region changed (higher hides more) and the
     brain voxels changed (lower spares the brain), as mean fractions from the defacing table."""
     rows = defacing.reset_index(drop=True)
-    fig = _figure(max(5.0, 1.0 * len(rows) + 3.0), 3.0)
-    axes = fig.subplots(1, 2)
+    fig = _figure(max(6.0, 0.55 * len(rows) + 2.0), 6.0)
+    axes = fig.subplots(2, 1)
     labels = [f"{r.method}\n{r.modality}" for r in rows.itertuples()]
     x = np.arange(len(rows))
     for ax, column, title in ((axes[0], "face_region_changed_mean", "face region changed (mean fraction)"),
@@ -195,7 +195,7 @@ def defacing_chart(defacing: pd.DataFrame, cohort: str) -> bytes:
         for i, v in enumerate(values):
             ax.text(i, (0 if not np.isfinite(v) else v), "n/a" if not np.isfinite(v) else f"{v:.3g}",
                     ha="center", va="bottom", fontsize=7)
-        ax.set_xticks(x, labels, fontsize=7)
+        ax.set_xticks(x, labels, fontsize=7, rotation=45 if len(rows) > 6 else 0, ha="right" if len(rows) > 6 else "center")
         ax.set_title(title, fontsize=9)
         ax.tick_params(labelsize=7)
     fig.suptitle(f"What defacing changed, cohort {cohort}", fontsize=10)

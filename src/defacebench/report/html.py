@@ -96,6 +96,7 @@ table{border-collapse:collapse;margin:.6em 0 1em 0;font-size:.85em}
 th,td{border:1px solid #ccd;padding:.25em .55em;text-align:left;vertical-align:top}
 th{background:#eef1f5}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
+td.wide{min-width:16em}
 img{max-width:100%;height:auto;border:1px solid #eee;margin:.4em 0}
 .badge{display:inline-block;padding:.05em .5em;border-radius:.8em;font-size:.85em;white-space:nowrap}
 .v-same{background:#d4f0d4}.v-weak{background:#eef5c8}.v-within{background:#d4e8f7}
@@ -168,7 +169,10 @@ def table_html(df: pd.DataFrame, columns: list[str] | None = None, links: dict |
             if target:
                 text = f'<a href="{esc(target)}">{text}</a>'
             numeric = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-            cells.append(f'<td class="num">{text}</td>' if numeric else f"<td>{text}</td>")
+            if numeric:
+                cells.append(f'<td class="num">{text}</td>')
+            else:  # long text gets room, so a wide table scrolls instead of wrapping it one word a line
+                cells.append(f'<td class="wide">{text}</td>' if len(text) > 30 else f"<td>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
