@@ -19,7 +19,7 @@ from scipy import ndimage
 
 from .records import AnalysisFailure, failure_from_exception
 
-BACKENDS = ("deepbet", "robex")
+BACKENDS = ("deepbet", "robex", "bet-like")
 
 #: Masks another job of the study already made from the same voxels (see :func:`known_mask`), keyed by
 #: (:func:`backend_input_key`, backend, threads); values: (mask on the RAS-canonical grid, source, uses).
@@ -116,6 +116,19 @@ def robex_mask(img: nib.Nifti1Image) -> np.ndarray:
     return np.asarray(mask_img.dataobj) > 0
 
 
+def bet_like_mask(img: nib.Nifti1Image) -> np.ndarray:
+    """Brain mask from the BET-like surface (Smith 2002; :mod:`defacebench.analysis.bet_like`), on ``img``'s grid.
+
+    The classic pipelines' brain extraction: thresholds from the whole image's robust range and a
+    surface grown from the head's centre of gravity, so the face and neck take part. The field of
+    view is first cut 170 mm below the top of the head, as FSL's robustfov does.
+    """
+    from .analysis.bet_like import BRAIN_EXTENT_MM, bet_like_brain_mask
+
+    mask, _ = bet_like_brain_mask(img, brain_extent_mm=BRAIN_EXTENT_MM)
+    return mask
+
+
 def extract_brain(img: nib.Nifti1Image, backend: str = "deepbet", min_volume_ml: float = 300.0) -> np.ndarray:
     """Brain mask on ``img``'s grid from the chosen backend.
 
@@ -130,7 +143,7 @@ def extract_brain(img: nib.Nifti1Image, backend: str = "deepbet", min_volume_ml:
     try:
         mask = _known_mask(img, backend)
         if mask is None:
-            mask = deepbet_mask(img) if backend == "deepbet" else robex_mask(img)
+            mask = {"deepbet": deepbet_mask, "robex": robex_mask, "bet-like": bet_like_mask}[backend](img)
     except AnalysisFailure:
         raise
     except (AssertionError, RuntimeError, ValueError) as exc:

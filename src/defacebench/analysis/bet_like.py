@@ -353,21 +353,67 @@ def bet_like_surface(image: nib.Nifti1Image, fractional_threshold: float = 0.5, 
     return vertices, faces, info
 
 
+#: Head extent kept below the top of the head by :func:`robust_field_of_view` (FSL robustfov's default, 170 mm).
+BRAIN_EXTENT_MM = 170.0
+
+#: A slice belongs to the head when this fraction of the largest axial head cross-section lies in it (ignores
+#: stray bright voxels in the air above the head).
+HEAD_SLICE_FRACTION = 0.01
+
+
+def robust_field_of_view(image: nib.Nifti1Image, brain_extent_mm: float = BRAIN_EXTENT_MM) -> tuple[nib.Nifti1Image, dict]:
+    """The image cut ``brain_extent_mm`` below the top of the head, as FSL's robustfov does before BET on whole heads.
+
+    Neck and shoulders in the field of view pull BET's centre of gravity down and its median
+    intensity below white matter (Smith 2002 assumes a head-sized field of view), so FSL's
+    pipelines crop first (robustfov: 170 mm below the top of the head). Here the top of the head is
+    the most superior axial slice (RAS-canonical) whose head cross-section (voxels above bet's
+    threshold t2 + 0.1 (t98 - t2), opened to drop isolated noise voxels) holds at least :data:`HEAD_SLICE_FRACTION` of the largest one;
+    FSL's robustfov finds it by registration to MNI152, so the cut can differ by a few mm. Returns
+    the cropped canonical image and ``info`` (slices kept, the cut's height). A field of view
+    already within the extent is returned whole (canonical).
+    """
+    canonical = nib.as_closest_canonical(image)
+    data = _volume(canonical)
+    finite = data[np.isfinite(data)]
+    t2, t98 = np.percentile(finite, [2, 98])
+    # an opening drops isolated noise voxels of the air, which would otherwise lift the 'top' to the field's edge
+    head = ndimage.binary_opening(data > t2 + 0.1 * (t98 - t2), structure=np.ones((3, 3, 3), bool))
+    area = head.sum(axis=(0, 1))
+    if area.max() == 0:
+        raise AnalysisFailure("brain_extraction", "no head voxel above the robust threshold")
+    head_slices = np.flatnonzero(area >= HEAD_SLICE_FRACTION * area.max())
+    top = int(head_slices[-1])
+    slab = max(1, int(round(brain_extent_mm / float(canonical.header.get_zooms()[2]))))
+    bottom = max(0, top + 1 - slab)
+    info = {"robust_fov": {"brain_extent_mm": brain_extent_mm, "top_slice": top, "bottom_slice": bottom,
+                           "slices_removed": bottom, "method": "after FSL robustfov (top of head from intensities)"}}
+    return (canonical.slicer[:, :, bottom:] if bottom > 0 else canonical), info
+
+
 def bet_like_brain_mask(image: nib.Nifti1Image, fractional_threshold: float = 0.5, vertical_gradient: float = 0.0,
-                        iterations: int = 1000, max_reruns: int = 3) -> tuple[np.ndarray, dict]:
+                        iterations: int = 1000, max_reruns: int = 3,
+                        brain_extent_mm: float | None = None) -> tuple[np.ndarray, dict]:
     """Brain mask (bool, on ``image``'s grid) by the surface of :func:`bet_like_surface`, and its info.
 
     ``fractional_threshold`` is bet2's ``-f`` (smaller values give a larger brain outline),
     ``vertical_gradient`` its ``-g`` (positive: larger outline at the bottom, smaller at the top).
-    ``info`` adds ``volume_ml``. Raises :class:`AnalysisFailure` (stage ``brain_extraction``) as
+    ``brain_extent_mm``: first cut the image that far below the top of the head
+    (:func:`robust_field_of_view`; None: the whole field of view, as bet2 alone). ``info`` adds
+    ``volume_ml``. Raises :class:`AnalysisFailure` (stage ``brain_extraction``) as
     :func:`bet_like_surface` does, and when the mask is empty.
     """
-    vertices, faces, info = bet_like_surface(image, fractional_threshold, vertical_gradient, iterations, max_reruns)
+    fov_info: dict = {}
+    target = image
+    if brain_extent_mm is not None:
+        target, fov_info = robust_field_of_view(image, brain_extent_mm)
+    vertices, faces, info = bet_like_surface(target, fractional_threshold, vertical_gradient, iterations, max_reruns)
+    # the surface is in world mm, so it fills the original grid directly, whatever was cropped
     mask = surface_mask(vertices, faces, image.affine, image.shape[:3])
     volume_ml = float(mask.sum() * abs(np.linalg.det(image.affine[:3, :3])) / 1000)
     if not mask.any():
         raise AnalysisFailure("brain_extraction", "bet_like surface encloses no voxel of the image")
-    return mask, {**info, "volume_ml": round(volume_ml, 2)}
+    return mask, {**info, **fov_info, "volume_ml": round(volume_ml, 2)}
 
 
 # --- skull (Smith 2002, "Skull and scalp surface estimation") ---------------------------------------
