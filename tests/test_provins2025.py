@@ -1,7 +1,6 @@
 """Provins et al. (2025) from its published data: the ratings' mixed models and agreement, the IQMs,
 the published values beside ours, bad input files, and the statistics on synthetic data with known answers."""
 
-import json
 import subprocess
 import sys
 from pathlib import Path
