@@ -111,6 +111,9 @@ def main():
     parser.add_argument("--kind", default="healthy")
     parser.add_argument("--anatomy", type=Path, help="a prepared head model (default: prepared into --out)")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--rank-only", action="store_true",
+                        help="rank the records cached in --out (computing none): a cohort whose defaced images "
+                        "are done for some subjects only; the gallery is every cached full head")
     parser.add_argument("--redescribe", action="store_true",
                         help="recompute the cached records' descriptors from their renders before ranking")
     parser.add_argument("--subjects", help="first:last (1-based) of the cohort to compute here; ranks only "
@@ -132,6 +135,14 @@ def main():
     from defacebench.simulate import prepare_anatomy, simulate_subject
     from defacebench.simulate.anatomy import is_current
 
+    if args.rank_only:
+        records = [io.read_json(p) for p in sorted((out / "records").glob("sub-*_variant-*.json"))]
+        if args.redescribe:
+            redescribe(records)
+        done = {r["subject"] for r in records if r["variant"] != "none"}
+        report(records, f"simulated {args.kind} cohort (cached records): gallery {sum(r['variant'] == 'none' for r in records)} "
+               f"full heads, defaced probes from {len(done)} subjects, seed {args.seed}")
+        return
     anatomy = args.anatomy or out / "anatomy"
     if not is_current(anatomy):
         prepare_anatomy(anatomy)
