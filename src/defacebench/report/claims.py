@@ -213,7 +213,7 @@ def _icc_extreme(entry, check, cohorts, methods):
                         f"{outcome} {method} holds the {word} of {len(rows)} ICC(A,1) values")]
     rank = int((rows["icc_a1"] < mine).sum() + 1) if which == "min" else int((rows["icc_a1"] > mine).sum() + 1)
     return [_result(entry, DESITTER, "study", _data_label(cohorts), obtained, DIFFERS,
-                    f"{outcome} {method}: {_num(mine)}, {rank}. {word} of {len(rows)}")]
+                    f"{outcome} {method}: {_num(mine)}, rank {rank} of {len(rows)} counting from the {word}")]
 
 
 def _icc_missing(cohorts, methods, outcome, method) -> str:

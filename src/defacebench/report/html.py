@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..overlap import SOURCE_OUTCOME
 from ..tables import FULL, OUTCOME_ORDER, paired_values
 from . import claims as claim_checks
 from . import figures
@@ -265,7 +266,8 @@ def _backends(study: StudyResults) -> pd.DataFrame:
         for outcome in _outcomes(records):
             backends = sorted({str(b) for b in records.loc[records["outcome"] == outcome, "backend"].dropna() if str(b)})
             rows.append({"step": f"analysis: {outcome}", "cohort": cohort.name,
-                         "configured": (analysis_config.get(outcome) or {}).get("backend", "default"),
+                         # WTV is read from the GBV arm's label map: its backend is GBV's
+                         "configured": (analysis_config.get(SOURCE_OUTCOME.get(outcome, outcome)) or {}).get("backend", "default"),
                          "ran": "; ".join(backends) or "n/a (no record)"})
     return pd.DataFrame(rows, columns=["step", "cohort", "configured", "ran"])
 
