@@ -38,6 +38,7 @@ include: "workflow/rules/tables.smk"
 include: "workflow/rules/quality.smk"
 include: "workflow/rules/privacy.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/rating_common.smk"
 include: "workflow/rules/rating.smk"
 include: "workflow/rules/share.smk"
 

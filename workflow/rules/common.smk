@@ -240,3 +240,9 @@ def print_summary():
     claims = Path(f"{PROVINS2025_TABLES}/claims.md")
     if PROVINS2025 and claims.exists():
         print(claims.read_text())
+
+
+def print_report_location():
+    """The run's last line: where the study report is."""
+    if Path(STUDY_REPORT).exists():
+        print(f"Study report: {Path(STUDY_REPORT).resolve()}  (one self-contained HTML file; docs/report.md)")

@@ -20,7 +20,8 @@ rule study_report:
             labels={"figure": "{figure}"},
         ),
     params:
-        results=RESULTS,
+        # the results folder: the report's parent
+        results=lambda wc, output: os.path.dirname(output.html),
     conda:
         "../../envs/defacebench.yaml"
     log:
@@ -33,9 +34,3 @@ rule study_report:
         runtime=rule_resources("study_report", runtime=10)["runtime"],
     script:
         "../scripts/study_report.py"
-
-
-def print_report_location():
-    """The run's last line: where the study report is."""
-    if Path(STUDY_REPORT).exists():
-        print(f"Study report: {Path(STUDY_REPORT).resolve()}  (one self-contained HTML file; docs/report.md)")
