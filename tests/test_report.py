@@ -208,3 +208,20 @@ def test_provins_rows_follow_the_quality_arm_check(tmp_path):
                                          claims.NOT_TESTABLE]
     assert rows[3].why == "table not computed"
     assert {r.verdict for r in claims.provins_results(entries, {}, None)} == {claims.NOT_TESTABLE}
+
+
+def test_the_studys_own_iqms_are_summarised_per_method():
+    import pandas as pd
+
+    from defacebench.report.html import iqm_summary
+
+    agreement = pd.DataFrame({
+        "method": ["a", "a", "a", "b", "b", "b"], "iqm": ["efc", "cjv", "snr", "efc", "cjv", "snr"],
+        "n": [5] * 6, "mean_full": [0.5, 0.4, 10.0, 0.5, 0.4, 10.0], "bias": [-0.05, 0.0, 0.1, 0, 0, 0],
+        "p_holm": [0.01, 1.0, 0.2, float("nan"), float("nan"), float("nan")]})
+    multivariate = pd.DataFrame({"method": ["a", "b"], "group": ["pooled"] * 2, "p": [0.03, float("nan")]})
+    summary = iqm_summary(agreement, multivariate).set_index("method")
+    assert summary.loc["a", "iqms_changed_holm_p<0.05"] == 1
+    assert summary.loc["a", "largest_relative_change"] == "efc 10.0 %, snr 1.0 %"
+    assert summary.loc["b", "largest_relative_change"].startswith("none")
+    assert summary.loc["a", "joint_test_p"] == 0.03

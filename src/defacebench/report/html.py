@@ -487,8 +487,52 @@ def defacing_section(study: StudyResults) -> str:
 # --------------------------------------------------------------------------- quality
 
 
+#: Largest standardised IQM changes named per method in the study's own IQM summary.
+IQM_LARGEST = 3
+
+
+def iqm_summary(agreement: pd.DataFrame, multivariate: pd.DataFrame) -> pd.DataFrame:
+    """Per method: how many IQMs moved (Holm p < 0.05), the largest standardised biases, the joint test's p.
+
+    A change is the Bland-Altman bias relative to the full images' mean of the IQM
+    (|bias| / |mean_full|): how far an IQM moves on its own scale, which is what "barely moves"
+    (Provins et al. 2025) is about.
+    """
+    rows = []
+    for method, part in agreement.groupby("method", sort=False):
+        defined = part[part["mean_full"].abs() > 0].copy()
+        defined["relative"] = (defined["bias"] / defined["mean_full"]).abs()
+        largest = defined[defined["relative"] > 0].nlargest(IQM_LARGEST, "relative")
+        joint = multivariate[(multivariate.get("method") == method)] if "method" in multivariate else pd.DataFrame()
+        rows.append({
+            "method": method, "n_pairs": int(part["n"].max()), "iqms": len(part),
+            "iqms_changed_holm_p<0.05": int((part["p_holm"] < 0.05).sum()),
+            "largest_relative_change": ", ".join(f"{r.iqm} {100 * r.relative:.1f} %" for r in largest.itertuples())
+            or "none: every IQM equal on both images",
+            "joint_test_p": joint["p"].iloc[-1] if len(joint) and "p" in joint else float("nan"),
+        })
+    return pd.DataFrame(rows)
+
+
+def _study_iqms(study: StudyResults) -> list[str]:
+    body = []
+    for cohort in study.cohorts:
+        agreement = cohort.table("iqm_agreement")
+        if agreement.empty or "p_holm" not in agreement:
+            continue
+        body.append(f"<h4>Cohort {esc(cohort.name)}{sim_badge(cohort)}</h4>")
+        body.append(table_html(iqm_summary(agreement, cohort.table("iqm_multivariate"))))
+    if body:
+        body.insert(0, "<h3>Image-quality metrics of this study's images</h3><p>Per defacing method: the IQMs "
+                       "(defacebench-iqms, after MRIQC) whose paired difference from the full image is significant "
+                       "after Holm's correction, the largest changes relative to the full images' mean, and the "
+                       "joint test's p. Every IQM is in each cohort's iqm_agreement table.</p>")
+    return body
+
+
 def quality_section(study: StudyResults) -> str:
-    if not study.quality and not study.rating:
+    own_iqms = _study_iqms(study)
+    if not study.quality and not study.rating and not own_iqms:
         return section("quality", '<p class="note">The quality and ratings arms did not run in this study '
                                         "(no ratings_lmm, ratings_agreement, iqm_agreement or iqm_multivariate table, "
                                         "and no ratings of this study's images).</p>")
@@ -502,6 +546,7 @@ def quality_section(study: StudyResults) -> str:
             body.append(table_html(table.head(QUALITY_ROWS)))
             if len(table) > QUALITY_ROWS:
                 body.append(f'<p class="note">First {QUALITY_ROWS} of {len(table)} rows; all are in {esc(name)}.tsv.</p>')
+    body += own_iqms
     return section("quality", "".join(body))
 
 
