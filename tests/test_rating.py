@@ -353,14 +353,10 @@ def test_simulated_raters_through_the_api_recover_a_set_bias_and_no_bias(tmp_pat
 
 
 def test_two_raters_at_once_lose_and_duplicate_nothing(tmp_path):
-    """Two servers (one per rater) append to one ratings file at the same time, 100 ratings each.
-
-    (100, not the issue's 200: every append is flushed to disk twice, file and folder, and the
-    test budget is tight; the locking is the same at any count.)
-    """
+    """Two servers (one per rater) append to one ratings file at the same time, 200 ratings each."""
     from defacebench import io
 
-    reports = [{"id": report_id, "views": ["axial"]} for report_id in blinding.new_report_ids(100)]
+    reports = [{"id": report_id, "views": ["axial"]} for report_id in blinding.new_report_ids(200)]
     io.write_json({"format": 1, "study_seed": 1, "repeats": 0, "reports": reports}, tmp_path / "reports" / "manifest.json")
     path = tmp_path / "ratings.tsv"
     errors = []
@@ -383,9 +379,9 @@ def test_two_raters_at_once_lose_and_duplicate_nothing(tmp_path):
         thread.join()
     assert not errors
     table = pd.read_csv(path, sep="\t", dtype=str)
-    assert len(table) == 200 and not table.duplicated(["rater_id", "position"]).any()
+    assert len(table) == 400 and not table.duplicated(["rater_id", "position"]).any()
     for rater, group in table.groupby("rater_id"):
-        assert sorted(group["position"].astype(int)) == list(range(100))
+        assert sorted(group["position"].astype(int)) == list(range(200))
         assert set(group["randomized_id"]) == {r["id"] for r in reports}
 
 
