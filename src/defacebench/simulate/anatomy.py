@@ -66,7 +66,12 @@ MODEL_FILES = {
     "ventricle_distance": "ventricle_distance.nii.gz",  # mm x 10 from the lateral ventricles, int16
     "csf_distance": "csf_distance.nii.gz",  # mm x 10 from non-ventricular CSF, int16
     "skull": "skull.nii.gz",  # 1 in the skull's cortical bone (:func:`skull_bone`), uint8
+    "face_weight": "face_weight.nii.gz",  # where the face shape may deform (:func:`face_weight`) x 255, uint8
 }
+
+#: The face shape deforms nothing within ``FACE_BRAIN_MARGIN_MM[0]`` of the intracranial region and
+#: fully beyond ``FACE_BRAIN_MARGIN_MM[1]`` (linear in between), inside PyDeface's face region.
+FACE_BRAIN_MARGIN_MM = (10.0, 20.0)
 
 
 def _to_ants(data: np.ndarray, affine: np.ndarray):
@@ -172,6 +177,46 @@ def skull_bone(head_t1: np.ndarray, icv: np.ndarray, inside_head: np.ndarray, zo
     return inside_head & ~icv & (depth <= SKULL_MAX_MM) & (head_t1 < BONE_TEMPLATE_MAX)
 
 
+def face_weight(face_zone: np.ndarray, icv: np.ndarray, zooms) -> np.ndarray:
+    """Where (0-1) a simulated face shape may deform the head model: PyDeface's face region, away from the brain.
+
+    ``face_zone`` is PyDeface's face region (``facemask == 0``, skin and the air in front of it,
+    where a nose may grow), its edge softened over 4 mm; the weight falls to 0 towards the
+    intracranial region (:data:`FACE_BRAIN_MARGIN_MM`), so no face shape moves brain, CSF or skull.
+    """
+    soft = ndimage.gaussian_filter(face_zone.astype(np.float32), 4.0 / np.asarray(zooms, float))
+    depth = ndimage.distance_transform_edt(~icv, sampling=zooms)
+    near, far = FACE_BRAIN_MARGIN_MM
+    return np.clip(soft, 0, 1) * np.clip((depth - near) / (far - near), 0, 1).astype(np.float32)
+
+
+def face_landmarks(head: np.ndarray, face: np.ndarray, affine: np.ndarray) -> dict:
+    """Landmarks of the head model's face (world mm): nose tip, chin, brow, cheeks, the face's midline.
+
+    The nose tip is the face region's most anterior point within 8 mm of the head's left-right
+    middle (off the midline, the mean head's brow-and-eye ridge reaches further forward); the
+    midline is its x. The chin, brow and cheeks are the most anterior head points at fixed offsets
+    from the nose tip (adult proportions, Farkas 1994): 38 mm below it, 30 mm above it, and 40 mm
+    to each side 5 mm above it.
+    """
+    def world(mask):
+        ijk = np.argwhere(mask)
+        return ijk @ affine[:3, :3].T + affine[:3, 3]
+
+    face_points, head_points = world(face), world(head)
+    middle = (head_points[:, 0].min() + head_points[:, 0].max()) / 2
+    midline = face_points[np.abs(face_points[:, 0] - middle) < 8.0]
+    nose = midline[np.argmax(midline[:, 1])]
+
+    def front(x, z, half_width=3.0):
+        near = head_points[(np.abs(head_points[:, 0] - x) < half_width) & (np.abs(head_points[:, 2] - z) < half_width)]
+        return near[np.argmax(near[:, 1])].tolist()
+
+    return {"nose_tip": nose.tolist(), "midline_x": float(nose[0]), "chin": front(nose[0], nose[2] - 38),
+            "brow": front(nose[0], nose[2] + 30), "cheek_right": front(nose[0] + 40, nose[2] + 5),
+            "cheek_left": front(nose[0] - 40, nose[2] + 5)}
+
+
 def ventricles(csf: np.ndarray, icv: np.ndarray, zooms) -> np.ndarray:
     """Lateral (and third) ventricles: CSF deep inside the intracranial space, largest connected parts."""
     depth = ndimage.distance_transform_edt(icv, sampling=zooms)
@@ -214,7 +259,8 @@ def prepare_anatomy(out_dir: Path, threads: int = 1) -> dict:
     vent = ventricles(csf, icv, zooms)
     outer_csf = (csf > 0.5) & ~ndimage.binary_dilation(vent, iterations=2)
     inside_head = head_mask(head_data) | icv
-    face = (np.asarray(nib.load(str(pydeface_facemask())).dataobj) < 0.5) & inside_head
+    face_zone = np.asarray(nib.load(str(pydeface_facemask())).dataobj) < 0.5
+    face = face_zone & inside_head
     wm_level = float(np.median(head_data[(wm > 0.9) & brain]))
     skull = skull_bone(head_data / wm_level, icv, inside_head, zooms)
 
@@ -236,6 +282,7 @@ def prepare_anatomy(out_dir: Path, threads: int = 1) -> dict:
         "ventricle_distance": ventricle_distance,
         "csf_distance": csf_distance,
         "skull": skull.astype(np.uint8),
+        "face_weight": np.round(face_weight(face_zone, icv, zooms) * PROBABILITY_SCALE).astype(np.uint8),
     }
     for name, arr in arrays.items():
         img = nib.Nifti1Image(arr, head.affine)
@@ -252,6 +299,7 @@ def prepare_anatomy(out_dir: Path, threads: int = 1) -> dict:
         "template_ventricles_ml": float(vent.sum() * voxel_ml),
         "template_skull_ml": float(skull.sum() * voxel_ml),
         "mni152_icv_ml": mni152_intracranial_ml(),
+        "face_landmarks_mm": face_landmarks(inside_head, face, head.affine),
         "head_template": "pydeface data/mean_reg2mean.nii.gz (+ data/facemask.nii.gz)",
         "tissue": "nilearn MNI152 2009 (mni_icbm152_{t1,gm,wm}_tal_nlin_sym_09a)",
         "registration": "antspyx Affine at 2 mm (Mattes MI, 30 % sampling, 1 thread, ANTS_RANDOM_SEED=1), MNI152 T1w brain -> deepbet-masked head template",
@@ -279,7 +327,7 @@ def load_anatomy(anatomy_dir: Path) -> dict:
     out = {"affine": head.affine.copy(), "shape": head.shape[:3]}
     for name, filename in MODEL_FILES.items():
         data = np.asarray(nib.load(str(anatomy_dir / filename)).dataobj)
-        if name in ("gm", "wm", "icv"):
+        if name in ("gm", "wm", "icv", "face_weight"):
             out[name] = data.astype(np.float32) / np.float32(PROBABILITY_SCALE)
         elif name.endswith("_distance"):
             out[name] = data.astype(np.float32) / np.float32(DISTANCE_SCALE)

@@ -106,14 +106,74 @@ def mass_effect(points: np.ndarray, centre: np.ndarray, radius_mm: float, streng
     return centre[:, None] + d * (1 - strength * np.exp(-r2))
 
 
+#: Ranges (uniform) of the face shape parameters: millimetres, except the two widths (relative).
+#: Spread of adult faces (Farkas 1994, Anthropometry of the Head and Face; s.d. of nasal protrusion
+#: ~2-3 mm, of chin projection and lower face height ~4-5 mm, of face width ~4 %), each range about
+#: +-2 s.d., so simulated faces differ as much as people's do, not more.
+FACE_SHAPE_RANGES = {
+    "nose_protrusion_mm": (-5.0, 6.0),  # nose tip forward (+) or back
+    "nose_width": (-0.2, 0.3),  # relative widening of the nose
+    "chin_protrusion_mm": (-6.0, 6.0),  # chin forward (+) or back
+    "chin_drop_mm": (-6.0, 6.0),  # chin lower (+, a longer lower face) or higher
+    "cheek_fullness_mm": (-4.0, 6.0),  # cheeks outward (+) or in
+    "brow_protrusion_mm": (-3.0, 5.0),  # brow ridge forward (+) or back
+    "face_width": (-0.08, 0.08),  # relative width of the face below the brow
+}
+#: Extent (s.d., mm) of each feature's deformation around its landmark: x, y, z.
+FACE_FEATURE_SD_MM = {"nose": (9.0, 12.0, 15.0), "chin": (18.0, 14.0, 12.0), "cheek": (14.0, 16.0, 16.0),
+                      "brow": (28.0, 10.0, 9.0)}
+
+
+def draw_face_shape(rng: np.random.Generator) -> dict:
+    """Random face shape parameters, uniform in :data:`FACE_SHAPE_RANGES`."""
+    return {name: float(rng.uniform(*bounds)) for name, bounds in FACE_SHAPE_RANGES.items()}
+
+
+def _bump(points: np.ndarray, centre, sd_mm) -> np.ndarray:
+    """An anisotropic Gaussian (peak 1) at ``centre`` over points (3, n)."""
+    d = (points - np.asarray(centre, float)[:, None]) / np.asarray(sd_mm, float)[:, None]
+    return np.exp(-0.5 * (d**2).sum(0))
+
+
+def face_displacement(points: np.ndarray, landmarks: dict, face_shape: dict) -> np.ndarray:
+    """How far (mm, (3, n)) the face shape moves template-world points (3, n), before the face-region weight.
+
+    Smooth Gaussian bumps at the landmarks of the head model's face
+    (:func:`defacebench.simulate.anatomy.face_landmarks`): the nose forward and wider, the chin
+    forward and down, the cheeks outward, the brow forward, and the face below the brow wider about
+    the midline. Each bump's slope stays well below 1 (amplitude / s.d. <= 0.7 at most), so the
+    deformation cannot fold tissue.
+    """
+    u = np.zeros_like(points, dtype=np.float64)
+    nose, chin, brow = (np.asarray(landmarks[k], float) for k in ("nose_tip", "chin", "brow"))
+    g = _bump(points, nose, FACE_FEATURE_SD_MM["nose"])
+    u[1] += face_shape["nose_protrusion_mm"] * g
+    u[0] += face_shape["nose_width"] * (points[0] - nose[0]) * g
+    g = _bump(points, chin, FACE_FEATURE_SD_MM["chin"])
+    u[1] += face_shape["chin_protrusion_mm"] * g
+    u[2] -= face_shape["chin_drop_mm"] * g
+    for side in ("cheek_right", "cheek_left"):
+        cheek = np.asarray(landmarks[side], float)
+        outward = np.sign(cheek[0] - landmarks["midline_x"])
+        u[0] += outward * face_shape["cheek_fullness_mm"] * _bump(points, cheek, FACE_FEATURE_SD_MM["cheek"])
+    u[1] += face_shape["brow_protrusion_mm"] * _bump(points, brow, FACE_FEATURE_SD_MM["brow"])
+    # the face below the brow: a wide, soft band centred between the nose and the chin
+    band = np.exp(-0.5 * ((points[2] - (nose[2] + chin[2]) / 2) / 30.0) ** 2)
+    u[0] += face_shape["face_width"] * (points[0] - landmarks["midline_x"]) * band
+    return u
+
+
 def template_coordinates(out_affine: np.ndarray, shape, template_affine: np.ndarray, pose: Pose,
-                         rng: np.random.Generator, warp_mm: float, mass=None) -> np.ndarray:
+                         rng: np.random.Generator, warp_mm: float, mass=None, face=None) -> np.ndarray:
     """Template voxel coordinates (3, *shape) of every output voxel, float32.
 
     The mapping (output voxel -> subject world -> [mass effect] -> template
-    world -> template voxel + smooth warp) is evaluated on a grid of
+    world -> [face shape] -> template voxel + smooth warp) is evaluated on a grid of
     :data:`COARSE_SPACING_MM` and linearly interpolated to full resolution:
     exact for its affine part, and the rest varies over centimetres.
+    ``face``: (landmarks, face shape, face-region weight map on the template grid); a
+    subject point draws from ``t - w(t) u(t)`` (:func:`face_displacement`, weight ``w`` 0 outside
+    the face region), the inverse of the face's deformation to first order.
     """
     voxel = float(np.sqrt((out_affine[:3, :3] ** 2).sum(0)).mean())
     coarse = tuple(max(2, int(np.ceil((n - 1) * voxel / COARSE_SPACING_MM)) + 1) for n in shape)
@@ -125,6 +185,11 @@ def template_coordinates(out_affine: np.ndarray, shape, template_affine: np.ndar
     template_world = pose.to_template(world)
     inverse = np.linalg.inv(template_affine)
     vox = inverse[:3, :3] @ template_world + inverse[:3, 3:4]
+    if face is not None:
+        landmarks, face_shape, weight_map = face
+        weight = ndimage.map_coordinates(weight_map, vox, order=1, mode="constant", cval=0.0, prefilter=False)
+        template_world = template_world - weight * face_displacement(template_world, landmarks, face_shape)
+        vox = inverse[:3, :3] @ template_world + inverse[:3, 3:4]
     template_voxel = float(np.sqrt((template_affine[:3, :3] ** 2).sum(0)).mean())
     warp = smooth_displacement(coarse, rng, warp_mm / template_voxel, sigma=20.0 / COARSE_SPACING_MM)
     vox = vox.reshape((3, *coarse)) + warp

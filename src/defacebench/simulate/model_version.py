@@ -7,4 +7,6 @@ submit-only environment that has Snakemake but not nibabel or numpy (README, "Ru
 #: Version of the head model's contents; :func:`~defacebench.simulate.anatomy.load_anatomy` refuses
 #: a model written by another version.
 #: 2: the skull's cortical bone (``skull``).
-MODEL_VERSION = 2
+#: 3: the face's landmarks and the region a face shape may deform (``face_weight``), for faces that
+#: differ between subjects (:func:`~defacebench.simulate.deform.face_displacement`).
+MODEL_VERSION = 3

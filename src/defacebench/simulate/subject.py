@@ -64,6 +64,9 @@ LESION_ML = (0.5, 40.0)
 TUMOUR_CORE_ML = (10.0, 120.0)
 #: Voxel orders an image may be stored in (real data arrive in all of these).
 ORIENTATIONS = ("LPS", "LAS", "PIL", "PSR")
+#: The face shape is drawn from its own stream of the subject's seed, so that giving faces a shape
+#: changed no other draw: pose, brain, pathology, contrast and noise are those of the same seed before.
+FACE_SHAPE_STREAM = 1
 
 
 def subject_seed(seed: int, subject: str, kind: str = "") -> int:
@@ -190,8 +193,11 @@ def simulate_subject(kind: str, subject: str, seed: int, anatomy_dir: Path, bids
         tumour_centre = pose.to_subject(site_world[:, None])[:, 0]
         radius = (3 * core_ml * 1000 / (4 * np.pi)) ** (1 / 3)
         mass = (tumour_centre, 1.5 * radius, float(rng.uniform(0.25, 0.45)))
+    # each subject's own face (nose, chin, cheeks, brow, width) within PyDeface's face region
+    face_shape = deform.draw_face_shape(np.random.default_rng([own_seed, FACE_SHAPE_STREAM]))
     coords = deform.template_coordinates(out_affine, shape, model["affine"], pose, rng,
-                                         difficulty["warp_mm"], mass)
+                                         difficulty["warp_mm"], mass,
+                                         face=(model["face_landmarks_mm"], face_shape, model["face_weight"]))
 
     # -- resample the model once
     sampled = {name: deform.sample(model[name], coords) for name in ("head", "head_mask", "face")}
@@ -255,7 +261,7 @@ def simulate_subject(kind: str, subject: str, seed: int, anatomy_dir: Path, bids
         "csf_ml": float(counts[CSF] * voxel_ml), "head_tissue_ml": float(counts[HEAD] * voxel_ml),
         "face_ml": float(face.sum() * voxel_ml), "atrophy": atrophy,
         "pitch_deg": pose.pitch_deg, "roll_deg": pose.roll_deg, "yaw_deg": pose.yaw_deg,
-        "head_scale": head_scale, "chin_cut": chin_cut, "noise_level": noise,
+        "head_scale": head_scale, "chin_cut": chin_cut, "noise_level": noise, "face_shape": face_shape,
     }
     truth["brain_ml"] = truth["gm_ml"] + truth["wm_ml"]
     truth["icv_ml"] = truth["brain_ml"] + truth["csf_ml"]
