@@ -108,7 +108,9 @@ def simulated(args) -> None:
         root = args.out / "simulated"
         truth = simulate_subject("healthy", subject, args.seed, anatomy, root, {"voxel_size": 1.0})
         img = nib.load(str(root / f"sub-{subject}/anat/sub-{subject}_T1w.nii.gz"))
-        dseg = np.asarray(nib.load(str(root / f"derivatives/truth/sub-{subject}/anat/sub-{subject}_dseg.nii.gz")).dataobj)
+        dseg = np.asarray(
+            nib.load(str(root / f"derivatives/truth/sub-{subject}/anat/sub-{subject}_dseg.nii.gz")).dataobj
+        )
         intracranial = np.isin(dseg, (CSF, GM, WM))
         brain = np.isin(dseg, (GM, WM))
         mask, info, wall, cpu = timed_bet_like(img)
@@ -116,15 +118,21 @@ def simulated(args) -> None:
         if mask is None:
             line += describe(info)
         else:
-            rows.append((dice(mask, intracranial), dice(mask, brain), ml(mask, img) / ml(intracranial, img) - 1, wall, cpu))
-            line += (f"Dice vs intracranial {rows[-1][0]:.3f}, vs brain {rows[-1][1]:.3f}; volume {ml(mask, img):.0f} ml "
-                     f"(true intracranial {ml(intracranial, img):.0f}, {100 * rows[-1][2]:+.1f} %); ")
+            rows.append(
+                (dice(mask, intracranial), dice(mask, brain), ml(mask, img) / ml(intracranial, img) - 1, wall, cpu)
+            )
+            line += (
+                f"Dice vs intracranial {rows[-1][0]:.3f}, vs brain {rows[-1][1]:.3f}; volume {ml(mask, img):.0f} ml "
+                f"(true intracranial {ml(intracranial, img):.0f}, {100 * rows[-1][2]:+.1f} %); "
+            )
         print(line + f"{wall:.1f} s wall, {cpu:.1f} s CPU; {describe(info)}")
     if rows:
         r = np.array(rows)
-        print(f"  mean Dice vs intracranial {r[:, 0].mean():.3f} (min {r[:, 0].min():.3f}), vs brain {r[:, 1].mean():.3f}; "
-              f"volume error {100 * r[:, 2].mean():+.1f} %; wall {r[:, 3].mean():.1f} s, CPU {r[:, 4].mean():.1f} s per image; "
-              f"failures {args.n - len(rows)}/{args.n}")
+        print(
+            f"  mean Dice vs intracranial {r[:, 0].mean():.3f} (min {r[:, 0].min():.3f}), vs brain {r[:, 1].mean():.3f}; "
+            f"volume error {100 * r[:, 2].mean():+.1f} %; wall {r[:, 3].mean():.1f} s, CPU {r[:, 4].mean():.1f} s per image; "
+            f"failures {args.n - len(rows)}/{args.n}"
+        )
 
 
 def t1w(real: Path, subject: str):
@@ -161,12 +169,16 @@ def defacing(args) -> None:
         prep = prepare_subject(img)
         full_bet, info, _, _ = timed_bet_like(img)
         full_deep = prep["brain_mask"]
-        print(f"  sub-{subject} full: bet_like {ml(full_bet, img) if full_bet is not None else float('nan'):.0f} ml "
-              f"({describe(info)}), deepbet {ml(full_deep, img):.0f} ml")
+        print(
+            f"  sub-{subject} full: bet_like {ml(full_bet, img) if full_bet is not None else float('nan'):.0f} ml "
+            f"({describe(info)}), deepbet {ml(full_deep, img):.0f} ml"
+        )
         rows = [(f"sub-{subject} full", img, full_bet, full_deep)]
         for method in METHODS:
             try:
-                defaced, _ = deface_image(method, img, brain_mask=prep.get("brain_mask"), face_region=prep.get("face_region"))
+                defaced, _ = deface_image(
+                    method, img, brain_mask=prep.get("brain_mask"), face_region=prep.get("face_region")
+                )
             except AnalysisFailure as failure:
                 print(f"    {method}: defacing failed ({failure.reason})")
                 continue
@@ -174,11 +186,15 @@ def defacing(args) -> None:
             deep = extract_brain(defaced)
             parts = []
             if mask is not None and full_bet is not None:
-                parts.append(f"bet_like {100 * (ml(mask, img) / ml(full_bet, img) - 1):+.1f} % (Dice {dice(mask, full_bet):.3f}, "
-                             f"{describe(info)})")
+                parts.append(
+                    f"bet_like {100 * (ml(mask, img) / ml(full_bet, img) - 1):+.1f} % (Dice {dice(mask, full_bet):.3f}, "
+                    f"{describe(info)})"
+                )
             else:
                 parts.append(f"bet_like {describe(info) if mask is None else 'full image failed'}")
-            parts.append(f"deepbet {100 * (ml(deep, img) / ml(full_deep, img) - 1):+.1f} % (Dice {dice(deep, full_deep):.3f})")
+            parts.append(
+                f"deepbet {100 * (ml(deep, img) / ml(full_deep, img) - 1):+.1f} % (Dice {dice(deep, full_deep):.3f})"
+            )
             print(f"    {method:12s} " + "; ".join(parts))
             rows.append((f"sub-{subject} {method}", defaced, mask, deep))
         outlines(rows, args.out / f"defaced_{subject}.png")
@@ -192,8 +208,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench_bet_like"))
     parser.add_argument("--real", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/real-bids")
     parser.add_argument("--deface", nargs="*", default=["IXI012"], help="real subjects to deface")
-    parser.add_argument("--parts", nargs="*", default=["real", "deface", "simulated"],
-                        choices=["real", "deface", "simulated"])
+    parser.add_argument(
+        "--parts", nargs="*", default=["real", "deface", "simulated"], choices=["real", "deface", "simulated"]
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.real.exists() and {"real", "deface"} & set(args.parts):

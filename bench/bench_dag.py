@@ -77,8 +77,11 @@ def main():
     if counts:  # --quiet leaves out Snakemake's job stats table
         print("jobs by rule: " + ", ".join(f"{rule} {n}" for rule, n in counts.items() if rule != "total"))
         print(f"total jobs: {counts.get('total')}")
-    print(f"dry run (snakemake -n{' --quiet' if args.quiet else ''}): "
-          + ", ".join(f"{w:.1f} s" for w in walls) + f" wall; peak RSS {peak_mb:.0f} MB")
+    print(
+        f"dry run (snakemake -n{' --quiet' if args.quiet else ''}): "
+        + ", ".join(f"{w:.1f} s" for w in walls)
+        + f" wall; peak RSS {peak_mb:.0f} MB"
+    )
     print(f"target <= 30 s: {'met' if max(walls) <= 30 else 'MISSED'}")
 
 

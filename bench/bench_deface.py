@@ -5,6 +5,7 @@ Prints per image: brain extraction, template face-region registration, each meth
 (QuickShear given the brain mask; PyDeface and FaceMasking include the registration they need),
 integrity fractions, and the process's peak RSS.
 """
+
 import os
 import resource
 import time
@@ -37,15 +38,19 @@ def main():
     for name, img in images.items():
         brain, t_brain = timed(extract_brain, img)
         (weights, info), t_reg = timed(face_weights, img)
-        print(f"{name} {img.shape} zooms={tuple(round(float(z), 2) for z in img.header.get_zooms()[:3])}: "
-              f"brain extraction {t_brain:.1f} s, face-region registration {t_reg:.1f} s (scale {info['linear_scale']})")
+        print(
+            f"{name} {img.shape} zooms={tuple(round(float(z), 2) for z in img.header.get_zooms()[:3])}: "
+            f"brain extraction {t_brain:.1f} s, face-region registration {t_reg:.1f} s (scale {info['linear_scale']})"
+        )
         for method in ("quickshear", "pydeface", "mri_deface", "facemasking"):
             (out, meta), t = timed(deface_image, method, img, brain_mask=brain, face_region=weights)
             extra = 0.0 if method == "quickshear" else t_reg
             check = integrity(img.dataobj, out.dataobj, brain, face_region_mask(weights))
-            print(f"  {method:12s} deface {t:5.2f} s, with what it needs beyond the brain mask {t + extra:5.1f} s; "
-                  f"brain changed {check['brain_voxels_changed_fraction']:.5f}, "
-                  f"face region changed {check['face_region_changed_fraction']:.3f}  [{meta['backend'][:40]}]")
+            print(
+                f"  {method:12s} deface {t:5.2f} s, with what it needs beyond the brain mask {t + extra:5.1f} s; "
+                f"brain changed {check['brain_voxels_changed_fraction']:.5f}, "
+                f"face region changed {check['face_region_changed_fraction']:.3f}  [{meta['backend'][:40]}]"
+            )
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {rss_mb:.0f} MB")
 

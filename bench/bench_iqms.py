@@ -41,9 +41,9 @@ TOLERANCE = 1e-6
 #: IQMs that cannot equal MRIQC's on the same inputs, and why (printed beside any difference).
 KNOWN_REASONS = {
     "fwhm": "MRIQC takes FWHM from AFNI 3dFWHMx (not installed); it is given our estimate in mm, "
-            "so only the division by the voxel size is compared",
+    "so only the division by the voxel size is compared",
     "qi_2": "MRIQC's chi-squared fit runs scipy's optimiser on 300,000 samples; ours on their distinct "
-            "values: the same likelihood summed in another order",
+    "values: the same likelihood summed in another order",
 }
 
 
@@ -52,9 +52,17 @@ def reference_inputs(inputs: IQMInputs, folder: Path, fwhm_mm, *, qi2: bool = Tr
     from defacebench.quality.masks import artifact_distance
 
     arrays = {
-        "image": inputs.image, "corrected": inputs.corrected, "brain": inputs.brain, "head": inputs.head,
-        "rotation": inputs.rotation, "hat": inputs.hat, "artifact": inputs.artifact, "air": inputs.air,
-        "labels": inputs.labels, "inu_field": inputs.inu_field, "partial_volumes": inputs.partial_volumes,
+        "image": inputs.image,
+        "corrected": inputs.corrected,
+        "brain": inputs.brain,
+        "head": inputs.head,
+        "rotation": inputs.rotation,
+        "hat": inputs.hat,
+        "artifact": inputs.artifact,
+        "air": inputs.air,
+        "labels": inputs.labels,
+        "inu_field": inputs.inu_field,
+        "partial_volumes": inputs.partial_volumes,
         "template_priors": inputs.template_priors,
         "distance": artifact_distance(inputs.head, inputs.hat, inputs.provenance.get("artifact_distance", "mortamet")),
     }
@@ -70,8 +78,14 @@ def mriqc_reference(inputs: IQMInputs, python: str, fwhm_mm, *, qi2: bool = True
         folder = Path(tmp)
         reference_inputs(inputs, folder, fwhm_mm, qi2=qi2)
         env = {**os.environ, "PYTHONWARNINGS": "ignore", "MPLBACKEND": "Agg"}
-        run = subprocess.run([python, str(REFERENCE_SCRIPT), str(folder)], capture_output=True, text=True,
-                             timeout=timeout, env=env, check=False)  # its stderr goes into our error
+        run = subprocess.run(
+            [python, str(REFERENCE_SCRIPT), str(folder)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            check=False,
+        )  # its stderr goes into our error
         if run.returncode != 0:
             raise RuntimeError(f"the MRIQC reference failed:\n{run.stderr[-3000:]}")
         return json.loads((folder / "mriqc.json").read_text())
@@ -95,8 +109,9 @@ def comparison_rows(ours: dict, theirs: dict) -> list[dict]:
         reason = ""
         if not difference <= TOLERANCE:
             reason = next((text for key, text in KNOWN_REASONS.items() if name.startswith(key)), "UNEXPLAINED")
-        rows.append({"iqm": name, "ours": mine, "mriqc": reference, "relative_difference": difference,
-                     "reason": reason})
+        rows.append(
+            {"iqm": name, "ours": mine, "mriqc": reference, "relative_difference": difference, "reason": reason}
+        )
     return rows
 
 
@@ -138,12 +153,21 @@ def bench_one(name: str, path: Path, work: Path, threads: int, python: str | Non
     result = image_quality_metrics(inputs, mriqc_sentinels=True)
     iqms_s, iqms_cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
     print(f"\n== {name}: {path.name}, grid {inputs.image.shape}, voxels {inputs.zooms} mm")
-    print(f"masks (brain mask given): {masks_s:.1f} s wall, {masks_cpu_s:.1f} s CPU (all threads); "
-          f"stages wall {inputs.provenance['stage_times_s']}, CPU {inputs.provenance['stage_cpu_s']}")
-    print(f"IQMs: {iqms_s:.1f} s wall, {iqms_cpu_s:.1f} s CPU (target <= 10 s on 2 cores); load average "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    print("mask voxels: " + ", ".join(f"{k} {int(np.count_nonzero(getattr(inputs, k)))}"
-                                       for k in ("brain", "head", "rotation", "hat", "artifact", "air")))
+    print(
+        f"masks (brain mask given): {masks_s:.1f} s wall, {masks_cpu_s:.1f} s CPU (all threads); "
+        f"stages wall {inputs.provenance['stage_times_s']}, CPU {inputs.provenance['stage_cpu_s']}"
+    )
+    print(
+        f"IQMs: {iqms_s:.1f} s wall, {iqms_cpu_s:.1f} s CPU (target <= 10 s on 2 cores); load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
+    print(
+        "mask voxels: "
+        + ", ".join(
+            f"{k} {int(np.count_nonzero(getattr(inputs, k)))}"
+            for k in ("brain", "head", "rotation", "hat", "artifact", "air")
+        )
+    )
     if result["undefined"]:
         print("undefined:", json.dumps(result["undefined"]))
     if not python:
@@ -157,13 +181,19 @@ def bench_one(name: str, path: Path, work: Path, threads: int, python: str | Non
     rows = comparison_rows(result["iqms"], theirs)
     print(f"{'iqm':22s} {'ours':>14s} {'mriqc':>14s} {'rel.diff':>9s}  reason")
     for row in rows:
-        print(f"{row['iqm']:22s} {row['ours']:14.6g} {row['mriqc']:14.6g} {row['relative_difference']:9.1e}  {row['reason']}")
+        print(
+            f"{row['iqm']:22s} {row['ours']:14.6g} {row['mriqc']:14.6g} {row['relative_difference']:9.1e}  {row['reason']}"
+        )
     equal = sum(row["relative_difference"] <= TOLERANCE for row in rows)
-    print(f"{equal}/{len(rows)} IQMs equal to 1e-6 relative; differing: "
-          + (", ".join(row["iqm"] for row in rows if row["reason"]) or "none"))
-    print(f"mask builders vs MRIQC's: rotation mask {theirs['_rotation_mask_differences']} voxels differ; "
-          f"artefact mask {theirs['_artifact_mask_differences']} voxels differ "
-          f"(MRIQC's has {theirs['_artifact_mask_voxels']})")
+    print(
+        f"{equal}/{len(rows)} IQMs equal to 1e-6 relative; differing: "
+        + (", ".join(row["iqm"] for row in rows if row["reason"]) or "none")
+    )
+    print(
+        f"mask builders vs MRIQC's: rotation mask {theirs['_rotation_mask_differences']} voxels differ; "
+        f"artefact mask {theirs['_artifact_mask_differences']} voxels differ "
+        f"(MRIQC's has {theirs['_artifact_mask_voxels']})"
+    )
 
 
 def main() -> None:

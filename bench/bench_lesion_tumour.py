@@ -39,6 +39,7 @@ from defacebench.overlap import dice, truth_on_grid
 from defacebench.analysis.pathology_training import VALIDATION_SEED, cohort_source, training_cohort
 from defacebench.io import voxel_volume_ml
 from defacebench.stats import icc
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "model_fitting"))
 from fit_lesion_model import model_images  # noqa: E402  the images each lesion model reads, as the fit reads them
 
@@ -46,7 +47,7 @@ REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-bids"
 
 
 def peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
 def lesion_case(images, truth_img, threads, inputs="flair+t1w"):
@@ -57,10 +58,17 @@ def lesion_case(images, truth_img, threads, inputs="flair+t1w"):
     seg, n = L.lesion_mask(result["probability"], voxel_ml)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     truth = truth_on_grid(truth_img, images["FLAIR"]) > 0
-    return {"value": float(seg.sum() * voxel_ml), "truth": float(truth.sum() * voxel_ml), "dice": dice(seg, truth),
-            "n_lesions": n, "model": L.model_inputs(result["coefficients"]),
-            "flair_slice_mm": float(max(result["zooms"])), "seconds": wall, "cpu_seconds": cpu,
-            "rss_gb": peak_rss_gb()}
+    return {
+        "value": float(seg.sum() * voxel_ml),
+        "truth": float(truth.sum() * voxel_ml),
+        "dice": dice(seg, truth),
+        "n_lesions": n,
+        "model": L.model_inputs(result["coefficients"]),
+        "flair_slice_mm": float(max(result["zooms"])),
+        "seconds": wall,
+        "cpu_seconds": cpu,
+        "rss_gb": peak_rss_gb(),
+    }
 
 
 def tumour_case(images, truth_img, threads, core_labels_truth=tfeat.CORE_LABELS):
@@ -72,10 +80,17 @@ def tumour_case(images, truth_img, threads, core_labels_truth=tfeat.CORE_LABELS)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     truth = truth_on_grid(truth_img, images["T1w"])
     core_truth = np.isin(truth, core_labels_truth)
-    return {"value": volumes["value"], "truth": float(core_truth.sum() * voxel_ml), "whole": volumes["whole_tumour_ml"],
-            "whole_truth": float((truth > 0).sum() * voxel_ml), "dice": dice(np.isin(labels, tfeat.CORE_LABELS), core_truth),
-            "whole_dice": dice(labels > 0, truth > 0), "seconds": wall, "cpu_seconds": cpu,
-            "rss_gb": peak_rss_gb()}
+    return {
+        "value": volumes["value"],
+        "truth": float(core_truth.sum() * voxel_ml),
+        "whole": volumes["whole_tumour_ml"],
+        "whole_truth": float((truth > 0).sum() * voxel_ml),
+        "dice": dice(np.isin(labels, tfeat.CORE_LABELS), core_truth),
+        "whole_dice": dice(labels > 0, truth > 0),
+        "seconds": wall,
+        "cpu_seconds": cpu,
+        "rss_gb": peak_rss_gb(),
+    }
 
 
 def _fmt(row: dict) -> dict:
@@ -92,10 +107,13 @@ def simulated(kind, case, args, source) -> pd.DataFrame:
         print(kind, _fmt(row), flush=True)
     df = pd.DataFrame(rows)
     agreement = icc(df["value"], df["truth"])
-    print(f"== {kind}: mean Dice {df['dice'].mean():.3f} (min {df['dice'].min():.3f}), volume ICC(A,1) vs truth "
-          f"{agreement['icc']:.3f} [{agreement['ci_low']:.3f}, {agreement['ci_high']:.3f}], "
-          f"mean {df['seconds'].mean():.1f} s, max {df['seconds'].max():.1f} s per subject "
-          f"(CPU {df['cpu_seconds'].mean():.1f} s: all threads, less sensitive to other load)", flush=True)
+    print(
+        f"== {kind}: mean Dice {df['dice'].mean():.3f} (min {df['dice'].min():.3f}), volume ICC(A,1) vs truth "
+        f"{agreement['icc']:.3f} [{agreement['ci_low']:.3f}, {agreement['ci_high']:.3f}], "
+        f"mean {df['seconds'].mean():.1f} s, max {df['seconds'].max():.1f} s per subject "
+        f"(CPU {df['cpu_seconds'].mean():.1f} s: all threads, less sensitive to other load)",
+        flush=True,
+    )
     if kind == "glioma":
         whole = icc(df["whole"], df["whole_truth"])
         print(f"   whole tumour: mean Dice {df['whole_dice'].mean():.3f}, ICC(A,1) {whole['icc']:.3f}", flush=True)
@@ -115,7 +133,9 @@ def real(args, arms) -> None:
     images = {m: nib.load(anat / f"sub-gbm7294_{n}.nii.gz") for m, n in names.items()}
     ref = nib.load(REAL / "derivatives/reference-masks/sub-gbm7294/anat/sub-gbm7294_desc-tumour_dseg.nii.gz")
     # its reference holds BraTS labels 1 (necrosis/non-enhancing core) and 2 (oedema) only
-    print("real sub-gbm7294 (core = labels 1, 3, 4):", _fmt(tumour_case(images, ref, args.threads, (1, 3, 4))), flush=True)
+    print(
+        "real sub-gbm7294 (core = labels 1, 3, 4):", _fmt(tumour_case(images, ref, args.threads, (1, 3, 4))), flush=True
+    )
 
 
 def main():
@@ -129,8 +149,12 @@ def main():
     parser.add_argument("--arms", default="ms,glioma")
     parser.add_argument("--skip-real", action="store_true")
     parser.add_argument("--skip-sim", action="store_true")
-    parser.add_argument("--lesion-inputs", default="flair+t1w", choices=("flair+t1w", "flair"),
-                        help="the lesion arm's images: FLAIR and T1w (its FLAIR-and-T1w model) or FLAIR alone")
+    parser.add_argument(
+        "--lesion-inputs",
+        default="flair+t1w",
+        choices=("flair+t1w", "flair"),
+        help="the lesion arm's images: FLAIR and T1w (its FLAIR-and-T1w model) or FLAIR alone",
+    )
     args = parser.parse_args()
     source = cohort_source(args.source)
     print(f"validation cohort: {source}, seed {args.seed}, {args.resolution} mm, {args.threads} threads")

@@ -80,24 +80,39 @@ def simulated(threads, work: Path, n=6, seed=SIMULATION_SEED, segmentation=None)
             brain_err = 100 * (r["brain_ml"] / truth["brain_ml"] - 1)
             scaling_err = 100 * (r["vscaling"] / truth["vscaling"] - 1)
             errors.append((abs(err), abs(brain_err), abs(scaling_err)))
-            print(f"   truth NBV {truth['nbv_ml']:.1f} ml (GM+WM {truth['brain_ml']:.1f} ml, VSCALING "
-                  f"{truth['vscaling']:.3f}, atrophy {truth['atrophy']:.2f}): NBV error {err:+.2f} %, "
-                  f"GM+WM {brain_err:+.2f} %, VSCALING {scaling_err:+.2f} %")
+            print(
+                f"   truth NBV {truth['nbv_ml']:.1f} ml (GM+WM {truth['brain_ml']:.1f} ml, VSCALING "
+                f"{truth['vscaling']:.3f}, atrophy {truth['atrophy']:.2f}): NBV error {err:+.2f} %, "
+                f"GM+WM {brain_err:+.2f} %, VSCALING {scaling_err:+.2f} %"
+            )
     if errors:
         nbv, brain, scaling = np.mean(errors, axis=0)
-        print(f"mean absolute error vs simulated truth (n={len(errors)}): NBV {nbv:.2f} %, GM+WM {brain:.2f} %, "
-              f"VSCALING {scaling:.2f} %")
+        print(
+            f"mean absolute error vs simulated truth (n={len(errors)}): NBV {nbv:.2f} %, GM+WM {brain:.2f} %, "
+            f"VSCALING {scaling:.2f} %"
+        )
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--work", default="/tmp/nbvdiag", help="cache of the simulated subjects (shared with diag_vscaling.py)")
+    parser.add_argument(
+        "--work", default="/tmp/nbvdiag", help="cache of the simulated subjects (shared with diag_vscaling.py)"
+    )
     parser.add_argument("--n", type=int, default=6, help="simulated subjects")
-    parser.add_argument("--seed", type=int, default=SIMULATION_SEED,
-                        help="simulation seed (another seed gives subjects no setting was chosen on)")
-    parser.add_argument("--segmentation", action="append", default=[], metavar="KEY=VALUE",
-                        help="segmentation setting (JSON value), e.g. reestimate_sds=true; repeatable")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=SIMULATION_SEED,
+        help="simulation seed (another seed gives subjects no setting was chosen on)",
+    )
+    parser.add_argument(
+        "--segmentation",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="segmentation setting (JSON value), e.g. reestimate_sds=true; repeatable",
+    )
     parser.add_argument("--skip-real", action="store_true", help="simulated subjects only")
     args = parser.parse_args()
     segmentation = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.segmentation)}

@@ -42,8 +42,9 @@ def subject_records(subject: str, t1w_path: Path, out: Path, variants=("none",) 
     failures = {}
     for method in methods:
         try:
-            images[method], _ = deface_image(method, img, brain_mask=prep.get("brain_mask"),
-                                             face_region=prep.get("face_region"))
+            images[method], _ = deface_image(
+                method, img, brain_mask=prep.get("brain_mask"), face_region=prep.get("face_region")
+            )
         except Exception as exc:  # a method that fails on this head is reported, not hidden
             failures[method] = f"{type(exc).__name__}: {exc}"
     records = []
@@ -58,11 +59,15 @@ def subject_records(subject: str, t1w_path: Path, out: Path, variants=("none",) 
             wall, cpu = time.perf_counter(), time.process_time()
             record = {"status": "ok", **privacy_record(images[variant], out / "renders" / f"sub-{subject}" / variant)}
             record.update(wall_s=time.perf_counter() - wall, cpu_s=time.process_time() - cpu)
-            views = " ".join(f"{n}:{v['haar_faces']}/{v['hog_faces']}/{v['box_source'][0]}"
-                             for n, v in record["views"].items())
-            print(f"  sub-{subject} {variant:12s} render {record['render_s']:5.1f} s, detect {record['detect_s']:4.1f} s, "
-                  f"embed {record['embed_s']:4.1f} s: wall {record['wall_s']:5.1f} s, CPU {record['cpu_s']:5.1f} s  "
-                  f"[view:haar/hog/box {views}]", flush=True)
+            views = " ".join(
+                f"{n}:{v['haar_faces']}/{v['hog_faces']}/{v['box_source'][0]}" for n, v in record["views"].items()
+            )
+            print(
+                f"  sub-{subject} {variant:12s} render {record['render_s']:5.1f} s, detect {record['detect_s']:4.1f} s, "
+                f"embed {record['embed_s']:4.1f} s: wall {record['wall_s']:5.1f} s, CPU {record['cpu_s']:5.1f} s  "
+                f"[view:haar/hog/box {views}]",
+                flush=True,
+            )
         record.update(subject=subject, variant=variant)
         io.write_json(record, path)
         records.append(record)
@@ -93,11 +98,27 @@ def report(records: list[dict], title: str) -> pd.DataFrame:
         wall = pd.Series([r["wall_s"] for r in ok if "wall_s" in r])
         cpu = pd.Series([r["cpu_s"] for r in ok if "cpu_s" in r])
         if len(wall):
-            print(f"{title}: per image wall {wall.median():.1f} s median ({wall.min():.1f}-{wall.max():.1f}), "
-                  f"CPU {cpu.median():.1f} s median ({cpu.min():.1f}-{cpu.max():.1f}); {len(VIEWPOINTS)} views")
-    cols = ["method", "n_images", "n_failed", "haar_view_rate", "hog_view_rate", "expected_box_rate", "chance_rank1",
-            "rank1_hits", "rank1_rate", "rank1_ci_low", "rank1_ci_high", "rank5_hits", "rank5_rate", "rank5_ci_low",
-            "rank5_ci_high"]
+            print(
+                f"{title}: per image wall {wall.median():.1f} s median ({wall.min():.1f}-{wall.max():.1f}), "
+                f"CPU {cpu.median():.1f} s median ({cpu.min():.1f}-{cpu.max():.1f}); {len(VIEWPOINTS)} views"
+            )
+    cols = [
+        "method",
+        "n_images",
+        "n_failed",
+        "haar_view_rate",
+        "hog_view_rate",
+        "expected_box_rate",
+        "chance_rank1",
+        "rank1_hits",
+        "rank1_rate",
+        "rank1_ci_low",
+        "rank1_ci_high",
+        "rank5_hits",
+        "rank5_rate",
+        "rank5_ci_low",
+        "rank5_ci_high",
+    ]
     print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return table
 
@@ -111,13 +132,22 @@ def main():
     parser.add_argument("--kind", default="healthy")
     parser.add_argument("--anatomy", type=Path, help="a prepared head model (default: prepared into --out)")
     parser.add_argument("--out", type=Path)
-    parser.add_argument("--rank-only", action="store_true",
-                        help="rank the records cached in --out (computing none): a cohort whose defaced images "
-                        "are done for some subjects only; the gallery is every cached full head")
-    parser.add_argument("--redescribe", action="store_true",
-                        help="recompute the cached records' descriptors from their renders before ranking")
-    parser.add_argument("--subjects", help="first:last (1-based) of the cohort to compute here; ranks only "
-                        "when the whole cohort is computed (runs on parts of a cohort share --out)")
+    parser.add_argument(
+        "--rank-only",
+        action="store_true",
+        help="rank the records cached in --out (computing none): a cohort whose defaced images "
+        "are done for some subjects only; the gallery is every cached full head",
+    )
+    parser.add_argument(
+        "--redescribe",
+        action="store_true",
+        help="recompute the cached records' descriptors from their renders before ranking",
+    )
+    parser.add_argument(
+        "--subjects",
+        help="first:last (1-based) of the cohort to compute here; ranks only "
+        "when the whole cohort is computed (runs on parts of a cohort share --out)",
+    )
     args = parser.parse_args()
     out = args.out or Path("/tmp/bench_privacy") / args.source
     records = []
@@ -140,8 +170,11 @@ def main():
         if args.redescribe:
             redescribe(records)
         done = {r["subject"] for r in records if r["variant"] != "none"}
-        report(records, f"simulated {args.kind} cohort (cached records): gallery {sum(r['variant'] == 'none' for r in records)} "
-               f"full heads, defaced probes from {len(done)} subjects, seed {args.seed}")
+        report(
+            records,
+            f"simulated {args.kind} cohort (cached records): gallery {sum(r['variant'] == 'none' for r in records)} "
+            f"full heads, defaced probes from {len(done)} subjects, seed {args.seed}",
+        )
         return
     anatomy = args.anatomy or out / "anatomy"
     if not is_current(anatomy):

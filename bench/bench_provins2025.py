@@ -27,8 +27,18 @@ RATINGS = REPO.parent / "shared" / "data" / "provins2025" / "S1_Data.tsv"
 
 
 def run_study(cores: int, results: Path) -> float:
-    command = [sys.executable, "-m", "snakemake", "--cores", str(cores), "--forceall", "--configfile",
-               "config/studies/provins2025.yaml", "--config", f"results={results}"]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--cores",
+        str(cores),
+        "--forceall",
+        "--configfile",
+        "config/studies/provins2025.yaml",
+        "--config",
+        f"results={results}",
+    ]
     start = time.perf_counter()
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -53,8 +63,10 @@ def compare_engines() -> None:
         results[engine] = ratings.defacing_lrt(first, engine)
         elapsed = time.perf_counter() - start
         r = results[engine]
-        print(f"{engine:<12} {elapsed:6.2f} s for both fits: estimate {r['estimate']:.6f}, chi2 {r['chi2']:.6f}, "
-              f"p {r['p']:.6f}, llf {r['llf']:.6f}")
+        print(
+            f"{engine:<12} {elapsed:6.2f} s for both fits: estimate {r['estimate']:.6f}, chi2 {r['chi2']:.6f}, "
+            f"p {r['p']:.6f}, llf {r['llf']:.6f}"
+        )
     keys = ("estimate", "chi2", "p", "llf", "var_subject", "var_rater", "var_residual")
     diff = max(abs(results["dense-ml"][k] - results["statsmodels"][k]) for k in keys)
     print(f"largest absolute difference over {', '.join(keys)}: {diff:.2e}")

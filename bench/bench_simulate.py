@@ -35,8 +35,12 @@ print(json.dumps({"seconds": time.perf_counter() - t,
 
 
 def run_child(kind, subject, seed, anatomy, root) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, kind, subject, str(seed), str(anatomy), str(root)],
-                         check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, kind, subject, str(seed), str(anatomy), str(root)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -67,15 +71,19 @@ def main() -> None:
     print(f"prepare_anatomy: {time.perf_counter() - t:.1f} s")
     t = time.perf_counter()
     prepare_anatomy(out / "anatomy_again", threads=2)
-    print(f"prepare_anatomy again: {time.perf_counter() - t:.1f} s; identical files: "
-          f"{same_tree(anatomy, out / 'anatomy_again')}")
+    print(
+        f"prepare_anatomy again: {time.perf_counter() - t:.1f} s; identical files: "
+        f"{same_tree(anatomy, out / 'anatomy_again')}"
+    )
 
     print("\none subject per cohort at 1 mm, fresh process each (targets <= 30 s, <= 3 GB):")
     for kind in COHORT_KINDS:
         first = run_child(kind, "001", 1, anatomy, out / "speed" / kind)
         again = run_child(kind, "001", 1, anatomy, out / "speed_again" / kind)
-        print(f"  {kind:8s} {first['seconds']:5.1f} s  peak RSS {first['peak_rss_mb']:6.0f} MB  "
-              f"(re-run {again['seconds']:.1f} s; byte-identical: {same_tree(out / 'speed' / kind, out / 'speed_again' / kind)})")
+        print(
+            f"  {kind:8s} {first['seconds']:5.1f} s  peak RSS {first['peak_rss_mb']:6.0f} MB  "
+            f"(re-run {again['seconds']:.1f} s; byte-identical: {same_tree(out / 'speed' / kind, out / 'speed_again' / kind)})"
+        )
 
     print(f"\n{args.n} subjects per cohort at 1 mm (seed 2024):")
     for kind in COHORT_KINDS:
@@ -86,26 +94,34 @@ def main() -> None:
             truth = simulate_subject(kind, subject, 2024, anatomy, root, {"voxel_size": 1.0})
             truths.append(truth)
             t1 = nib.load(str(root / f"sub-{subject}/anat/sub-{subject}_T1w.nii.gz"))
-            dseg = np.asarray(nib.load(str(root / f"derivatives/truth/sub-{subject}/anat/sub-{subject}_dseg.nii.gz")).dataobj)
+            dseg = np.asarray(
+                nib.load(str(root / f"derivatives/truth/sub-{subject}/anat/sub-{subject}_dseg.nii.gz")).dataobj
+            )
             mask = extract_brain(t1)
             dices.append((dice(mask, (dseg >= 1) & (dseg <= 3)), dice(mask, (dseg == 2) | (dseg == 3))))
         write_dataset_files(kind, root, truths, name=kind)
         nbv = np.array([t["nbv_ml"] for t in truths])
-        print(f"  {kind}: true NBV {nbv.min():.0f}-{nbv.max():.0f} ml (mean {nbv.mean():.0f}); "
-              f"pitch {min(t['pitch_deg'] for t in truths):.1f}..{max(t['pitch_deg'] for t in truths):.1f} deg; "
-              f"chin cut {sum(t['chin_cut'] for t in truths)}/{len(truths)}; "
-              f"thick FLAIR {sum((t['flair_slice_mm'] or 0) > 1.5 for t in truths)}; "
-              f"reoriented {sum(t['orientation'] != 'RAS' for t in truths)}")
+        print(
+            f"  {kind}: true NBV {nbv.min():.0f}-{nbv.max():.0f} ml (mean {nbv.mean():.0f}); "
+            f"pitch {min(t['pitch_deg'] for t in truths):.1f}..{max(t['pitch_deg'] for t in truths):.1f} deg; "
+            f"chin cut {sum(t['chin_cut'] for t in truths)}/{len(truths)}; "
+            f"thick FLAIR {sum((t['flair_slice_mm'] or 0) > 1.5 for t in truths)}; "
+            f"reoriented {sum(t['orientation'] != 'RAS' for t in truths)}"
+        )
         if kind == "ms":
             lesion = np.array([t["lesion_ml"] for t in truths])
             print(f"    lesion volume {lesion.min():.1f}-{lesion.max():.1f} ml (median {np.median(lesion):.1f})")
         if kind == "glioma":
             core = np.array([t["tumour_core_ml"] for t in truths])
             whole = np.array([t["whole_tumour_ml"] for t in truths])
-            print(f"    tumour core {core.min():.1f}-{core.max():.1f} ml, whole tumour {whole.min():.1f}-{whole.max():.1f} ml")
+            print(
+                f"    tumour core {core.min():.1f}-{core.max():.1f} ml, whole tumour {whole.min():.1f}-{whole.max():.1f} ml"
+            )
         d = np.array(dices)
-        print(f"    deepbet Dice vs GM+WM+CSF (intracranial): min {d[:, 0].min():.3f} mean {d[:, 0].mean():.3f}; "
-              f"vs GM+WM: min {d[:, 1].min():.3f} mean {d[:, 1].mean():.3f}")
+        print(
+            f"    deepbet Dice vs GM+WM+CSF (intracranial): min {d[:, 0].min():.3f} mean {d[:, 0].mean():.3f}; "
+            f"vs GM+WM: min {d[:, 1].min():.3f} mean {d[:, 1].mean():.3f}"
+        )
         print(f"    contact sheet: {root / 'contact_sheet.png'}")
 
 

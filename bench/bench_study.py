@@ -36,11 +36,21 @@ def main():
     rows = []
     for tsv in (results / "benchmarks").rglob("*.tsv"):
         bench = pd.read_csv(tsv, sep="\t")
-        rows.append({"rule": tsv.relative_to(results / "benchmarks").parts[0], "s": bench["s"].iloc[0],
-                     "max_rss_mb": bench["max_rss"].iloc[0]})
+        rows.append(
+            {
+                "rule": tsv.relative_to(results / "benchmarks").parts[0],
+                "s": bench["s"].iloc[0],
+                "max_rss_mb": bench["max_rss"].iloc[0],
+            }
+        )
     table = pd.DataFrame(rows)
-    by_rule = table.groupby("rule").agg(jobs=("s", "size"), mean_s=("s", "mean"), max_s=("s", "max"),
-                                        max_rss_mb=("max_rss_mb", "max"), total_s=("s", "sum"))
+    by_rule = table.groupby("rule").agg(
+        jobs=("s", "size"),
+        mean_s=("s", "mean"),
+        max_s=("s", "max"),
+        max_rss_mb=("max_rss_mb", "max"),
+        total_s=("s", "sum"),
+    )
     print(by_rule.sort_values("total_s", ascending=False).round(1).to_string())
     print(f"\nwhole study: {wall / 60:.1f} min wall on {args.cores} cores; results in {results}")
 

@@ -35,8 +35,16 @@ def write_cohort(folder: Path, subjects: int, methods: int, failure_rate: float,
         for v, variant in enumerate(variants):
             records = []
             for outcome, truth in truths.items():
-                record = Record(cohort="bench", subject=f"{s:04d}", variant=variant, outcome=outcome, unit="ml",
-                                backend="bench", truth=truth, tool_versions={"numpy": np.__version__})
+                record = Record(
+                    cohort="bench",
+                    subject=f"{s:04d}",
+                    variant=variant,
+                    outcome=outcome,
+                    unit="ml",
+                    backend="bench",
+                    truth=truth,
+                    tool_versions={"numpy": np.__version__},
+                )
                 if rng.random() < failure_rate * (1 + v):
                     record.status, record.failed_stage, record.message = "failed", "segmentation", "bench"
                 else:
@@ -72,7 +80,9 @@ def main() -> None:
         timed("write_tables", tables.write_tables, df, folder / "tables", "bench")
         timed("plot_agreement", tables.plot_agreement, df, folder / "tables" / "bench_agreement.png", "bench")
         timed("summary_text", tables.summary_text, df)
-    print(f"failures: {int(failures.failed_defaced.sum())} defaced, {int(failures.failed_full.sum())} full (summed over rows)")
+    print(
+        f"failures: {int(failures.failed_defaced.sum())} defaced, {int(failures.failed_full.sum())} full (summed over rows)"
+    )
     print(f"complete cases per outcome: {agreement.groupby('outcome').n_complete.first().to_dict()}")
     worst = 0.0
     for outcome in OUTCOMES:

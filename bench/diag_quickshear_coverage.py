@@ -29,6 +29,7 @@ REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-bids"
 
 def thirds_changed(img, defaced, face) -> dict:
     """Changed share of the face region in each inferior-superior third (canonical grid)."""
+
     def canonical(data):
         return np.asarray(io.to_canonical(nib.Nifti1Image(np.asarray(data), img.affine)).dataobj)
 
@@ -51,7 +52,9 @@ def images(n_simulated: int, work: Path) -> dict:
     for i in range(n_simulated):
         kind = ("healthy", "ms", "glioma")[i % 3]
         (truth,) = simulate_cohort(kind, 1, 4000 + i, work, prefix="qs")
-        found[f"simulated {kind} sub-{truth['subject']}"] = subject_images(truth["bids_root"], truth["subject"], kind)["T1w"]
+        found[f"simulated {kind} sub-{truth['subject']}"] = subject_images(truth["bids_root"], truth["subject"], kind)[
+            "T1w"
+        ]
     return found
 
 
@@ -67,9 +70,12 @@ def main():
         defaced, _ = deface_image("quickshear", img, brain_mask=brain, face_region=weights)
         record = integrity(img.dataobj, defaced.dataobj, brain, face)
         shares = thirds_changed(img, defaced, face)
-        print(f"{name:28s} face region changed {record['face_region_changed_fraction']:.0%}: lower third "
-              f"{shares['lower']:.0%}, middle {shares['middle']:.0%}, upper {shares['upper']:.0%}; brain voxels "
-              f"changed {record['brain_voxels_changed_fraction']:.4%}", flush=True)
+        print(
+            f"{name:28s} face region changed {record['face_region_changed_fraction']:.0%}: lower third "
+            f"{shares['lower']:.0%}, middle {shares['middle']:.0%}, upper {shares['upper']:.0%}; brain voxels "
+            f"changed {record['brain_voxels_changed_fraction']:.4%}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

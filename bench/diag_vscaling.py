@@ -34,6 +34,7 @@ from defacebench.analysis.nbv import DEFAULT_REGISTRATION, set_threads
 from defacebench.simulate.anatomy import CSF, GM, WM
 from defacebench.templates import mni152_intracranial_ml
 from bench_nbv import SIMULATION_SEED
+
 set_threads(2)
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("n", type=int, nargs="?", default=6)
@@ -47,17 +48,29 @@ errors: dict[str, list[float]] = {}
 for truth in simulate_cohort("healthy", args.n, SIMULATION_SEED, args.work, prefix="sim"):
     subject, bids = truth["subject"], Path(truth["bids_root"])
     path = bids / f"sub-{subject}" / "anat" / f"sub-{subject}_T1w.nii.gz"
-    dseg = to_canonical(nib.load(bids / "derivatives" / "truth" / f"sub-{subject}" / "anat" / f"sub-{subject}_dseg.nii.gz"))
-    img = to_canonical(load_image(path)); vox = np.prod(img.header.get_zooms()[:3]) / 1000
+    dseg = to_canonical(
+        nib.load(bids / "derivatives" / "truth" / f"sub-{subject}" / "anat" / f"sub-{subject}_dseg.nii.gz")
+    )
+    img = to_canonical(load_image(path))
+    vox = np.prod(img.header.get_zooms()[:3]) / 1000
     lab = np.asarray(dseg.dataobj)
     icv = np.isin(lab, [CSF, GM, WM])
     mask = extract_brain(img)
-    head = reg.to_ants(img); m = head.new_image_like(mask.astype(np.float32))
+    head = reg.to_ants(img)
+    m = head.new_image_like(mask.astype(np.float32))
     corr = bias.n4_correct(head, m, **bias.N4_SETTINGS)
     A = reg.affine_to_mni(corr * m, **{**reg.AFFINE_SETTINGS, **DEFAULT_REGISTRATION})
-    row = {"subject": subject, "truth_vs": truth["vscaling"], "truth_icv": icv.sum() * vox, "mask_ml": mask.sum() * vox,
-           "dice_mask_icv": 2 * (mask & icv).sum() / (mask.sum() + icv.sum()), "vs_brain": reg.volume_scaling(A),
-           "pitch": truth["pitch_deg"], "chin_cut": truth["chin_cut"], "atrophy": truth["atrophy"]}
+    row = {
+        "subject": subject,
+        "truth_vs": truth["vscaling"],
+        "truth_icv": icv.sum() * vox,
+        "mask_ml": mask.sum() * vox,
+        "dice_mask_icv": 2 * (mask & icv).sum() / (mask.sum() + icv.sum()),
+        "vs_brain": reg.volume_scaling(A),
+        "pitch": truth["pitch_deg"],
+        "chin_cut": truth["chin_cut"],
+        "atrophy": truth["atrophy"],
+    }
     row["ratio_vs"] = tmpl_icv / row["mask_ml"]
     row["pose_icv_x_vs"] = row["truth_icv"] * truth["vscaling_pose"]
     for name, mk in (("deepbet", mask), ("truth_icv", icv)):
@@ -77,6 +90,8 @@ for truth in simulate_cohort("healthy", args.n, SIMULATION_SEED, args.work, pref
         row["nudged_spread_" + name] = 100 * (max(nudged) - min(nudged)) / row["vs_" + name]
         errors.setdefault(name, []).append(abs(row["err_" + name]))
     row["err_ratio"] = 100 * (row["ratio_vs"] / truth["vscaling"] - 1)
-    print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, default=float), flush=True)
+    print(
+        json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, default=float), flush=True
+    )
 for name, values in errors.items():
     print(f"skull fit on the {name} outline: VSCALING mean absolute error {np.mean(values):.2f} % (n={len(values)})")

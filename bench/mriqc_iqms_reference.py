@@ -62,12 +62,23 @@ def main(folder: Path) -> None:
     masks = {name: nifti(name, arrays[name], np.uint8) for name in ("head", "rotation", "hat", "artifact", "air")}
 
     harmonised = Harmonize(in_file=corrected, wm_mask=pvms[2]).run().outputs.out_file
-    qc = StructuralQC(
-        in_file=image, in_noinu=harmonised, in_segm=nifti("labels", arrays["labels"], np.uint8),
-        in_bias=nifti("inu_field", arrays["inu_field"], np.float32), head_msk=masks["head"],
-        air_msk=masks["air"], rot_msk=masks["rotation"], artifact_msk=masks["artifact"], in_pvms=pvms,
-        mni_tpms=priors, in_fwhm=list(meta["fwhm_mm"]),
-    ).run().outputs
+    qc = (
+        StructuralQC(
+            in_file=image,
+            in_noinu=harmonised,
+            in_segm=nifti("labels", arrays["labels"], np.uint8),
+            in_bias=nifti("inu_field", arrays["inu_field"], np.float32),
+            head_msk=masks["head"],
+            air_msk=masks["air"],
+            rot_msk=masks["rotation"],
+            artifact_msk=masks["artifact"],
+            in_pvms=pvms,
+            mni_tpms=priors,
+            in_fwhm=list(meta["fwhm_mm"]),
+        )
+        .run()
+        .outputs
+    )
     out = {k: float(v) for k, v in qc.out_qc.items()}
     if meta.get("qi2", True):
         out["qi_2"] = float(ComputeQI2(in_file=image, air_msk=masks["hat"]).run().outputs.qi2)
@@ -76,8 +87,9 @@ def main(folder: Path) -> None:
     rotation = nb.load(RotationMask(in_file=image).run().outputs.out_file).get_fdata() > 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a zero MAD divides by zero in MRIQC's function
-        artefacts = artifact_mask(np.asarray(arrays["image"], np.float32), arrays["hat"].astype(bool),
-                                  arrays["distance"], zscore=10.0)
+        artefacts = artifact_mask(
+            np.asarray(arrays["image"], np.float32), arrays["hat"].astype(bool), arrays["distance"], zscore=10.0
+        )
     out["_rotation_mask_differences"] = int(np.count_nonzero(rotation != arrays["rotation"].astype(bool)))
     out["_artifact_mask_differences"] = int(np.count_nonzero(artefacts.astype(bool) != arrays["artifact"].astype(bool)))
     out["_artifact_mask_voxels"] = int(np.count_nonzero(artefacts))

@@ -8,6 +8,7 @@ rating ~ defaced + (1|subject) + (1|rater)) is fitted per method. Prints how oft
 covers the set bias, how often p < 0.05 (power for +0.10, false-positive rate for 0), and the mean
 estimate. Files go to a temporary folder (in memory where /dev/shm exists).
 """
+
 import os
 import sys
 import tempfile
@@ -27,10 +28,20 @@ def replication(root: Path, seed: int, subjects: int, raters: int) -> dict:
         for variant in ("none", "biased", "neutral"):
             report_id = blinding.new_report_ids(1)[0]
             reports.append({"id": report_id, "views": ["axial"]})
-            key_rows.append({"randomized_id": report_id, "subject": f"s{subject:03d}", "variant": variant,
-                             "defaced": int(variant != "none"), "method": "" if variant == "none" else variant,
-                             "dataset": "simulated", "image": "-"})
-    io.write_json({"format": 1, "study_seed": seed, "repeats": 0, "reports": reports}, root / "reports" / "manifest.json")
+            key_rows.append(
+                {
+                    "randomized_id": report_id,
+                    "subject": f"s{subject:03d}",
+                    "variant": variant,
+                    "defaced": int(variant != "none"),
+                    "method": "" if variant == "none" else variant,
+                    "dataset": "simulated",
+                    "image": "-",
+                }
+            )
+    io.write_json(
+        {"format": 1, "study_seed": seed, "repeats": 0, "reports": reports}, root / "reports" / "manifest.json"
+    )
     key = blinding.write_key(key_rows, root / "key.tsv")
     names = [f"r{n}" for n in range(raters)]
     simulated.simulate_ratings(root / "reports", key, root / "ratings.tsv", names, BIAS, seed=seed)
@@ -38,21 +49,25 @@ def replication(root: Path, seed: int, subjects: int, raters: int) -> dict:
 
 
 def main():
-    replications, subjects, raters = (int(a) for a in (sys.argv[1:] + ["100", "16", "4"][len(sys.argv) - 1:])[:3])
+    replications, subjects, raters = (int(a) for a in (sys.argv[1:] + ["100", "16", "4"][len(sys.argv) - 1 :])[:3])
     base = "/dev/shm" if os.path.isdir("/dev/shm") else None
     results = {"biased": [], "neutral": []}
     for seed in range(replications):
         with tempfile.TemporaryDirectory(dir=base) as folder:
             for method, found in replication(Path(folder), seed, subjects, raters).items():
                 results[method].append(found)
-    print(f"{replications} replications, {subjects} subjects x 3 variants, {raters} raters, "
-          f"noise SD {simulated.NOISE_SD}, rater SD {simulated.RATER_SD}")
+    print(
+        f"{replications} replications, {subjects} subjects x 3 variants, {raters} raters, "
+        f"noise SD {simulated.NOISE_SD}, rater SD {simulated.RATER_SD}"
+    )
     for method, rows in results.items():
         estimates = np.array([r["estimate"] for r in rows])
         covered = np.mean([r["covered"] for r in rows])
         significant = np.mean([r["p"] < 0.05 for r in rows])
-        print(f"{method}: set {BIAS.get(method, 0.0):+.2f}, mean estimate {estimates.mean():+.4f} "
-              f"(SD {estimates.std(ddof=1):.4f}), 95 % CI coverage {covered:.1%}, p < 0.05 in {significant:.1%}")
+        print(
+            f"{method}: set {BIAS.get(method, 0.0):+.2f}, mean estimate {estimates.mean():+.4f} "
+            f"(SD {estimates.std(ddof=1):.4f}), 95 % CI coverage {covered:.1%}, p < 0.05 in {significant:.1%}"
+        )
 
 
 if __name__ == "__main__":

@@ -39,7 +39,9 @@ from defacebench.analysis import lesion as L
 from defacebench.analysis import lesion_features as lf
 from defacebench.overlap import dice, truth_on_grid
 from defacebench.analysis.pathology_training import (
-    FIT_SEED, cohort_source, training_cohort,
+    FIT_SEED,
+    cohort_source,
+    training_cohort,
 )
 from defacebench.arrays import uncrop
 from defacebench.io import voxel_volume_ml
@@ -52,8 +54,9 @@ def model_images(images: dict, model: str) -> dict:
     return {k: v for k, v in images.items() if k == "FLAIR" or (model == "t1w" and k == "T1w")}
 
 
-def subject_features(images: dict, truth_img, threads: int, cache: Path | None = None,
-                     names: tuple = lf.FEATURE_NAMES) -> dict:
+def subject_features(
+    images: dict, truth_img, threads: int, cache: Path | None = None, names: tuple = lf.FEATURE_NAMES
+) -> dict:
     """The arm's feature maps and the truth of one subject; kept in ``cache`` (npz) when given.
 
     The cache holds the masked feature values and their names (a cache of other features is
@@ -70,19 +73,38 @@ def subject_features(images: dict, truth_img, threads: int, cache: Path | None =
                 full = np.zeros(mask.shape, np.float32)
                 full[mask] = stored["values"][:, k]
                 features[name] = full
-            return {"features": features, "mask": mask, "lesion": lesion & mask, "lesion_all": lesion,
-                    "zooms": tuple(stored["zooms"]), "voxel_ml": float(stored["voxel_ml"])}
+            return {
+                "features": features,
+                "mask": mask,
+                "lesion": lesion & mask,
+                "lesion_all": lesion,
+                "zooms": tuple(stored["zooms"]),
+                "voxel_ml": float(stored["voxel_ml"]),
+            }
     result = L.lpa_like_features(images, threads=threads)
-    result["features"] = {name: uncrop(values, result["box"], result["mask"].shape)
-                          for name, values in result["box_features"].items()}
+    result["features"] = {
+        name: uncrop(values, result["box"], result["mask"].shape) for name, values in result["box_features"].items()
+    }
     lesion = truth_on_grid(truth_img, images["FLAIR"]) > 0
-    out = {"features": result["features"], "mask": result["mask"], "lesion": lesion & result["mask"],
-           "lesion_all": lesion, "zooms": result["zooms"], "voxel_ml": voxel_volume_ml(result["canonical"])}
+    out = {
+        "features": result["features"],
+        "mask": result["mask"],
+        "lesion": lesion & result["mask"],
+        "lesion_all": lesion,
+        "zooms": result["zooms"],
+        "voxel_ml": voxel_volume_ml(result["canonical"]),
+    }
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, mask=out["mask"], lesion_all=lesion, zooms=np.asarray(out["zooms"]),
-                 voxel_ml=out["voxel_ml"], values=lf.feature_matrix(out["features"], out["mask"], names),
-                 feature_names=np.asarray(names))
+        np.savez(
+            cache,
+            mask=out["mask"],
+            lesion_all=lesion,
+            zooms=np.asarray(out["zooms"]),
+            voxel_ml=out["voxel_ml"],
+            values=lf.feature_matrix(out["features"], out["mask"], names),
+            feature_names=np.asarray(names),
+        )
     return out
 
 
@@ -102,9 +124,11 @@ def sample(subjects: list[dict], rng, names: tuple, negatives_per_positive: int 
         X += [Xs[pos], Xs[chosen_bright], Xs[chosen_uniform]]
         y += [np.ones(len(pos)), np.zeros(n_bright), np.zeros(len(chosen_uniform))]
         n_bright_all = len(bright)
-        w += [np.ones(len(pos)),
-              np.full(n_bright, n_bright_all / max(n_bright, 1)),
-              np.full(len(chosen_uniform), (len(neg) - n_bright_all) / max(len(chosen_uniform), 1))]
+        w += [
+            np.ones(len(pos)),
+            np.full(n_bright, n_bright_all / max(n_bright, 1)),
+            np.full(len(chosen_uniform), (len(neg) - n_bright_all) / max(len(chosen_uniform), 1)),
+        ]
         # the uniform sample also covers bright voxels: its weight is approximate, which is fine for a
         # logistic fit whose threshold is tuned afterwards by the Dice search below
     return np.concatenate(X), np.concatenate(y), np.concatenate(w)
@@ -115,10 +139,18 @@ def extra_thick_subjects(args, settings: dict, source: str, cache: Path, names) 
     if source != "simulator" or args.thick_n <= 0:
         return []
     difficulty = {**settings.get("difficulty", {}), "thick_slice_flair_probability": 1.0}
-    return [subject_features(model_images(images, args.model), truth_img, args.threads,
-                             cache / f"{source}-{args.model}-{args.thick_seed}-{args.resolution}-thick-{name}.npz", names)
-            for name, images, truth_img, _ in training_cohort("ms", args.thick_n, args.thick_seed, args.work,
-                                                             {**settings, "difficulty": difficulty}, source)]
+    return [
+        subject_features(
+            model_images(images, args.model),
+            truth_img,
+            args.threads,
+            cache / f"{source}-{args.model}-{args.thick_seed}-{args.resolution}-thick-{name}.npz",
+            names,
+        )
+        for name, images, truth_img, _ in training_cohort(
+            "ms", args.thick_n, args.thick_seed, args.work, {**settings, "difficulty": difficulty}, source
+        )
+    ]
 
 
 def fit_logistic(X, y, w, C: float = 1.0) -> dict:
@@ -128,8 +160,12 @@ def fit_logistic(X, y, w, C: float = 1.0) -> dict:
     scale = X.std(axis=0) + 1e-6
     model = LogisticRegression(C=C, max_iter=2000)
     model.fit((X - mean) / scale, y, sample_weight=w / w.mean())
-    return {"feature_mean": mean.tolist(), "feature_scale": scale.tolist(),
-            "coefficients": model.coef_[0].tolist(), "intercept": float(model.intercept_[0])}
+    return {
+        "feature_mean": mean.tolist(),
+        "feature_scale": scale.tolist(),
+        "coefficients": model.coef_[0].tolist(),
+        "intercept": float(model.intercept_[0]),
+    }
 
 
 def evaluate(subjects, params) -> tuple[float, list[float]]:
@@ -161,8 +197,13 @@ def fit_load_adaptation(subjects, params) -> tuple[dict, dict]:
     if thick:
         joint = params["load_adaptation"]
         trial, thick_scores = _fit_load_adaptation(thick, {**params, "load_adaptation": {**joint, "thick_slice": None}})
-        params = {**params, "load_adaptation": {**joint, "thick_slice": {
-            k: trial["load_adaptation"][k] for k in ("slope", "reference_volume_ml")}}}
+        params = {
+            **params,
+            "load_adaptation": {
+                **joint,
+                "thick_slice": {k: trial["load_adaptation"][k] for k in ("slope", "reference_volume_ml")},
+            },
+        }
         scores["thick_slice"] = thick_scores
         scores["dice_mean_with_thick_slice_settings"] = round(evaluate(subjects, params)[0], 4)
     return params, scores
@@ -182,48 +223,79 @@ def _fit_load_adaptation(subjects, params) -> tuple[dict, dict]:
     for slope, offset in itertools.product(LOAD_SLOPES, LOAD_OFFSETS):
         if slope == 0.0 and offset != 0.0:
             continue
-        adaptation = {"min_volume_ml": 0.05, "max_shift": 3.0, **kept, "slope": slope,
-                      "reference_volume_ml": typical * float(np.exp(-offset / slope)) if slope else typical}
+        adaptation = {
+            "min_volume_ml": 0.05,
+            "max_shift": 3.0,
+            **kept,
+            "slope": slope,
+            "reference_volume_ml": typical * float(np.exp(-offset / slope)) if slope else typical,
+        }
         trial = {**base, "load_adaptation": adaptation}
         score, dices = evaluate(subjects, trial)
         scores[f"slope {slope}, offset {offset}"] = round(score, 4)
         if best is None or score > best[0]:
             best = (score, dices, trial)
-    return best[2], {"dice_by_slope_and_offset": scores, "typical_first_pass_ml": round(typical, 3),
-                     "first_pass_ml": [round(v, 3) for v in first], "dice": [round(d, 4) for d in best[1]],
-                     "dice_mean": round(best[0], 4)}
+    return best[2], {
+        "dice_by_slope_and_offset": scores,
+        "typical_first_pass_ml": round(typical, 3),
+        "first_pass_ml": [round(v, 3) for v in first],
+        "dice": [round(d, 4) for d in best[1]],
+        "dice_mean": round(best[0], 4),
+    }
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="flair", choices=("flair", "t1w"),
-                        help="FLAIR alone, or FLAIR and a co-registered T1w")
+    parser.add_argument(
+        "--model", default="flair", choices=("flair", "t1w"), help="FLAIR alone, or FLAIR and a co-registered T1w"
+    )
     parser.add_argument("--n", type=int, default=12)
     parser.add_argument("--seed", type=int, default=FIT_SEED)
-    parser.add_argument("--thick-n", type=int, default=8,
-                        help="extra subjects with thick-slice FLAIRs for the thick-slice stage (simulator only)")
+    parser.add_argument(
+        "--thick-n",
+        type=int,
+        default=8,
+        help="extra subjects with thick-slice FLAIRs for the thick-slice stage (simulator only)",
+    )
     parser.add_argument("--thick-seed", type=int, default=9201)
     parser.add_argument("--resolution", type=float, default=1.0)
     parser.add_argument("--work", default="/tmp/dfb-fit")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--source", default="auto", choices=("auto", "simulator", "phantom"),
-                        help="training data: the study's simulator, or the fallback phantoms")
+    parser.add_argument(
+        "--source",
+        default="auto",
+        choices=("auto", "simulator", "phantom"),
+        help="training data: the study's simulator, or the fallback phantoms",
+    )
     parser.add_argument("--sim-settings", default="{}", help="JSON dict passed to simulate_subject")
     parser.add_argument("--out", default=None, help="default: the shipped file of --model")
-    parser.add_argument("--load-adaptation-only", action="store_true",
-                        help="keep the coefficients and post-processing of the existing --out file and refit stage 4 "
-                             "(the load adaptation) only, on the same (cached) subjects")
+    parser.add_argument(
+        "--load-adaptation-only",
+        action="store_true",
+        help="keep the coefficients and post-processing of the existing --out file and refit stage 4 "
+        "(the load adaptation) only, on the same (cached) subjects",
+    )
     args = parser.parse_args()
-    out_path = Path(args.out or REPO / "src/defacebench/data" / (L.T1W_COEFFICIENTS_FILE if args.model == "t1w" else L.COEFFICIENTS_FILE))
+    out_path = Path(
+        args.out
+        or REPO / "src/defacebench/data" / (L.T1W_COEFFICIENTS_FILE if args.model == "t1w" else L.COEFFICIENTS_FILE)
+    )
     names = lf.T1W_FEATURE_NAMES if args.model == "t1w" else lf.FEATURE_NAMES
     rng = np.random.default_rng(args.seed)
     settings = {"resolution_mm": args.resolution, **json.loads(args.sim_settings)}
     start = time.perf_counter()
     source = cohort_source(args.source)
     cache = Path(args.work) / "lesion-features"
-    subjects = [subject_features(model_images(images, args.model), truth_img, args.threads,
-                                 cache / f"{source}-{args.model}-{args.seed}-{args.resolution}-{name}.npz", names)
-                for name, images, truth_img, _ in training_cohort("ms", args.n, args.seed, args.work, settings, source)]
+    subjects = [
+        subject_features(
+            model_images(images, args.model),
+            truth_img,
+            args.threads,
+            cache / f"{source}-{args.model}-{args.seed}-{args.resolution}-{name}.npz",
+            names,
+        )
+        for name, images, truth_img, _ in training_cohort("ms", args.n, args.seed, args.work, settings, source)
+    ]
     print(f"features in {time.perf_counter() - start:.0f} s")
     if args.load_adaptation_only:
         existing = json.loads(out_path.read_text())
@@ -241,10 +313,20 @@ def main():
         params = {"feature_names": list(names), **fit_logistic(X, y, w, C), "postprocessing": {}}
         # the shift range reaches -3: with faint, small simulated lesions among FLAIR-bright normal
         # structures the best operating point lies well below the prevalence-weighted intercept
-        for smooth, grow, shift in itertools.product((0.0,), (1.5, 2.5, 99.0), (-3.0, -2.5, -2.0, -1.5, -1.0, -0.5, 0.0, 1.0)):
-            trial = {**params, "intercept": params["intercept"] + shift,
-                     "postprocessing": {"threshold": 0.5, "smooth_sigma_mm": smooth, "grow_belief": grow,
-                                        "grow_min_probability": 0.1, "grow_iterations": 2}}
+        for smooth, grow, shift in itertools.product(
+            (0.0,), (1.5, 2.5, 99.0), (-3.0, -2.5, -2.0, -1.5, -1.0, -0.5, 0.0, 1.0)
+        ):
+            trial = {
+                **params,
+                "intercept": params["intercept"] + shift,
+                "postprocessing": {
+                    "threshold": 0.5,
+                    "smooth_sigma_mm": smooth,
+                    "grow_belief": grow,
+                    "grow_min_probability": 0.1,
+                    "grow_iterations": 2,
+                },
+            }
             score, dices = evaluate(subjects, trial)
             if best is None or score > best[0]:
                 best = (score, dices, trial, C, shift)
@@ -253,8 +335,14 @@ def main():
     # second stage, for the model just chosen: the half-maximum boundary (off, or on near-isotropic grids)
     half_max_scores = {"off": round(score, 4)}
     for z_min, iterations in itertools.product((2.0, 2.5, 3.0), (1, 2, 3)):
-        trial = {**params, "postprocessing": {**params["postprocessing"], "half_maximum_z_min": z_min,
-                                               "half_maximum_iterations": iterations}}
+        trial = {
+            **params,
+            "postprocessing": {
+                **params["postprocessing"],
+                "half_maximum_z_min": z_min,
+                "half_maximum_iterations": iterations,
+            },
+        }
         trial_score, trial_dices = evaluate(subjects, trial)
         half_max_scores[f"z_min {z_min}, {iterations} steps"] = round(trial_score, 4)
         if trial_score > score:
@@ -270,8 +358,11 @@ def main():
     if thick_subjects:
         best_thick = None
         for thick_shift, fraction in itertools.product((0.0, -0.5, -1.0, -1.5, -2.0), (0.0, 0.5, 0.6, 0.7)):
-            trial = {**params, "thick_slice_intercept_shift": thick_shift,
-                     "postprocessing": {**params["postprocessing"], "thick_slice_peak_fraction": fraction}}
+            trial = {
+                **params,
+                "thick_slice_intercept_shift": thick_shift,
+                "postprocessing": {**params["postprocessing"], "thick_slice_peak_fraction": fraction},
+            }
             trial_score, trial_dices = evaluate(thick_subjects, trial)
             thick_scores[f"shift {thick_shift}, fraction {fraction}"] = round(trial_score, 4)
             if best_thick is None or trial_score > best_thick[0]:
@@ -280,8 +371,10 @@ def main():
         for i, d in zip(thick, best_thick[1]):  # the extra thick subjects follow the cohort's own
             dices[i] = d
         score = float(np.mean(dices))
-        print(f"thick-slice Dice by shift and border: {thick_scores}; chose shift "
-              f"{params['thick_slice_intercept_shift']}, fraction {params['postprocessing']['thick_slice_peak_fraction']}")
+        print(
+            f"thick-slice Dice by shift and border: {thick_scores}; chose shift "
+            f"{params['thick_slice_intercept_shift']}, fraction {params['postprocessing']['thick_slice_peak_fraction']}"
+        )
     # fourth stage, every fitting subject: the intercept's adaptation to the brain's lesion load
     params, load_scores = fit_load_adaptation(subjects + extra_thick, params)
     print(f"load adaptation: {load_scores}; chose {params['load_adaptation']}")
@@ -290,7 +383,7 @@ def main():
     out = {
         "version": f"sim-{args.seed}-{date.today().isoformat()}",
         "description": f"Coefficients of the defacebench lpa-like lesion model, {'FLAIR and T1w' if args.model == 't1w' else 'FLAIR alone'} (re-implementation after "
-                       "Schmidt 2017, LST lpa); NOT LST's coefficients. Fitted by model_fitting/fit_lesion_model.py.",
+        "Schmidt 2017, LST lpa); NOT LST's coefficients. Fitted by model_fitting/fit_lesion_model.py.",
         "feature_names": list(names),
         **{k: params[k] for k in ("feature_mean", "feature_scale", "coefficients", "intercept")},
         "thick_slice_intercept_shift": float(params.get("thick_slice_intercept_shift", 0.0)),
@@ -298,16 +391,28 @@ def main():
         "load_adaptation": params["load_adaptation"],
         "training": {
             "source": source,
-            "simulator": "defacebench.simulate.simulate_subject (kind 'ms')" if source == "simulator"
+            "simulator": "defacebench.simulate.simulate_subject (kind 'ms')"
+            if source == "simulator"
             else "defacebench.analysis.pathology_training.phantom_subject (kind 'ms')",
-            "n_subjects": args.n, "seed": args.seed, "resolution_mm": args.resolution,
-            "simulator_settings": settings, "n_samples": int(len(y)), "n_lesion_samples": int(y.sum()),
-            "regularisation_C": C, "intercept_shift": shift, "fitting_dice_mean": score,
+            "n_subjects": args.n,
+            "seed": args.seed,
+            "resolution_mm": args.resolution,
+            "simulator_settings": settings,
+            "n_samples": int(len(y)),
+            "n_lesion_samples": int(y.sum()),
+            "regularisation_C": C,
+            "intercept_shift": shift,
+            "fitting_dice_mean": score,
             "fitting_dice_by_half_maximum_boundary": half_max_scores,
-            "thick_slice_dice_by_shift_and_border": thick_scores, "model": args.model,
-            "thick_slice_subjects": {"from_cohort": len(thick), "extra": len(thick_subjects) - len(thick),
-                                     "extra_seed": args.thick_seed},
-            "fitting_dice": [round(d, 4) for d in dices], "load_adaptation": load_scores,
+            "thick_slice_dice_by_shift_and_border": thick_scores,
+            "model": args.model,
+            "thick_slice_subjects": {
+                "from_cohort": len(thick),
+                "extra": len(thick_subjects) - len(thick),
+                "extra_seed": args.thick_seed,
+            },
+            "fitting_dice": [round(d, 4) for d in dices],
+            "load_adaptation": load_scores,
             "scikit_learn": sklearn.__version__,
         },
     }

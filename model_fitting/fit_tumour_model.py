@@ -28,7 +28,9 @@ from defacebench.analysis import tumour as T
 from defacebench.analysis import tumour_features as tfeat
 from defacebench.overlap import dice, truth_on_grid
 from defacebench.analysis.pathology_training import (
-    FIT_SEED, cohort_source, training_cohort,
+    FIT_SEED,
+    cohort_source,
+    training_cohort,
 )
 from defacebench.analysis.tumour_forest import export_forest, load_forest, predict_proba, write_forest
 
@@ -56,9 +58,14 @@ def sample(subjects, rng, per_class: int, n_background: int):
                 tumour = np.zeros(mask.shape, bool)
                 tumour[mask] = y > 0
                 from scipy import ndimage
+
                 near = ndimage.binary_dilation(tumour, iterations=8)[mask] & (y == 0)
                 near_idx = np.flatnonzero(near)
-                a = rng.choice(near_idx, min(len(near_idx), n // 2), replace=False) if len(near_idx) else np.empty(0, int)
+                a = (
+                    rng.choice(near_idx, min(len(near_idx), n // 2), replace=False)
+                    if len(near_idx)
+                    else np.empty(0, int)
+                )
                 b = rng.choice(idx, min(len(idx), n - len(a)), replace=False)
                 idx = np.concatenate([a, b])
             else:
@@ -86,17 +93,27 @@ def choose_postprocessing(subjects, model, metadata: dict) -> dict:
         posteriors = T.forest_posteriors(s["prep"], model, s.get("X"))
         truth_core = np.isin(s["labels"], tfeat.CORE_LABELS)
         for sigma, largest in scores:
-            labels = tfeat.regularise(posteriors, model["classes"], s["prep"]["mask"], s["prep"]["zooms"],
-                                      sigma_mm=sigma, min_tumour_ml=min_tumour_ml, largest_component_only=largest)
+            labels = tfeat.regularise(
+                posteriors,
+                model["classes"],
+                s["prep"]["mask"],
+                s["prep"]["zooms"],
+                sigma_mm=sigma,
+                min_tumour_ml=min_tumour_ml,
+                largest_component_only=largest,
+            )
             scores[sigma, largest].append(dice(np.isin(labels, tfeat.CORE_LABELS), truth_core))
     means = {key: float(np.mean(v)) for key, v in scores.items()}
     sigma, largest = max(means, key=means.get)
     chosen = {"sigma_mm": sigma, "largest_component_only": largest}
     metadata["postprocessing"].update(chosen)
     metadata["training"]["fitting_core_dice_by_postprocessing"] = {
-        f"sigma {k[0]}, {'largest component' if k[1] else 'all components'}": round(v, 4) for k, v in means.items()}
-    print(f"fitting-cohort core Dice by post-processing: {metadata['training']['fitting_core_dice_by_postprocessing']}; "
-          f"chose {chosen}")
+        f"sigma {k[0]}, {'largest component' if k[1] else 'all components'}": round(v, 4) for k, v in means.items()
+    }
+    print(
+        f"fitting-cohort core Dice by post-processing: {metadata['training']['fitting_core_dice_by_postprocessing']}; "
+        f"chose {chosen}"
+    )
     return chosen
 
 
@@ -111,12 +128,19 @@ def main():
     parser.add_argument("--depth", type=int, default=12)
     parser.add_argument("--per-class", type=int, default=4000)
     parser.add_argument("--background", type=int, default=20000)
-    parser.add_argument("--source", default="auto", choices=("auto", "simulator", "phantom"),
-                        help="training data: the study's simulator, or the fallback phantoms")
+    parser.add_argument(
+        "--source",
+        default="auto",
+        choices=("auto", "simulator", "phantom"),
+        help="training data: the study's simulator, or the fallback phantoms",
+    )
     parser.add_argument("--sim-settings", default="{}", help="JSON dict passed to simulate_subject")
     parser.add_argument("--out", default=str(REPO / "src/defacebench/data/tumour_forest.npz"))
-    parser.add_argument("--postprocessing-only", action="store_true",
-                        help="keep the forest in --out; only choose its post-processing again on the fitting cohort")
+    parser.add_argument(
+        "--postprocessing-only",
+        action="store_true",
+        help="keep the forest in --out; only choose its post-processing again on the fitting cohort",
+    )
     args = parser.parse_args()
     if args.postprocessing_only:
         return rechoose_postprocessing(args)
@@ -127,29 +151,44 @@ def main():
     settings = {"resolution_mm": args.resolution, **json.loads(args.sim_settings)}
     start = time.perf_counter()
     source = cohort_source(args.source)
-    subjects = [subject_data(images, truth_img, args.threads)
-                for _, images, truth_img, _ in training_cohort("glioma", args.n, args.seed, args.work, settings, source)]
+    subjects = [
+        subject_data(images, truth_img, args.threads)
+        for _, images, truth_img, _ in training_cohort("glioma", args.n, args.seed, args.work, settings, source)
+    ]
     print(f"features in {time.perf_counter() - start:.0f} s")
     X, y = sample(subjects, rng, args.per_class, args.background)
     forest = RandomForestClassifier(
-        n_estimators=args.trees, max_depth=args.depth, min_samples_leaf=10, max_features="sqrt",
-        class_weight="balanced_subsample", random_state=args.seed, n_jobs=args.threads,
+        n_estimators=args.trees,
+        max_depth=args.depth,
+        min_samples_leaf=10,
+        max_features="sqrt",
+        class_weight="balanced_subsample",
+        random_state=args.seed,
+        n_jobs=args.threads,
     ).fit(X, y)
     metadata = {
         "version": f"sim-{args.seed}-{date.today().isoformat()}",
         "description": "Decision forest of the defacebench tumour arm (re-implementation after BraTumIA, "
-                       "Porz et al. 2014); fitted by model_fitting/fit_tumour_model.py on simulated gliomas.",
+        "Porz et al. 2014); fitted by model_fitting/fit_tumour_model.py on simulated gliomas.",
         "feature_names": list(tfeat.FEATURE_NAMES),
         "labels": {str(k): v for k, v in tfeat.LABELS.items()},
         "postprocessing": {"sigma_mm": 1.0, "min_tumour_ml": 0.5},
         "training": {
-            "source": source, "n_subjects": args.n,
-            "simulator": "defacebench.simulate.simulate_subject (kind 'glioma')" if source == "simulator"
+            "source": source,
+            "n_subjects": args.n,
+            "simulator": "defacebench.simulate.simulate_subject (kind 'glioma')"
+            if source == "simulator"
             else "defacebench.analysis.pathology_training.phantom_subject (kind 'glioma')",
-            "seed": args.seed, "resolution_mm": args.resolution, "simulator_settings": settings,
-            "n_samples": int(len(y)), "class_counts": {str(k): int((y == k).sum()) for k in np.unique(y)},
-            "estimator": "sklearn.ensemble.RandomForestClassifier", "n_estimators": args.trees,
-            "max_depth": args.depth, "min_samples_leaf": 10, "class_weight": "balanced_subsample",
+            "seed": args.seed,
+            "resolution_mm": args.resolution,
+            "simulator_settings": settings,
+            "n_samples": int(len(y)),
+            "class_counts": {str(k): int((y == k).sum()) for k in np.unique(y)},
+            "estimator": "sklearn.ensemble.RandomForestClassifier",
+            "n_estimators": args.trees,
+            "max_depth": args.depth,
+            "min_samples_leaf": 10,
+            "class_weight": "balanced_subsample",
             "scikit_learn": sklearn_version,
         },
     }
@@ -174,8 +213,9 @@ def rechoose_postprocessing(args) -> None:
     training = metadata["training"]
     source = training["source"]
     subjects = []
-    for _, images, truth_img, _ in training_cohort("glioma", training["n_subjects"], training["seed"], args.work,
-                                                   training["simulator_settings"], source):
+    for _, images, truth_img, _ in training_cohort(
+        "glioma", training["n_subjects"], training["seed"], args.work, training["simulator_settings"], source
+    ):
         prep = T.prepare(images, threads=args.threads)
         subjects.append({"prep": prep, "labels": truth_on_grid(truth_img, images["T1w"])[prep["box"]]})
     choose_postprocessing(subjects, model, metadata)

@@ -114,7 +114,7 @@ def wrong_extension(anat, subject, source):
 def nonfinite(anat, subject, source):
     data = np.asarray(source.get_fdata(), np.float32)
     centre = tuple(n // 2 for n in data.shape)
-    data[centre[0] - 5:centre[0] + 5, centre[1] - 5:centre[1] + 5, centre[2] - 5:centre[2] + 5] = np.nan
+    data[centre[0] - 5 : centre[0] + 5, centre[1] - 5 : centre[1] + 5, centre[2] - 5 : centre[2] + 5] = np.nan
     data[0, 0, :3] = np.inf
     _save(_with_data(source, data, np.float32), _t1w(anat, subject))
 
@@ -133,19 +133,27 @@ INPUT = "input"
 CASES: dict[str, BadCase] = {
     "truncated": BadCase(truncated, ("failed", INPUT, "truncated"), ("failed", INPUT, "truncated"), ("truncated",)),
     "empty": BadCase(empty, ("failed", INPUT, "empty file"), ("failed", INPUT, "empty file"), ("empty file",)),
-    "notnifti": BadCase(not_nifti, ("failed", INPUT, "not a NIfTI"), ("failed", INPUT, "not a NIfTI"),
-                        ("not a NIfTI",)),
+    "notnifti": BadCase(
+        not_nifti, ("failed", INPUT, "not a NIfTI"), ("failed", INPUT, "not a NIfTI"), ("not a NIfTI",)
+    ),
     "fourd": BadCase(four_d, ("failed", INPUT, "4D image"), ("failed", INPUT, "4D image"), ("4D image",)),
     "twod": BadCase(two_d, ("failed", INPUT, "2D image"), ("failed", INPUT, "2D image"), ("2D image",)),
-    "zeroaffine": BadCase(zero_affine, ("failed", INPUT, "singular affine"), ("failed", INPUT, "singular affine"),
-                          ("singular affine",)),
-    "noorient": BadCase(no_orientation, ("failed", INPUT, "no orientation"), ("failed", INPUT, "no orientation"),
-                        ("no orientation",)),
-    "brokenlink": BadCase(broken_link, ("failed", INPUT, "symbolic link to a missing file"),
-                          ("failed", INPUT, "symbolic link to a missing file"), ("symbolic link to a missing file",)),
+    "zeroaffine": BadCase(
+        zero_affine, ("failed", INPUT, "singular affine"), ("failed", INPUT, "singular affine"), ("singular affine",)
+    ),
+    "noorient": BadCase(
+        no_orientation, ("failed", INPUT, "no orientation"), ("failed", INPUT, "no orientation"), ("no orientation",)
+    ),
+    "brokenlink": BadCase(
+        broken_link,
+        ("failed", INPUT, "symbolic link to a missing file"),
+        ("failed", INPUT, "symbolic link to a missing file"),
+        ("symbolic link to a missing file",),
+    ),
     "t2wonly": BadCase(t2w_only, ("failed", INPUT, "no T1w image"), ("failed", INPUT, "no T1w image"), None),
-    "wrongext": BadCase(wrong_extension, ("failed", INPUT, "sub-wrongext_T1w.nii.zip"),
-                        ("failed", INPUT, "no T1w image"), None),
+    "wrongext": BadCase(
+        wrong_extension, ("failed", INPUT, "sub-wrongext_T1w.nii.zip"), ("failed", INPUT, "no T1w image"), None
+    ),
     # defacing needs no finite intensities (and must not count NaN != NaN as a change); the analysis does
     "nonfinite": BadCase(nonfinite, ("ok", "", ""), ("failed", INPUT, "NaN"), ("1000 NaN, 3 +Inf",)),
     # the T1w is fine (its analyses run); the FLAIR cannot be defaced with the T1w's masks
@@ -153,8 +161,9 @@ CASES: dict[str, BadCase] = {
 }
 
 
-def write_bids_corpus(root: Path, source: Path, controls: dict[str, Path], cases=None,
-                      sources: dict[str, Path] | None = None) -> Path:
+def write_bids_corpus(
+    root: Path, source: Path, controls: dict[str, Path], cases=None, sources: dict[str, Path] | None = None
+) -> Path:
     """A BIDS dataset at ``root``: each case of :data:`CASES` made from ``source``, and the good ``controls``.
 
     ``controls`` maps a subject label to a T1w copied unchanged; ``sources``

@@ -22,8 +22,13 @@ def real_bids():
 
 #: Variables an analysis sets for its own threads (defacebench.runner.set_threads); in a job process
 #: that is right, in the one pytest process it would leak into later tests and their subprocesses.
-THREAD_LIMITS = ("OMP_NUM_THREADS", "OMP_THREAD_LIMIT", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS",
-                 "DEFACEBENCH_THREADS", "ANTS_RANDOM_SEED")
+THREAD_LIMITS = (
+    "OMP_NUM_THREADS",
+    "OMP_THREAD_LIMIT",
+    "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS",
+    "DEFACEBENCH_THREADS",
+    "ANTS_RANDOM_SEED",
+)
 
 
 @pytest.fixture(autouse=True)

@@ -157,7 +157,10 @@ def test_workflow_records_every_bad_input_and_writes_the_good_tables(real_bids, 
         [full] = records[(records.subject == subject) & (records.variant == "none")].to_dict("records")
         status, stage, words = case.analysis
         message = full["message"] if isinstance(full["message"], str) else ""
-        assert (full["status"], full["failed_stage"] if status == "failed" else "") == (status, stage), (subject, message)
+        assert (full["status"], full["failed_stage"] if status == "failed" else "") == (status, stage), (
+            subject,
+            message,
+        )
         assert words in message, (subject, message)
     nonfinite = json.loads((results / "records/bad/deface/sub-nonfinite_method-quickshear.json").read_text())
     t1w = nonfinite["images"]["T1w"]

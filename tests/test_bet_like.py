@@ -145,8 +145,9 @@ def test_smaller_fractional_threshold_gives_a_larger_brain():
     # a brain whose edge is a ramp (partial volume), where the threshold decides where the edge is
     image, _ = synthetic_head(*grid((3.0, 3.0, 3.0)), seed=2)
     blurred = nib.Nifti1Image(ndimage.gaussian_filter(np.asarray(image.dataobj), 1.2), image.affine)
-    volumes = [bet_like_brain_mask(blurred, fractional_threshold=f, iterations=ITERATIONS)[1]["volume_ml"]
-               for f in (0.3, 0.7)]
+    volumes = [
+        bet_like_brain_mask(blurred, fractional_threshold=f, iterations=ITERATIONS)[1]["volume_ml"] for f in (0.3, 0.7)
+    ]
     assert volumes[0] > volumes[1] * 1.03
 
 
@@ -166,7 +167,7 @@ def test_surface_mask_fills_a_sphere_and_closes_at_the_edge_of_the_field_of_view
     affine = np.diag([2.0, 2.0, 2.0, 1.0])
     affine[:3, 3] = -40
     mask = surface_mask(30 * vertices, faces, affine, (41, 41, 41))
-    assert mask.sum() * 8 == pytest.approx(4 / 3 * np.pi * 30 ** 3, rel=0.05)
+    assert mask.sum() * 8 == pytest.approx(4 / 3 * np.pi * 30**3, rel=0.05)
     # a sphere cut by the field of view: the part inside is still filled
     cut = surface_mask(30 * vertices + [0, 0, 25], faces, affine, (41, 41, 41))
     assert cut[20, 20, 38] and cut[20, 20, 20] and not cut[20, 20, 5]
@@ -206,7 +207,7 @@ def test_robust_field_of_view_keeps_the_head_and_drops_the_neck():
     img, brain = synthetic_head(affine, shape)
     data = np.asarray(img.dataobj).copy()
     xyz = np.indices(shape).reshape(3, -1).T @ affine[:3, :3].T + affine[:3, 3]
-    neck = ((xyz[:, 0] ** 2 + (xyz[:, 1] - 5) ** 2 < 45 ** 2) & (xyz[:, 2] < -40)).reshape(shape)
+    neck = ((xyz[:, 0] ** 2 + (xyz[:, 1] - 5) ** 2 < 45**2) & (xyz[:, 2] < -40)).reshape(shape)
     data[neck & (data < 50)] = 85.0  # neck muscle and fat, as bright as the scalp
     img = nib.Nifti1Image(data, affine)
     cropped, info = robust_field_of_view(img)

@@ -1,4 +1,5 @@
 """Defacing methods: correctness on synthetic grids, output hygiene, orchestration, real heads."""
+
 import json
 from pathlib import Path
 
@@ -14,8 +15,9 @@ from defacebench.records import AnalysisFailure
 
 
 def _reorient(img, codes):
-    ornt = nib.orientations.ornt_transform(nib.orientations.io_orientation(img.affine),
-                                           nib.orientations.axcodes2ornt(codes))
+    ornt = nib.orientations.ornt_transform(
+        nib.orientations.io_orientation(img.affine), nib.orientations.axcodes2ornt(codes)
+    )
     return img.as_reoriented(ornt)
 
 
@@ -168,8 +170,12 @@ def test_apply_t1w_mask_resamples_the_removed_voxels(tmp_path):
     images, prep = _write_subject(tmp_path)
     record = deface_subject("quickshear", images, tmp_path / "out", prep=prep, options={"apply_t1w_mask": True})
     assert record["status"] == "ok", record
-    t1_full, t1_def = (np.asanyarray(io.load_image(p).dataobj) for p in (images["T1w"], tmp_path / "out/sub-01_T1w.nii.gz"))
-    fl_full, fl_def = (np.asanyarray(io.load_image(p).dataobj) for p in (images["FLAIR"], tmp_path / "out/sub-01_FLAIR.nii.gz"))
+    t1_full, t1_def = (
+        np.asanyarray(io.load_image(p).dataobj) for p in (images["T1w"], tmp_path / "out/sub-01_T1w.nii.gz")
+    )
+    fl_full, fl_def = (
+        np.asanyarray(io.load_image(p).dataobj) for p in (images["FLAIR"], tmp_path / "out/sub-01_FLAIR.nii.gz")
+    )
     removed_t1 = (t1_full != t1_def)[::2, ::2, ::2]
     removed_fl = fl_full != fl_def
     assert removed_fl.any() and (removed_fl == (removed_t1 & (fl_full != 0))).mean() > 0.99
@@ -178,8 +184,13 @@ def test_apply_t1w_mask_resamples_the_removed_voxels(tmp_path):
 
 def test_failure_is_recorded_and_nothing_written(tmp_path):
     images, prep = _write_subject(tmp_path)
-    record = deface_subject("fsl_deface", images, tmp_path / "out", prep=prep,
-                            options={"command": "fsl_deface_not_installed {input} {output}"})
+    record = deface_subject(
+        "fsl_deface",
+        images,
+        tmp_path / "out",
+        prep=prep,
+        options={"command": "fsl_deface_not_installed {input} {output}"},
+    )
     assert record["status"] == "failed" and record["failed_stage"] == "deface"
     assert "not on PATH" in record["message"]
     assert not list((tmp_path / "out").glob("*.nii.gz"))
@@ -199,8 +210,12 @@ def real_records(real_bids, tmp_path_factory):
         images = {"T1w": real_bids / f"sub-{subject}/anat/sub-{subject}_T1w.nii.gz"}
         for method in METHODS:
             records[subject, method] = deface_subject(
-                method, images, root / method / subject, render_dir=root / "renders" / subject,
-                options={"preparation_dir": root / "prep" / subject})
+                method,
+                images,
+                root / method / subject,
+                render_dir=root / "renders" / subject,
+                options={"preparation_dir": root / "prep" / subject},
+            )
     return records
 
 

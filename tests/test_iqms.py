@@ -52,9 +52,18 @@ def _phantom(shape=(48, 48, 48), seed=0, air=True, ghost=False) -> IQMInputs:
     distance = masks.artifact_distance(head, hat)
     artifact = masks.artifact_mask(image, hat, distance)
     return IQMInputs(
-        image=image.astype(np.float32), corrected=image.astype(np.float32), zooms=(1.0, 1.0, 1.0),
-        brain=labels > 0, head=head, rotation=masks.rotation_mask(image), hat=hat, artifact=artifact,
-        air=hat & ~artifact, partial_volumes=pv, labels=labels, inu_field=field_map,
+        image=image.astype(np.float32),
+        corrected=image.astype(np.float32),
+        zooms=(1.0, 1.0, 1.0),
+        brain=labels > 0,
+        head=head,
+        rotation=masks.rotation_mask(image),
+        hat=hat,
+        artifact=artifact,
+        air=hat & ~artifact,
+        partial_volumes=pv,
+        labels=labels,
+        inu_field=field_map,
         template_priors=np.stack([ndimage.gaussian_filter(p, 1.5) for p in pv]),
     )
 
@@ -75,8 +84,25 @@ def test_every_iqm_is_returned_with_provenance(phantom_iqms):
     assert phantom_iqms["undefined"] == {}
     assert all(np.isfinite(v) for v in phantom_iqms["iqms"].values())
     # S2 Data of Provins et al. 2025 has these columns; every one of them is here
-    s2 = {"cjv", "cnr", "efc", "fber", "fwhm_avg", "icvs_gm", "inu_med", "inu_range", "qi_1", "qi_2", "rpve_wm",
-          "snr_total", "snrd_total", "summary_bg_k", "summary_wm_p95", "tpm_overlap_csf", "wm2max"}
+    s2 = {
+        "cjv",
+        "cnr",
+        "efc",
+        "fber",
+        "fwhm_avg",
+        "icvs_gm",
+        "inu_med",
+        "inu_range",
+        "qi_1",
+        "qi_2",
+        "rpve_wm",
+        "snr_total",
+        "snrd_total",
+        "summary_bg_k",
+        "summary_wm_p95",
+        "tpm_overlap_csf",
+        "wm2max",
+    }
     assert s2 <= set(IQM_NAMES)
 
 
@@ -89,12 +115,14 @@ def test_snr_cnr_cjv_of_piecewise_constant_tissue(phantom_iqms):
     assert values["cjv"] == pytest.approx(2 * TISSUE_SD / (WM - GM), rel=0.08)  # MADs of normal noise = s.d.
     sigma_air = AIR_SD * math.sqrt((4 - math.pi) / 2) * 1000 / WM  # Rayleigh s.d., harmonised
     assert values["summary_bg_stdv"] == pytest.approx(sigma_air, rel=0.1)
-    assert values["cnr"] == pytest.approx((WM - GM) / math.sqrt(sigma_air ** 2 + 2 * TISSUE_SD ** 2), rel=0.05)
+    assert values["cnr"] == pytest.approx((WM - GM) / math.sqrt(sigma_air**2 + 2 * TISSUE_SD**2), rel=0.05)
     # Dietrich: the air's MAD stands for its spread; SNRd = factor x median / MAD
-    assert values["snrd_wm"] == pytest.approx(iqms.DIETRICH_FACTOR * values["summary_wm_median"]
-                                              / values["summary_bg_mad"], rel=1e-9)
-    assert values["icvs_wm"] == pytest.approx((np.array(_phantom().labels) == 3).sum()
-                                              / (np.array(_phantom().labels) > 0).sum(), rel=1e-6)
+    assert values["snrd_wm"] == pytest.approx(
+        iqms.DIETRICH_FACTOR * values["summary_wm_median"] / values["summary_bg_mad"], rel=1e-9
+    )
+    assert values["icvs_wm"] == pytest.approx(
+        (np.array(_phantom().labels) == 3).sum() / (np.array(_phantom().labels) > 0).sum(), rel=1e-6
+    )
 
 
 def test_snr_formula():
@@ -160,7 +188,9 @@ def test_weighted_quantiles_equal_statsmodels():
     values = np.round(rng.normal(100, 20, 4000))
     weights = np.round(rng.random(4000).astype(np.float32), 3).astype(np.float64)
     weights[:300] = 0
-    expected = weightstats.DescrStatsW(values, weights=weights).quantile(np.array([0.05, 0.5, 0.95]), return_pandas=False)
+    expected = weightstats.DescrStatsW(values, weights=weights).quantile(
+        np.array([0.05, 0.5, 0.95]), return_pandas=False
+    )
     assert np.array_equal(iqms.weighted_quantiles(values, weights, [0.05, 0.5, 0.95]), expected)
 
 
@@ -169,7 +199,9 @@ def test_kde_equals_the_direct_sum_and_chi2_fit_equals_scipy():
     samples = np.round(np.abs(rng.normal(0, 1, (6000, 2))).sum(axis=1) * 10)
     samples *= 100 / np.percentile(samples, 99)
     grid = np.linspace(0, 110, 1000)
-    direct = np.exp(-0.5 * ((grid[:, None] - samples[None, :]) / 4.0) ** 2).sum(axis=1) / (samples.size * 4.0 * math.sqrt(2 * math.pi))
+    direct = np.exp(-0.5 * ((grid[:, None] - samples[None, :]) / 4.0) ** 2).sum(axis=1) / (
+        samples.size * 4.0 * math.sqrt(2 * math.pi)
+    )
     assert np.max(np.abs(iqms.gaussian_kde_on_grid(samples, grid, 4.0) - direct)) < 1e-12 * direct.max()
     assert np.allclose(iqms.chi2_fit(samples, 32), stats.chi2.fit(samples, 32), rtol=1e-9, atol=0)
 
@@ -276,8 +308,10 @@ def _bench_module():
 def test_every_iqm_equals_mriqc_on_the_same_arrays(phantom, phantom_iqms):
     python = os.environ.get("DEFACEBENCH_MRIQC_PYTHON")
     if not python:
-        pytest.skip("DEFACEBENCH_MRIQC_PYTHON (a Python with mriqc 24.0.2) is not set: "
-                    "the comparison with MRIQC's own code is not run")
+        pytest.skip(
+            "DEFACEBENCH_MRIQC_PYTHON (a Python with mriqc 24.0.2) is not set: "
+            "the comparison with MRIQC's own code is not run"
+        )
     bench = _bench_module()
     ours = image_quality_metrics(phantom, mriqc_sentinels=True)["iqms"]
     theirs = bench.mriqc_reference(phantom, python, iqms.fwhm_classic(phantom.image, phantom.brain, phantom.zooms))

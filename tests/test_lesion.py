@@ -38,7 +38,7 @@ def test_command_backend_failure_is_recorded():
 def test_command_backend_reads_the_tool_output(tmp_path):
     data = np.zeros((30, 30, 30), np.float32)
     data[10:14, 10:14, 10:14] = 1.0  # 64 voxels of 1 mm^3 = 0.064 ml
-    data[20, 20, 20] = 1.0           # a 1-voxel cluster: below 0.015 ml, dropped
+    data[20, 20, 20] = 1.0  # a 1-voxel cluster: below 0.015 ml, dropped
     src = tmp_path / "lesion.nii.gz"
     nib.save(nib.Nifti1Image(data, np.eye(4)), src)
     flair = nib.Nifti1Image(np.random.default_rng(1).random((30, 30, 30), dtype=np.float32), np.eye(4))
@@ -71,8 +71,8 @@ def test_shipped_coefficients_have_the_documented_fields(t1w):
 
 def test_cluster_filter_drops_small_clusters():
     p = np.zeros((20, 20, 20), np.float32)
-    p[2:5, 2:5, 2:5] = 0.9   # 27 voxels
-    p[10, 10, 10] = 0.9      # 1 voxel
+    p[2:5, 2:5, 2:5] = 0.9  # 27 voxels
+    p[10, 10, 10] = 0.9  # 1 voxel
     seg, n = L.lesion_mask(p, voxel_ml=0.001)
     assert n == 1 and seg.sum() == 27
 
@@ -80,8 +80,10 @@ def test_cluster_filter_drops_small_clusters():
 def _ellipsoid_brain(shape, zooms, seed=0):
     """A brain-like mask (ellipsoid, off centre) with FLAIR, priors and bright blobs, on a grid with room around it."""
     rng = np.random.default_rng(seed)
-    grid = np.meshgrid(*[(np.arange(n) - c) * z for n, c, z in zip(shape, (0.45 * shape[0], 0.55 * shape[1], 0.5 * shape[2]), zooms)],
-                       indexing="ij")
+    grid = np.meshgrid(
+        *[(np.arange(n) - c) * z for n, c, z in zip(shape, (0.45 * shape[0], 0.55 * shape[1], 0.5 * shape[2]), zooms)],
+        indexing="ij",
+    )
     r = np.sqrt(sum((g / a) ** 2 for g, a in zip(grid, (22.0, 26.0, 30.0))))
     mask = r < 1.0
     flair = np.where(mask, 1.0 + 0.1 * rng.standard_normal(shape), 0.0).astype(np.float32)
@@ -158,10 +160,20 @@ def _postprocess_faint_core(zooms, half_maximum_iterations):
     z_wm, mask, lesion, _ = _faint_lesion(zooms)
     grid_r = np.sqrt(((np.indices(mask.shape).T * np.asarray(zooms) + np.asarray(zooms) / 2 - 20.0) ** 2).sum(-1)).T
     probability = np.where(grid_r < 4.0, 0.9, 0.05).astype(np.float32)
-    features = {"belief": np.zeros(mask.shape, np.float32), "z_wm": z_wm,
-                "peak_fraction": lf.peak_fraction(z_wm, mask, zooms)}
-    post = {"threshold": 0.5, "smooth_sigma_mm": 0.0, "grow_belief": 99.0, "grow_min_probability": 0.1,
-            "grow_iterations": 2, "half_maximum_z_min": 1.5, "half_maximum_iterations": half_maximum_iterations}
+    features = {
+        "belief": np.zeros(mask.shape, np.float32),
+        "z_wm": z_wm,
+        "peak_fraction": lf.peak_fraction(z_wm, mask, zooms),
+    }
+    post = {
+        "threshold": 0.5,
+        "smooth_sigma_mm": 0.0,
+        "grow_belief": 99.0,
+        "grow_min_probability": 0.1,
+        "grow_iterations": 2,
+        "half_maximum_z_min": 1.5,
+        "half_maximum_iterations": half_maximum_iterations,
+    }
     return lf.postprocess(probability, features, mask, zooms, post) > 0.5, lesion
 
 
@@ -184,8 +196,11 @@ def test_thick_slice_border_trims_a_thick_lesion_to_its_bright_part_and_leaves_f
     """Step 6: on a thick-slice grid, lesion voxels below the set fraction of the local peak leave."""
     for zooms, should_change in (((1.0, 1.0, 3.0), True), ((1.0, 1.0, 1.0), False)):
         z_wm, mask, _, _ = _faint_lesion(zooms)
-        features = {"belief": np.zeros(mask.shape, np.float32), "z_wm": z_wm,
-                    "peak_fraction": lf.peak_fraction(z_wm, mask, zooms)}
+        features = {
+            "belief": np.zeros(mask.shape, np.float32),
+            "z_wm": z_wm,
+            "peak_fraction": lf.peak_fraction(z_wm, mask, zooms),
+        }
         probability = np.where(z_wm > 0, 0.9, 0.05).astype(np.float32)  # everything with any lesion in it
         post = {"threshold": 0.5, "grow_belief": 99.0, "grow_iterations": 0}
         before = lf.postprocess(probability, features, mask, zooms, post) > 0.5
@@ -247,8 +262,13 @@ def test_load_adaptation_shift_follows_the_log_ratio_of_the_load_to_the_referenc
 
 
 def test_thick_slice_grids_take_the_load_adaptations_thick_slice_settings():
-    adaptation = {"slope": 1.0, "reference_volume_ml": 3.0, "min_volume_ml": 0.05, "max_shift": 3.0,
-                  "thick_slice": {"slope": 0.5, "reference_volume_ml": 1.0}}
+    adaptation = {
+        "slope": 1.0,
+        "reference_volume_ml": 3.0,
+        "min_volume_ml": 0.05,
+        "max_shift": 3.0,
+        "thick_slice": {"slope": 0.5, "reference_volume_ml": 1.0},
+    }
     assert lf.grid_load_adaptation(adaptation, (1.0, 1.0, 1.0)) is adaptation
     thick = lf.grid_load_adaptation(adaptation, (1.0, 1.0, 4.0))
     assert thick["slope"] == 0.5 and thick["reference_volume_ml"] == 1.0 and thick["max_shift"] == 3.0
@@ -271,9 +291,14 @@ def test_lesion_probability_moves_the_intercept_by_the_load_shift():
         adaptation = {"slope": 0.5, "reference_volume_ml": reference, "min_volume_ml": 0.05, "max_shift": 3.0}
         adapted = lf.lesion_probability(features, mask, zooms, {**params, "load_adaptation": adaptation})
         assert adapted["first_pass_ml"] == pytest.approx(first_ml)
-        assert adapted["load_shift"] == pytest.approx(0.5 * np.log(first_ml / reference)) and np.sign(adapted["load_shift"]) == sign
+        assert (
+            adapted["load_shift"] == pytest.approx(0.5 * np.log(first_ml / reference))
+            and np.sign(adapted["load_shift"]) == sign
+        )
         shifted = {**params, "intercept": params["intercept"] + adapted["load_shift"]}
-        expected = lf.postprocess(lf.raw_probability(features, mask, zooms, shifted), features, mask, zooms, params["postprocessing"])
+        expected = lf.postprocess(
+            lf.raw_probability(features, mask, zooms, shifted), features, mask, zooms, params["postprocessing"]
+        )
         np.testing.assert_allclose(adapted["probability"], expected, atol=1e-5)  # the sum's order differs
         # a heavier load than the reference lowers the bar everywhere; a lighter one raises it
         change = adapted["raw"][mask].astype(np.float64) - plain["raw"][mask]
@@ -318,10 +343,10 @@ def test_truth_on_a_thick_slice_grid_takes_each_slab_majority():
     affine = np.diag([1.0, 1.0, 1.0, 1.0])
     affine[:3, 3] = -10
     truth = np.zeros((8, 8, 16), np.uint8)
-    truth[2:4, 2:4, 0:3] = 1     # slab 0: 3 of 4 thin slices
-    truth[5:7, 5:7, 4:5] = 1     # slab 1: 1 of 4
-    truth[2:4, 5:7, 9:11] = 1    # slab 2: 2 of 4, a tie: background
-    truth[5:7, 2:4, 12:16] = 2   # slab 3: all 4, another label
+    truth[2:4, 2:4, 0:3] = 1  # slab 0: 3 of 4 thin slices
+    truth[5:7, 5:7, 4:5] = 1  # slab 1: 1 of 4
+    truth[2:4, 5:7, 9:11] = 1  # slab 2: 2 of 4, a tie: background
+    truth[5:7, 2:4, 12:16] = 2  # slab 3: all 4, another label
     _, thick_affine = thick_slices(np.zeros(truth.shape, np.float32), affine, 4, axis=2)
     reference = nib.Nifti1Image(np.zeros((8, 8, 4), np.float32), thick_affine)
     on_grid = truth_on_grid(nib.Nifti1Image(truth, affine), reference)
@@ -362,8 +387,9 @@ def test_phantom_subject_dice():
     from defacebench.analysis.pathology_training import VALIDATION_SEED, training_cohort
     from defacebench.overlap import truth_on_grid
 
-    name, images, truth_img, _ = next(training_cohort("ms", 1, VALIDATION_SEED, "/tmp/dfb-test", {"resolution_mm": 2.0},
-                                                      source="phantom"))
+    name, images, truth_img, _ = next(
+        training_cohort("ms", 1, VALIDATION_SEED, "/tmp/dfb-test", {"resolution_mm": 2.0}, source="phantom")
+    )
     result = L.lpa_like(images, threads=2)
     # a subject with a T1w gets the FLAIR-and-T1w model
     assert "T1w" in images and L.uses_t1w(result["coefficients"]) and result["t1"] is not None
@@ -388,8 +414,9 @@ def test_simulated_subject_dice_and_volume():
         pytest.skip("accuracy on a 1 mm simulated subject: set DEFACEBENCH_ACCURACY_TESTS=1 to run it")
     if not simulator_available():
         pytest.skip("defacebench.simulate is not installed")
-    name, images, truth_img, truth = next(training_cohort("ms", 1, VALIDATION_SEED, SIM_WORK, {"resolution_mm": 1.0},
-                                                          source="simulator"))
+    name, images, truth_img, truth = next(
+        training_cohort("ms", 1, VALIDATION_SEED, SIM_WORK, {"resolution_mm": 1.0}, source="simulator")
+    )
     result = L.lpa_like(images, threads=2)
     voxel_ml = float(np.prod(result["zooms"])) / 1000
     seg, _ = L.lesion_mask(result["probability"], voxel_ml)
@@ -408,7 +435,12 @@ def test_ms07_lesion_dice(real_bids):
     prob = L.lesion_probability_map(images, threads=2)
     assert prob.shape == images["FLAIR"].shape
     seg, _ = L.lesion_mask(np.asarray(prob.dataobj), 0.001)
-    ref = np.asarray(nib.load(real_bids / "derivatives/reference-masks/sub-ms07/anat/sub-ms07_desc-lesion_mask.nii.gz").dataobj) > 0
+    ref = (
+        np.asarray(
+            nib.load(real_bids / "derivatives/reference-masks/sub-ms07/anat/sub-ms07_desc-lesion_mask.nii.gz").dataobj
+        )
+        > 0
+    )
     # two runs agree closely (multi-threaded ITK is not bit-for-bit repeatable)
     assert seg.sum() * 0.001 == pytest.approx(out["value"], rel=0.15)
     assert dice(seg, ref) > MS07_DICE_FLOOR

@@ -233,8 +233,9 @@ def test_n4_flattens_the_brain_and_keeps_the_rest():
     mask = radius < 24
     tissue = np.where(radius < 15, 100.0, 60.0) + np.random.default_rng(2).normal(0, 2, radius.shape)
     data = (np.where(radius < 30, tissue, 0.0) * (0.75 + 0.5 * grid[0] / 63.0)).astype(np.float32)
-    corrected = bias.n4_correct(image_from_array(data, np.eye(4)),
-                                image_from_array(mask.astype(np.float32), np.eye(4))).numpy()
+    corrected = bias.n4_correct(
+        image_from_array(data, np.eye(4)), image_from_array(mask.astype(np.float32), np.eye(4))
+    ).numpy()
     inner = radius < 13
     assert np.std(data[inner]) / np.mean(data[inner]) > 0.045
     assert np.std(corrected[inner]) / np.mean(corrected[inner]) < 0.025

@@ -14,7 +14,7 @@ from defacebench.records import Record
 def test_dice_counts_shared_voxels():
     a = np.zeros((4, 4, 4), bool)
     b = np.zeros((4, 4, 4), bool)
-    a[:2] = True   # 32 voxels
+    a[:2] = True  # 32 voxels
     b[1:3] = True  # 32 voxels, 16 shared
     assert overlap.dice(a, b) == pytest.approx(0.5)
     assert overlap.dice(a, a) == 1.0 and overlap.dice(a, ~a) == 0.0
@@ -23,9 +23,9 @@ def test_dice_counts_shared_voxels():
 
 def test_regions_follow_the_label_conventions():
     labels = np.array([0, 1, 2, 3, 4])
-    assert overlap.region(labels, "NBV").tolist() == [False, False, True, True, False]   # GM, WM
-    assert overlap.region(labels, "GBV").tolist() == [False, True, False, True, True]    # core
-    assert overlap.region(labels, "WTV").tolist() == [False, True, True, True, True]     # whole tumour
+    assert overlap.region(labels, "NBV").tolist() == [False, False, True, True, False]  # GM, WM
+    assert overlap.region(labels, "GBV").tolist() == [False, True, False, True, True]  # core
+    assert overlap.region(labels, "WTV").tolist() == [False, True, True, True, True]  # whole tumour
     assert overlap.region(labels, "WMLV").tolist() == [False, True, True, True, True]
 
 
@@ -37,13 +37,15 @@ def test_region_dice_takes_the_reference_onto_a_thick_slice_grid():
     thick_affine = np.diag([1.0, 1.0, 3.0, 1.0])
     thick_affine[2, 3] = 1.0  # the centre of slices 0-2
     seg = np.zeros((12, 12, 4), np.uint8)
-    seg[3:9, 3:9, 1:3] = 1    # thin slices 3-8
+    seg[3:9, 3:9, 1:3] = 1  # thin slices 3-8
     assert overlap.region_dice(nib.Nifti1Image(seg, thick_affine), thin, "WMLV") == pytest.approx(1.0)
     seg[3:9, 3:9, 2] = 0
     assert overlap.region_dice(nib.Nifti1Image(seg, thick_affine), thin, "WMLV") == pytest.approx(2 / 3)
     # the same label map in another orientation on disk is the same segmentation
-    flipped = nib.Nifti1Image(truth[::-1].copy(), np.diag([-1.0, 1, 1, 1]) @ np.array(
-        [[1, 0, 0, -11], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], float))
+    flipped = nib.Nifti1Image(
+        truth[::-1].copy(),
+        np.diag([-1.0, 1, 1, 1]) @ np.array([[1, 0, 0, -11], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], float),
+    )
     assert overlap.region_dice(flipped, thin, "WMLV") == pytest.approx(1.0)
 
 
@@ -78,11 +80,17 @@ def _study(tmp_path, maps: dict, failed=()):
 
 def test_overlap_table_compares_each_defaced_map_with_the_full_one(tmp_path):
     full = np.zeros((6, 6, 6), bool)
-    full[1:5, 1:5, 1:3] = True                 # 32 voxels
+    full[1:5, 1:5, 1:3] = True  # 32 voxels
     shrunk = full.copy()
-    shrunk[1:5, 1:5, 2] = False                # 16 of them
-    maps = {("001", "none"): full, ("001", "quickshear"): full, ("001", "pydeface"): shrunk,
-            ("002", "none"): full, ("002", "quickshear"): full, ("002", "pydeface"): full}
+    shrunk[1:5, 1:5, 2] = False  # 16 of them
+    maps = {
+        ("001", "none"): full,
+        ("001", "quickshear"): full,
+        ("001", "pydeface"): shrunk,
+        ("002", "none"): full,
+        ("002", "quickshear"): full,
+        ("002", "pydeface"): full,
+    }
     records, root = _study(tmp_path, maps, failed={("002", "pydeface")})
     table = overlap.overlap_table(records, root)
     # sub-002 failed once: not a complete case, so it leaves every method's rows

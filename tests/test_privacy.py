@@ -1,4 +1,5 @@
 """Frontal surface render and face detection (privacy check)."""
+
 from pathlib import Path
 
 import nibabel as nib
@@ -16,8 +17,9 @@ def _ball_head(shape=(80, 90, 70), orientation="RAS"):
     data = ((((grid - centre) / (np.array(shape)[:, None, None, None] * 0.4)) ** 2).sum(0) < 1) * 100.0
     img = nib.Nifti1Image(data.astype(np.float32), np.diag([2.0, 2.0, 2.0, 1.0]))
     if orientation != "RAS":
-        ornt = nib.orientations.ornt_transform(nib.orientations.axcodes2ornt("RAS"),
-                                               nib.orientations.axcodes2ornt(orientation))
+        ornt = nib.orientations.ornt_transform(
+            nib.orientations.axcodes2ornt("RAS"), nib.orientations.axcodes2ornt(orientation)
+        )
         img = img.as_reoriented(ornt)
     return img
 

@@ -41,14 +41,23 @@ def study_tables(published_data, published, tmp_path_factory):
     """The study's tables written once per session (the mixed models are the slow part)."""
     out = tmp_path_factory.mktemp("provins2025")
     lmm_table = provins2025.write_ratings_lmm(RATINGS, out, published)
-    agreement = provins2025.write_ratings_agreement(RATINGS, out, EXPERIENCE, published, sd_multiplier=2.0,
-                                                   n_boot=N_BOOT, seed=2025)
-    iqm_agreement, multivariate = provins2025.write_iqm_tables(IQMS, out, published, n_boot=N_BOOT, n_perm=N_BOOT,
-                                                               seed=2025)
-    claims = provins2025.write_claims({name: out / f"{name}.tsv"
-                                       for name in ("ratings_lmm", "ratings_agreement", "iqm_agreement")}, out, published)
-    return {"dir": out, "ratings_lmm": lmm_table, "ratings_agreement": agreement, "iqm_agreement": iqm_agreement,
-            "iqm_multivariate": multivariate, "claims": claims}
+    agreement = provins2025.write_ratings_agreement(
+        RATINGS, out, EXPERIENCE, published, sd_multiplier=2.0, n_boot=N_BOOT, seed=2025
+    )
+    iqm_agreement, multivariate = provins2025.write_iqm_tables(
+        IQMS, out, published, n_boot=N_BOOT, n_perm=N_BOOT, seed=2025
+    )
+    claims = provins2025.write_claims(
+        {name: out / f"{name}.tsv" for name in ("ratings_lmm", "ratings_agreement", "iqm_agreement")}, out, published
+    )
+    return {
+        "dir": out,
+        "ratings_lmm": lmm_table,
+        "ratings_agreement": agreement,
+        "iqm_agreement": iqm_agreement,
+        "iqm_multivariate": multivariate,
+        "claims": claims,
+    }
 
 
 def _row(table, **where):
@@ -76,7 +85,9 @@ def test_mixed_model_subsets(study_tables):
     table = study_tables["ratings_lmm"]
     models = set(table["model"])
     assert {"all_raters", "poor_nondefaced"} <= models
-    assert {f"without_rater_0{i}" for i in range(1, 5)} <= models and {f"only_rater_0{i}" for i in range(1, 5)} <= models
+    assert {f"without_rater_0{i}" for i in range(1, 5)} <= models and {
+        f"only_rater_0{i}" for i in range(1, 5)
+    } <= models
     assert (_row(table, model="without_rater_01", term="defaced")["n_ratings"]) == 1110
     alone = _row(table, model="only_rater_01", term="defaced")
     assert alone["n_raters"] == 1 and np.isnan(alone["var_rater"])
@@ -123,9 +134,14 @@ def test_every_iqm_has_a_row_of_579_pairs(study_tables, published):
         published_row = dict(zip(spec["columns"], values))
         assert ours["bias"] == pytest.approx(published_row["bias"], rel=1e-9, abs=1e-12), iqm
         # the authors' SD divides by n (numpy's default), ours by n - 1: that is the whole difference
-        width, published_width = ours["loa_high"] - ours["loa_low"], published_row["loa_high"] - published_row["loa_low"]
+        width, published_width = (
+            ours["loa_high"] - ours["loa_low"],
+            published_row["loa_high"] - published_row["loa_low"],
+        )
         assert published_width == pytest.approx(width * np.sqrt(578 / 579), rel=1e-9), iqm
-        assert (published_row["loa_high"] + published_row["loa_low"]) / 2 == pytest.approx(ours["bias"], rel=1e-9, abs=1e-12)
+        assert (published_row["loa_high"] + published_row["loa_low"]) / 2 == pytest.approx(
+            ours["bias"], rel=1e-9, abs=1e-12
+        )
     constant = _row(table, iqm="qi_1")
     assert constant["bias"] == 0 and "equal" in constant["note"]
 
@@ -144,10 +160,33 @@ def test_claims_and_written_files(study_tables):
     out = study_tables["dir"]
     for name, columns in {
         "ratings_lmm": ["model", "term", "estimate", "chi2", "df", "p", "n_ratings", "published_estimate"],
-        "ratings_agreement": ["rater", "bias", "loa_low", "loa_high", "ci_low", "ci_high", "icc", "icc_ci_low",
-                              "icc_ci_high", "n", "ci_low_bootstrap", "ci_high_bootstrap", "published_bias"],
-        "iqm_agreement": ["iqm", "n", "bias", "loa_low", "loa_high", "ci_low", "ci_high", "ci_low_bootstrap",
-                          "ci_high_bootstrap", "published_bias"],
+        "ratings_agreement": [
+            "rater",
+            "bias",
+            "loa_low",
+            "loa_high",
+            "ci_low",
+            "ci_high",
+            "icc",
+            "icc_ci_low",
+            "icc_ci_high",
+            "n",
+            "ci_low_bootstrap",
+            "ci_high_bootstrap",
+            "published_bias",
+        ],
+        "iqm_agreement": [
+            "iqm",
+            "n",
+            "bias",
+            "loa_low",
+            "loa_high",
+            "ci_low",
+            "ci_high",
+            "ci_low_bootstrap",
+            "ci_high_bootstrap",
+            "published_bias",
+        ],
         "iqm_multivariate": ["sample", "T2", "F", "p", "p_signflip"],
     }.items():
         written = pd.read_csv(out / f"{name}.tsv", sep="\t")
@@ -178,8 +217,10 @@ def test_a_claim_contradicting_its_table_is_an_error(published):
 
 
 GOOD_ROWS = [
-    ("rater_01", "001", "0", "3.2"), ("rater_01", "001", "1", "3.4"),
-    ("rater_02", "001", "0", "2.9"), ("rater_02", "001", "1", "3.0"),
+    ("rater_01", "001", "0", "3.2"),
+    ("rater_01", "001", "1", "3.4"),
+    ("rater_02", "001", "0", "2.9"),
+    ("rater_02", "001", "1", "3.0"),
 ]
 
 
@@ -194,17 +235,33 @@ def test_good_small_ratings_file(tmp_path):
     assert list(table["subject"]) == ["001"] * 4 and table["rating"].dtype == float
 
 
-@pytest.mark.parametrize("rows, header, expected", [
-    (GOOD_ROWS, ("rater_id", "subject", "defaced"), r"line 1 \(header\): missing column\(s\) 'rating'"),
-    (GOOD_ROWS[:2] + [("rater_02", "001", "0", "5.2")] + GOOD_ROWS[3:], None,
-     r"line 4 \(data row 3\), column 'rating': '5.2' is outside the rating scale 1-4"),
-    (GOOD_ROWS[:1] + [("rater_01", "001", "1", "good")] + GOOD_ROWS[2:], None,
-     r"line 3 \(data row 2\), column 'rating': 'good' is not a number"),
-    (GOOD_ROWS[:3] + [("rater_02", "001", "2", "3.0")], None, r"line 5 \(data row 4\), column 'defaced': '2' is not 0"),
-    ([("rater_01", "001", "0", "3.2"), ("rater_01", "002", "0", "3.4")] + GOOD_ROWS[2:], None,
-     r"line 2 \(data row 1\), column 'defaced': rater 'rater_01' rated nondefaced images only"),
-    ([("", "001", "0", "3.2")] + GOOD_ROWS[1:], None, r"line 2 \(data row 1\), column 'rater_id'"),
-])
+@pytest.mark.parametrize(
+    "rows, header, expected",
+    [
+        (GOOD_ROWS, ("rater_id", "subject", "defaced"), r"line 1 \(header\): missing column\(s\) 'rating'"),
+        (
+            GOOD_ROWS[:2] + [("rater_02", "001", "0", "5.2")] + GOOD_ROWS[3:],
+            None,
+            r"line 4 \(data row 3\), column 'rating': '5.2' is outside the rating scale 1-4",
+        ),
+        (
+            GOOD_ROWS[:1] + [("rater_01", "001", "1", "good")] + GOOD_ROWS[2:],
+            None,
+            r"line 3 \(data row 2\), column 'rating': 'good' is not a number",
+        ),
+        (
+            GOOD_ROWS[:3] + [("rater_02", "001", "2", "3.0")],
+            None,
+            r"line 5 \(data row 4\), column 'defaced': '2' is not 0",
+        ),
+        (
+            [("rater_01", "001", "0", "3.2"), ("rater_01", "002", "0", "3.4")] + GOOD_ROWS[2:],
+            None,
+            r"line 2 \(data row 1\), column 'defaced': rater 'rater_01' rated nondefaced images only",
+        ),
+        ([("", "001", "0", "3.2")] + GOOD_ROWS[1:], None, r"line 2 \(data row 1\), column 'rater_id'"),
+    ],
+)
 def test_bad_ratings_file_names_file_line_and_column(tmp_path, rows, header, expected):
     path = _ratings_file(tmp_path, rows, header or ("rater_id", "subject", "defaced", "rating"))
     with pytest.raises(ratings.RatingsError, match=expected) as info:
@@ -242,8 +299,14 @@ def _simulated_ratings(effect, n_subjects=60, n_raters=4, seed=0):
     for r in range(n_raters):
         for s in range(n_subjects):
             for d in (0, 1):
-                rows.append({"rater": f"r{r}", "subject": f"s{s:03d}", "defaced": d,
-                             "rating": 3 + subject[s] + rater[r] + effect * d + rng.normal(0, 0.2)})
+                rows.append(
+                    {
+                        "rater": f"r{r}",
+                        "subject": f"s{s:03d}",
+                        "defaced": d,
+                        "rating": 3 + subject[s] + rater[r] + effect * d + rng.normal(0, 0.2),
+                    }
+                )
     table = pd.DataFrame(rows)
     return table.assign(order=np.arange(len(table)))
 
@@ -252,7 +315,9 @@ def test_the_mixed_model_recovers_a_known_effect():
     result = ratings.defacing_lrt(_simulated_ratings(0.3))
     assert abs(result["estimate"] - 0.3) < 3 * result["se"] and result["se"] < 0.02
     assert result["p"] < 1e-10 and result["converged"]
-    assert result["var_subject"] == pytest.approx(0.25, rel=0.5) and result["var_residual"] == pytest.approx(0.04, rel=0.2)
+    assert result["var_subject"] == pytest.approx(0.25, rel=0.5) and result["var_residual"] == pytest.approx(
+        0.04, rel=0.2
+    )
     null = ratings.defacing_lrt(_simulated_ratings(0.0, seed=1))
     assert abs(null["estimate"]) < 3 * null["se"] and null["p"] > 0.01
 
@@ -285,8 +350,15 @@ def test_a_variance_of_zero_is_found_on_the_boundary():
 
 
 def test_first_rating_rule_keeps_the_earliest():
-    table = pd.DataFrame({"rater": ["a", "a", "a", "a"], "subject": ["1", "1", "1", "1"], "defaced": [0, 1, 0, 1],
-                          "rating": [2.0, 3.0, 4.0, 1.0], "order": [0, 1, 2, 3]})
+    table = pd.DataFrame(
+        {
+            "rater": ["a", "a", "a", "a"],
+            "subject": ["1", "1", "1", "1"],
+            "defaced": [0, 1, 0, 1],
+            "rating": [2.0, 3.0, 4.0, 1.0],
+            "order": [0, 1, 2, 3],
+        }
+    )
     first = ratings.first_ratings(table.iloc[::-1])
     assert sorted(first["rating"]) == [2.0, 3.0]
     pairs, unpaired = ratings.rating_pairs(table)
@@ -307,8 +379,9 @@ def test_paired_agreement_reuses_the_package_statistics():
     assert row["ci_low"] < 0.5 < row["ci_high"] and row["ci_low_bootstrap"] < 0.5 < row["ci_high_bootstrap"]
     # seeded: the same CI again, and the same CI for the column inside a table
     assert paired.bland_altman_agreement(first, second, seed=1)["ci_low_bootstrap"] == row["ci_low_bootstrap"]
-    table = paired.agreement_table(pd.DataFrame({"x": first, "y": first * 2}), pd.DataFrame({"x": second, "y": second * 2}),
-                                   seed=1)
+    table = paired.agreement_table(
+        pd.DataFrame({"x": first, "y": first * 2}), pd.DataFrame({"x": second, "y": second * 2}), seed=1
+    )
     assert table.loc[0, "ci_low_bootstrap"] == pytest.approx(row["ci_low_bootstrap"], rel=1e-12)
     assert table.loc[1, "bias"] == pytest.approx(2 * row["bias"])
 
@@ -364,9 +437,13 @@ def test_study_config_is_valid_and_empty_cohorts_need_it():
 
 
 def test_study_dry_run_plans_the_tables(published_data):
-    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--forceall", "--configfile",
-                             "config/studies/provins2025.yaml"],
-                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--forceall", "--configfile", "config/studies/provins2025.yaml"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     for rule in ("provins2025_ratings_lmm", "provins2025_ratings_agreement", "provins2025_iqms", "provins2025_claims"):

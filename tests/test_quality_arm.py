@@ -1,4 +1,5 @@
 """The image-quality arm's records and cohort tables (defacebench.quality.arm)."""
+
 import json
 
 import numpy as np
@@ -9,9 +10,20 @@ from defacebench.quality import arm
 
 
 def _record(subject, variant, iqms, status="ok", stage="", message=""):
-    return {"cohort": "c", "subject": subject, "variant": variant, "outcome": "IQM", "status": status,
-            "failed_stage": stage, "message": message, "backend": "defacebench-iqms", "brain_mask_source": "x",
-            "runtime_s": 1.0, "iqms": iqms if status == "ok" else {}, "undefined": {}}
+    return {
+        "cohort": "c",
+        "subject": subject,
+        "variant": variant,
+        "outcome": "IQM",
+        "status": status,
+        "failed_stage": stage,
+        "message": message,
+        "backend": "defacebench-iqms",
+        "brain_mask_source": "x",
+        "runtime_s": 1.0,
+        "iqms": iqms if status == "ok" else {},
+        "undefined": {},
+    }
 
 
 def _write(tmp_path, records):
@@ -40,8 +52,11 @@ def test_agreement_per_method_over_subjects_measured_on_both(tmp_path):
         records.append(_record(s, "none", base))
         # 'shifted' lowers efc by a fixed 0.05 on every subject (defacing removes the face's structure)
         records.append(_record(s, "shifted", {**base, "efc": base["efc"] - 0.05}))
-        records.append(_record(s, "same", dict(base)) if s != "003" else
-                       _record(s, "same", {}, status="failed", stage="deface", message="crash"))
+        records.append(
+            _record(s, "same", dict(base))
+            if s != "003"
+            else _record(s, "same", {}, status="failed", stage="deface", message="crash")
+        )
     table = arm.load_iqm_records(_write(tmp_path, records))
     agreement = arm.iqm_agreement(table, ["shifted", "same"], n_boot=200).set_index(["method", "iqm"])
     # full minus defaced, as Provins et al. (2025)
@@ -49,8 +64,9 @@ def test_agreement_per_method_over_subjects_measured_on_both(tmp_path):
     assert agreement.loc[("shifted", "snr_wm"), "bias"] == pytest.approx(0.0)
     assert agreement.loc[("shifted", "efc"), "n"] == 12
     assert agreement.loc[("same", "efc"), "n"] == 11  # the failed subject leaves that method's pairs only
-    assert agreement.loc[("shifted", "efc"), "mean_full"] - agreement.loc[("shifted", "efc"), "mean_defaced"] == \
-        pytest.approx(0.05)
+    assert agreement.loc[("shifted", "efc"), "mean_full"] - agreement.loc[
+        ("shifted", "efc"), "mean_defaced"
+    ] == pytest.approx(0.05)
     # Holm never lowers a p value and keeps the order
     shifted = agreement.loc["shifted"]
     assert (shifted["p_holm"].dropna() >= shifted["p"].dropna() - 1e-15).all()
@@ -63,8 +79,9 @@ def test_cohort_tables_name_failures_and_test_jointly(tmp_path):
         s = f"{i:03d}"
         base = {f"iqm{k}": float(rng.normal()) for k in range(4)}
         records.append(_record(s, "none", base))
-        records.append(_record(s, "m", {k: v + (0.8 if k == "iqm0" else 0.0) + 0.05 * rng.normal()
-                                        for k, v in base.items()}))
+        records.append(
+            _record(s, "m", {k: v + (0.8 if k == "iqm0" else 0.0) + 0.05 * rng.normal() for k, v in base.items()})
+        )
     records.append(_record("099", "none", {}, status="failed", stage="input", message="sub-099_T1w.nii.gz: empty"))
     paths = arm.write_iqm_tables(_write(tmp_path, records), tmp_path / "out", "c", ["m"])
     multivariate = pd.read_csv(paths["multivariate"], sep="\t")
@@ -81,15 +98,20 @@ def test_cohort_tables_name_failures_and_test_jointly(tmp_path):
 def test_a_failed_defacing_is_a_recorded_failure(tmp_path):
     deface = tmp_path / "deface.json"
     deface.write_text(json.dumps({"status": "failed", "failed_stage": "deface", "message": "tool crashed"}))
-    record = arm.image_quality_record(tmp_path / "missing_T1w.nii.gz", cohort="c", subject="001", variant="m",
-                                      deface_record_path=deface)
+    record = arm.image_quality_record(
+        tmp_path / "missing_T1w.nii.gz", cohort="c", subject="001", variant="m", deface_record_path=deface
+    )
     assert record["status"] == "failed" and record["failed_stage"] == "deface"
     assert "tool crashed" in record["message"] and record["iqms"] == {}
 
 
 def test_a_missing_t1w_is_a_recorded_failure(tmp_path):
     record = arm.image_quality_record(tmp_path / "sub-001_T1w.nii.gz", cohort="c", subject="001", variant="none")
-    assert (record["status"], record["failed_stage"], record["message"]) == ("failed", "input", "no T1w image for this subject")
+    assert (record["status"], record["failed_stage"], record["message"]) == (
+        "failed",
+        "input",
+        "no T1w image for this subject",
+    )
 
 
 def test_workflow_measures_every_t1w_variant_when_asked(tmp_path):
@@ -101,11 +123,28 @@ def test_workflow_measures_every_t1w_variant_when_asked(tmp_path):
     repo = Path(__file__).resolve().parents[1]
     config = tmp_path / "quality.yaml"
     config.write_text("quality:\n  iqms: true\n")
-    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", str(config), "--config",
-                             f"results={tmp_path / 'results'}"], cwd=repo, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "--configfile",
+            str(config),
+            "--config",
+            f"results={tmp_path / 'results'}",
+        ],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
-    counts = {words[0]: int(words[1]) for words in map(str.split, output.splitlines())
-              if len(words) == 2 and words[1].isdigit()}
+    counts = {
+        words[0]: int(words[1])
+        for words in map(str.split, output.splitlines())
+        if len(words) == 2 and words[1].isdigit()
+    }
     # the default study: 7 subjects (all with a T1w) x (full + 3 methods); 3 cohorts
     assert counts["image_quality"] == 7 * 4 and counts["cohort_quality_tables"] == 3, output

@@ -50,8 +50,10 @@ def built(tmp_path_factory):
         nib.save(nib.Nifti1Image(defaced, affine), cut)
         mask = root / "inputs" / f"sub-{subject}_brainmask.nii.gz"
         nib.save(nib.Nifti1Image(brain.astype(np.uint8), affine), mask)
-        variants += [ImageVariant(subject, "none", full, mask, full, "synthetic"),
-                     ImageVariant(subject, METHOD, cut, mask, full, "synthetic")]
+        variants += [
+            ImageVariant(subject, "none", full, mask, full, "synthetic"),
+            ImageVariant(subject, METHOD, cut, mask, full, "synthetic"),
+        ]
     reports, key = root / "reports", root / "private" / "key.tsv"
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(visual, "PANEL_PX", 48)  # small panels: the test's time goes to resampling and PNG coding
@@ -113,9 +115,16 @@ def client(built, tmp_path):
 
 
 def _rating(state, rating=3.2, **extra):
-    return {"report_id": state["report_id"], "position": state["position"], "rating": rating,
-            "artifacts": ["inu", "noise-global"], "confidence": 3.5, "comments": "a\tcomment\nover lines",
-            "time_sec": 12.5, **extra}
+    return {
+        "report_id": state["report_id"],
+        "position": state["position"],
+        "rating": rating,
+        "artifacts": ["inu", "noise-global"],
+        "confidence": 3.5,
+        "comments": "a\tcomment\nover lines",
+        "time_sec": 12.5,
+        **extra,
+    }
 
 
 def test_server_serves_only_blinded_images_and_never_the_key(built, client):
@@ -131,11 +140,21 @@ def test_server_serves_only_blinded_images_and_never_the_key(built, client):
         assert "Last-Modified" not in response.headers and "ETag" not in response.headers
     key_text = built["key"].read_text()
     report_id = state["report_id"]
-    attempts = ["/key.tsv", "/private/key.tsv", "/static/key.tsv", "/manifest.json", "/reports/manifest.json",
-                "/image/../private/key.tsv", f"/image/{report_id}/../../private/key.tsv",
-                f"/image/{report_id}/%2e%2e%2f%2e%2e%2fprivate%2fkey.tsv", "/image/..%2fprivate/key.tsv",
-                f"/image/{report_id}/manifest", "/image/manifest/json", f"/image/{report_id}/axial.png",
-                "/image/000000000000/axial"]
+    attempts = [
+        "/key.tsv",
+        "/private/key.tsv",
+        "/static/key.tsv",
+        "/manifest.json",
+        "/reports/manifest.json",
+        "/image/../private/key.tsv",
+        f"/image/{report_id}/../../private/key.tsv",
+        f"/image/{report_id}/%2e%2e%2f%2e%2e%2fprivate%2fkey.tsv",
+        "/image/..%2fprivate/key.tsv",
+        f"/image/{report_id}/manifest",
+        "/image/manifest/json",
+        f"/image/{report_id}/axial.png",
+        "/image/000000000000/axial",
+    ]
     for url in attempts:
         response = client.get(url)
         assert 400 <= response.status_code < 500, url
@@ -149,7 +168,7 @@ def test_a_rating_lands_in_the_tsv_and_the_analysis_reads_it(built, client):
     assert response.get_json()["position"] == 1
     path = client.application.config["ratings_path"]
     table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    assert tuple(table.columns[:len(store.S1_COLUMNS)]) == store.S1_COLUMNS
+    assert tuple(table.columns[: len(store.S1_COLUMNS)]) == store.S1_COLUMNS
     row = table.iloc[0]
     assert row["randomized_id"] == state["report_id"] and row["rater_id"] == "rater_a"
     assert float(row["rating"]) == 3.2 and float(row["time_sec"]) == 12.5 and float(row["confidence"]) == 3.5
@@ -157,8 +176,10 @@ def test_a_rating_lands_in_the_tsv_and_the_analysis_reads_it(built, client):
     assert row["subject"] == "" and row["defaced"] == ""  # the server does not know them
     # un-blinded, the published loader reads it unchanged
     unblinded = pd.DataFrame(analysis.unblind(path, built["key"])).astype(str)
-    typed = rating_stats.validate_ratings(pd.concat([unblinded, unblinded.assign(
-        defaced=str(1 - int(unblinded["defaced"][0])))], ignore_index=True), str(path))
+    typed = rating_stats.validate_ratings(
+        pd.concat([unblinded, unblinded.assign(defaced=str(1 - int(unblinded["defaced"][0])))], ignore_index=True),
+        str(path),
+    )
     assert typed["subject"][0] in SUBJECTS
     # a resubmission of the same place is refused, and a new server resumes after it
     assert client.post("/api/ratings", json=_rating(state)).status_code == 409
@@ -167,18 +188,21 @@ def test_a_rating_lands_in_the_tsv_and_the_analysis_reads_it(built, client):
     assert len(pd.read_csv(path, sep="\t", dtype=str)) == 1
 
 
-@pytest.mark.parametrize("change, status, message", [
-    ({"rating": 4.5}, 400, "rating: 4.5 is outside 1-4"),
-    ({"rating": 0.99}, 400, "rating: 0.99 is outside 1-4"),
-    ({"rating": "3"}, 400, "rating: '3' is not a number"),
-    ({"rating": None}, 400, "is not a number"),
-    ({"confidence": 7}, 400, "confidence: 7 is outside 0-4"),
-    ({"artifacts": ["alien"]}, 400, "unknown key(s) alien"),
-    ({"report_id": "../../key"}, 400, "not a report identifier"),
-    ({"report_id": "0123456789ab"}, 400, "is not the report at position 1"),
-    ({"position": 3}, 400, "is not the report at position 4"),
-    ({"extra": 1}, 400, "unknown field(s) extra"),
-])
+@pytest.mark.parametrize(
+    "change, status, message",
+    [
+        ({"rating": 4.5}, 400, "rating: 4.5 is outside 1-4"),
+        ({"rating": 0.99}, 400, "rating: 0.99 is outside 1-4"),
+        ({"rating": "3"}, 400, "rating: '3' is not a number"),
+        ({"rating": None}, 400, "is not a number"),
+        ({"confidence": 7}, 400, "confidence: 7 is outside 0-4"),
+        ({"artifacts": ["alien"]}, 400, "unknown key(s) alien"),
+        ({"report_id": "../../key"}, 400, "not a report identifier"),
+        ({"report_id": "0123456789ab"}, 400, "is not the report at position 1"),
+        ({"position": 3}, 400, "is not the report at position 4"),
+        ({"extra": 1}, 400, "unknown field(s) extra"),
+    ],
+)
 def test_server_rejects_bad_ratings_and_stores_nothing(client, change, status, message):
     state = client.get("/api/next").get_json()
     response = client.post("/api/ratings", json=_rating(state, **change))
@@ -216,9 +240,17 @@ def test_analysis_recovers_a_set_rating_bias_per_method(tmp_path):
         for variant in ("none", "strong", "neutral"):
             report_id = blinding.new_report_ids(1)[0]
             ids[(subject, variant)] = report_id
-            key_rows.append({"randomized_id": report_id, "subject": f"{subject:03d}", "variant": variant,
-                             "defaced": int(variant != "none"), "method": "" if variant == "none" else variant,
-                             "dataset": "synthetic", "image": "-"})
+            key_rows.append(
+                {
+                    "randomized_id": report_id,
+                    "subject": f"{subject:03d}",
+                    "variant": variant,
+                    "defaced": int(variant != "none"),
+                    "method": "" if variant == "none" else variant,
+                    "dataset": "synthetic",
+                    "image": "-",
+                }
+            )
     key = blinding.write_key(key_rows, tmp_path / "key.tsv")
     ratings = store.RatingsStore(tmp_path / "ratings.tsv")
     quality = rng.uniform(2, 3.5, 8)
@@ -228,8 +260,16 @@ def test_analysis_recovers_a_set_rating_bias_per_method(tmp_path):
         for position, report_id in enumerate(sequence):
             subject, variant = lookup[report_id]
             value = quality[subject] + offset - (0.5 if variant == "strong" else 0.0) + rng.normal(0, 0.05)
-            ratings.append(randomized_id=report_id, rater_id=rater, rating=float(np.clip(value, 1, 4)),
-                           time_sec=20.0, artifacts=[], confidence=3.0, comments="", position=position)
+            ratings.append(
+                randomized_id=report_id,
+                rater_id=rater,
+                rating=float(np.clip(value, 1, 4)),
+                time_sec=20.0,
+                artifacts=[],
+                confidence=3.0,
+                comments="",
+                position=position,
+            )
     paths = analysis.analyse(ratings.path, key, tmp_path / "out", n_boot=200)
     lmm = pd.read_csv(paths["lmm"], sep="\t")
     effects = analysis.defacing_effects(lmm).set_index("method")
@@ -244,8 +284,16 @@ def test_analysis_recovers_a_set_rating_bias_per_method(tmp_path):
 
 def test_unknown_identifier_in_ratings_is_named(tmp_path, built):
     ratings = store.RatingsStore(tmp_path / "ratings.tsv")
-    ratings.append(randomized_id="abcdefabcdef", rater_id="r1", rating=2.0, time_sec=1.0, artifacts=[],
-                   confidence=3.0, comments="", position=0)
+    ratings.append(
+        randomized_id="abcdefabcdef",
+        rater_id="r1",
+        rating=2.0,
+        time_sec=1.0,
+        artifacts=[],
+        confidence=3.0,
+        comments="",
+        position=0,
+    )
     with pytest.raises(analysis.RatingsAnalysisError, match="line 2, column 'randomized_id'.*not in the key"):
         analysis.unblind(ratings.path, built["key"])
     known = blinding.read_key(built["key"])[0]["randomized_id"]
@@ -338,14 +386,25 @@ def test_simulated_raters_through_the_api_recover_a_set_bias_and_no_bias(tmp_pat
         for variant in ("none", "biased", "neutral"):
             report_id = blinding.new_report_ids(1)[0]
             reports.append({"id": report_id, "views": ["axial"]})  # simulated raters look at no image
-            key_rows.append({"randomized_id": report_id, "subject": f"s{subject:02d}", "variant": variant,
-                             "defaced": int(variant != "none"), "method": "" if variant == "none" else variant,
-                             "dataset": "synthetic", "image": "-"})
-    io.write_json({"format": 1, "study_seed": 4, "repeats": 0, "reports": reports}, tmp_path / "reports" / "manifest.json")
+            key_rows.append(
+                {
+                    "randomized_id": report_id,
+                    "subject": f"s{subject:02d}",
+                    "variant": variant,
+                    "defaced": int(variant != "none"),
+                    "method": "" if variant == "none" else variant,
+                    "dataset": "synthetic",
+                    "image": "-",
+                }
+            )
+    io.write_json(
+        {"format": 1, "study_seed": 4, "repeats": 0, "reports": reports}, tmp_path / "reports" / "manifest.json"
+    )
     key = blinding.write_key(key_rows, tmp_path / "key.tsv")
     bias = {"biased": 0.10}
-    stored = simulated.simulate_ratings(tmp_path / "reports", key, tmp_path / "ratings.tsv",
-                                        ["r1", "r2", "r3", "r4"], bias, seed=3)
+    stored = simulated.simulate_ratings(
+        tmp_path / "reports", key, tmp_path / "ratings.tsv", ["r1", "r2", "r3", "r4"], bias, seed=3
+    )
     assert stored == 192
     found = simulated.bias_recovered(tmp_path / "ratings.tsv", key, bias)
     assert found["biased"]["covered"] and found["biased"]["p"] < 0.05, found["biased"]
@@ -357,7 +416,9 @@ def test_two_raters_at_once_lose_and_duplicate_nothing(tmp_path):
     from defacebench import io
 
     reports = [{"id": report_id, "views": ["axial"]} for report_id in blinding.new_report_ids(200)]
-    io.write_json({"format": 1, "study_seed": 1, "repeats": 0, "reports": reports}, tmp_path / "reports" / "manifest.json")
+    io.write_json(
+        {"format": 1, "study_seed": 1, "repeats": 0, "reports": reports}, tmp_path / "reports" / "manifest.json"
+    )
     path = tmp_path / "ratings.tsv"
     errors = []
 
@@ -365,8 +426,10 @@ def test_two_raters_at_once_lose_and_duplicate_nothing(tmp_path):
         client = create_app(tmp_path / "reports", path, rater).test_client()
         state = client.get("/api/next").get_json()
         while not state["done"]:
-            response = client.post("/api/ratings", json={"report_id": state["report_id"], "position": state["position"],
-                                                         "rating": 2.5, "time_sec": 1.0})
+            response = client.post(
+                "/api/ratings",
+                json={"report_id": state["report_id"], "position": state["position"], "rating": 2.5, "time_sec": 1.0},
+            )
             if response.status_code != 200:
                 errors.append(response.get_json())
                 return
@@ -407,7 +470,8 @@ def test_a_saved_rating_survives_the_server_being_killed(built, tmp_path):
         port = probe.getsockname()[1]
     ratings_path = tmp_path / "ratings.tsv"
     server = multiprocessing.get_context("fork").Process(
-        target=_serve_forever, args=(built["reports"], ratings_path, "rater_k", port), daemon=True)
+        target=_serve_forever, args=(built["reports"], ratings_path, "rater_k", port), daemon=True
+    )
     server.start()
     base = f"http://127.0.0.1:{port}"
     try:
@@ -420,8 +484,12 @@ def test_a_saved_rating_survives_the_server_being_killed(built, tmp_path):
                 if time.monotonic() > deadline or not server.is_alive():
                     raise
                 time.sleep(0.1)
-        request = urllib.request.Request(f"{base}/api/ratings", data=json.dumps(_rating(state)).encode(),
-                                         headers={"Content-Type": "application/json"}, method="POST")
+        request = urllib.request.Request(
+            f"{base}/api/ratings",
+            data=json.dumps(_rating(state)).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
         assert urllib.request.urlopen(request, timeout=10).status == 200
     finally:
         os.kill(server.pid, signal.SIGKILL)
@@ -440,19 +508,39 @@ def test_bad_inputs_are_named_by_file_and_field(tmp_path):
 
     variants = tmp_path / "variants.tsv"
     variants.write_text("subject\tvariant\timage\nIXI1\tnone\tmissing.nii.gz\n")
-    with pytest.raises(blinding.BlindingError, match=r"variants.tsv: line 2, column 'image': .*missing.nii.gz does not exist"):
+    with pytest.raises(
+        blinding.BlindingError, match=r"variants.tsv: line 2, column 'image': .*missing.nii.gz does not exist"
+    ):
         read_variants(variants)
     variants.write_text("subject\timage\nIXI1\tx\n")
     with pytest.raises(blinding.BlindingError, match=r"variants.tsv: line 1 \(header\): missing column\(s\) variant"):
         read_variants(variants)
     key = tmp_path / "key.tsv"
-    blinding.write_key([{"randomized_id": "abcdefabcdef", "subject": "s", "variant": "none", "defaced": 1,
-                         "method": "", "dataset": "", "image": "-"}], key)
-    with pytest.raises(blinding.BlindingError, match=r"key.tsv: line 2, column 'defaced': '1' does not match variant 'none'"):
+    blinding.write_key(
+        [
+            {
+                "randomized_id": "abcdefabcdef",
+                "subject": "s",
+                "variant": "none",
+                "defaced": 1,
+                "method": "",
+                "dataset": "",
+                "image": "-",
+            }
+        ],
+        key,
+    )
+    with pytest.raises(
+        blinding.BlindingError, match=r"key.tsv: line 2, column 'defaced': '1' does not match variant 'none'"
+    ):
         blinding.read_key(key)
     (tmp_path / "reports").mkdir()
-    (tmp_path / "reports" / "manifest.json").write_text('{"study_seed": 1, "reports": [{"id": "../key", "views": ["axial"]}]}')
-    with pytest.raises(blinding.BlindingError, match=r"manifest.json: reports\[0\].id '../key' is not a report identifier"):
+    (tmp_path / "reports" / "manifest.json").write_text(
+        '{"study_seed": 1, "reports": [{"id": "../key", "views": ["axial"]}]}'
+    )
+    with pytest.raises(
+        blinding.BlindingError, match=r"manifest.json: reports\[0\].id '../key' is not a report identifier"
+    ):
         read_manifest(tmp_path / "reports")
     # the configuration block: off by default, its keys checked
     schema = yaml.safe_load((Path(__file__).parents[1] / "workflow/schemas/config.schema.yaml").read_text())

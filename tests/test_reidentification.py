@@ -15,7 +15,9 @@ import pytest
 from defacebench.reidentification import attack, report, surface
 
 HAVE_PYVISTA = importlib.util.find_spec("pyvista") is not None
-HAVE_DLIB = importlib.util.find_spec("dlib") is not None and importlib.util.find_spec("face_recognition_models") is not None
+HAVE_DLIB = (
+    importlib.util.find_spec("dlib") is not None and importlib.util.find_spec("face_recognition_models") is not None
+)
 needs_pyvista = pytest.mark.skipif(not HAVE_PYVISTA, reason="pyvista (VTK) is not installed")
 needs_dlib = pytest.mark.skipif(not HAVE_DLIB, reason="dlib (dlib-bin) or face-recognition-models is not installed")
 
@@ -31,8 +33,9 @@ def synthetic_head(nose_mm: float = 0.0, chin_mm: float = 0.0, axes=(70.0, 92.0,
     inside = (x / axes[0]) ** 2 + (y / axes[1]) ** 2 + ((z - 20) / axes[2]) ** 2 <= 1
     if nose_mm:
         # a nose half way down the face, on the front of the ellipsoid
-        inside |= ((x / (0.6 * nose_mm)) ** 2 + ((y - axes[1] + 4) / nose_mm) ** 2
-                   + ((z + 5) / (1.4 * nose_mm)) ** 2) <= 1
+        inside |= (
+            (x / (0.6 * nose_mm)) ** 2 + ((y - axes[1] + 4) / nose_mm) ** 2 + ((z + 5) / (1.4 * nose_mm)) ** 2
+        ) <= 1
     if chin_mm:
         inside |= (x / (1.5 * chin_mm)) ** 2 + ((y - 0.6 * axes[1]) / chin_mm) ** 2 + ((z + 60) / chin_mm) ** 2 <= 1
     return nib.Nifti1Image((inside * 500).astype(np.int16), affine)
@@ -41,9 +44,9 @@ def synthetic_head(nose_mm: float = 0.0, chin_mm: float = 0.0, axes=(70.0, 92.0,
 def test_clopper_pearson_known_intervals():
     # exact values: k = 0 -> (0, 1 - 0.025^(1/n)); k = n -> (0.025^(1/n), 1); 5/10 from the beta quantiles
     low, high = attack.clopper_pearson(0, 10)
-    assert low == 0.0 and high == pytest.approx(1 - 0.025 ** 0.1, abs=1e-9)
+    assert low == 0.0 and high == pytest.approx(1 - 0.025**0.1, abs=1e-9)
     low, high = attack.clopper_pearson(10, 10)
-    assert low == pytest.approx(0.025 ** 0.1, abs=1e-9) and high == 1.0
+    assert low == pytest.approx(0.025**0.1, abs=1e-9) and high == 1.0
     low, high = attack.clopper_pearson(5, 10)
     assert (round(low, 4), round(high, 4)) == (0.1871, 0.8129)
     low, high = attack.clopper_pearson(18, 20)
@@ -67,8 +70,10 @@ def test_each_view_is_compared_with_the_nearest_other_views():
 def test_ranks_use_other_viewpoints_and_count_ties_against_the_attacker():
     # subject a's probe equals b's gallery in the SAME view (ignored) and is near a's in other views
     v1, v2 = "frontal", "yaw+30"
-    gallery = {"a": {v1: np.array([0.0, 0]), v2: np.array([0.0, 0.1])},
-               "b": {v1: np.array([5.0, 5]), v2: np.array([5.0, 5.1])}}
+    gallery = {
+        "a": {v1: np.array([0.0, 0]), v2: np.array([0.0, 0.1])},
+        "b": {v1: np.array([5.0, 5]), v2: np.array([5.0, 5.1])},
+    }
     probe = {"a": {v1: np.array([5.0, 5]), v2: np.array([0.0, 0.2])}}
     ids, gids, d = attack.distance_matrix(probe, gallery)
     assert gids == ["a", "b"]
@@ -107,10 +112,13 @@ def test_privacy_table_counts_failed_probes_as_not_identified(tmp_path):
     assert table.loc["pydeface", "hog_view_rate"] == 0.0 and table.loc["none", "hog_view_rate"] == 1.0
     assert table.loc["pydeface", "rank5_rate"] >= table.loc["pydeface", "rank1_rate"]
     costs = report.worst_costs(
-        __import__("pandas").DataFrame({"method": ["quickshear", "quickshear", "pydeface"],
-                                        "icc_a1": [0.99, 0.9, 0.95]}),
-        __import__("pandas").DataFrame({"method": ["quickshear", "pydeface"], "failed_defaced": [1, 0],
-                                        "n_subjects": [4, 4]})).set_index("method")
+        __import__("pandas").DataFrame(
+            {"method": ["quickshear", "quickshear", "pydeface"], "icc_a1": [0.99, 0.9, 0.95]}
+        ),
+        __import__("pandas").DataFrame(
+            {"method": ["quickshear", "pydeface"], "failed_defaced": [1, 0], "n_subjects": [4, 4]}
+        ),
+    ).set_index("method")
     assert costs.loc["quickshear", "icc_loss"] == pytest.approx(0.1)
     assert costs.loc["quickshear", "failure_rate"] == 0.25
     png = report.plot_tradeoff(table.reset_index(), costs.reset_index(), tmp_path / "t.png", "demo")
@@ -119,8 +127,9 @@ def test_privacy_table_counts_failed_probes_as_not_identified(tmp_path):
 
 def test_camera_projection_sees_the_subject_as_a_viewer_facing_it():
     points = np.array([[0.0, 0, 0], [50, 0, 0], [0, 0, 50]])
-    cams = surface.cameras(np.array([[-70.0, -90, -100], [70, 90, 105]]),
-                           {"frontal": (0.0, 0.0), "yaw+30": (30.0, 0.0)})
+    cams = surface.cameras(
+        np.array([[-70.0, -90, -100], [70, 90, 105]]), {"frontal": (0.0, 0.0), "yaw+30": (30.0, 0.0)}
+    )
     px = cams["frontal"].project(points - points[0] + cams["frontal"].focal_point)
     assert px[0] == pytest.approx([256, 256])
     assert px[1][0] < 256  # the subject's right (+x in RAS) on the viewer's left
@@ -128,7 +137,8 @@ def test_camera_projection_sees_the_subject_as_a_viewer_facing_it():
     # the yaw camera stands towards +x of the frontal one, at the same distance from the focal point
     offset = cams["yaw+30"].position - cams["yaw+30"].focal_point
     assert offset[0] > 0 and np.linalg.norm(offset) == pytest.approx(
-        np.linalg.norm(cams["frontal"].position - cams["frontal"].focal_point))
+        np.linalg.norm(cams["frontal"].position - cams["frontal"].focal_point)
+    )
 
 
 @needs_pyvista
@@ -147,7 +157,7 @@ def test_renders_show_the_nose():
         left, top, right, bottom = flat_boxes[name]
         diff = np.abs(a - b).sum(-1)
         assert np.percentile(diff[top:bottom, left:right], 99) > 60, name
-        assert diff[top:bottom, left:right].mean() > 5 * diff[:top // 2].mean() + 0.5, name
+        assert diff[top:bottom, left:right].mean() > 5 * diff[: top // 2].mean() + 0.5, name
 
 
 @needs_pyvista
@@ -155,8 +165,11 @@ def test_renders_show_the_nose():
 def test_attack_ranks_each_shape_first_against_renders_of_other_views(tmp_path):
     from defacebench.reidentification.image import privacy_record
 
-    heads = {"round": synthetic_head(0.0, 0.0, (70, 85, 100)), "nosed": synthetic_head(16.0, 0.0),
-             "long": synthetic_head(10.0, 14.0, (62, 100, 112))}
+    heads = {
+        "round": synthetic_head(0.0, 0.0, (70, 85, 100)),
+        "nosed": synthetic_head(16.0, 0.0),
+        "long": synthetic_head(10.0, 14.0, (62, 100, 112)),
+    }
     views = {"frontal": (0.0, 0.0), "yaw+30": (30.0, 0.0), "pitch-15": (0.0, -15.0)}
     records = {(name, "none"): privacy_record(img, tmp_path / name, views) for name, img in heads.items()}
     for record in records.values():
@@ -171,8 +184,9 @@ def test_a_failed_defacing_or_a_headless_image_is_recorded_with_its_reason(tmp_p
     from defacebench import io
     from defacebench.reidentification import run
 
-    deface_record = io.write_json({"status": "failed", "message": "no brain mask", "images": {}},
-                                  tmp_path / "deface.json")
+    deface_record = io.write_json(
+        {"status": "failed", "message": "no brain mask", "images": {}}, tmp_path / "deface.json"
+    )
     record = run.image_record(tmp_path / "absent.nii.gz", tmp_path / "renders", deface_record=deface_record)
     assert record["status"] == "failed" and record["failed_stage"] == "defacing"
     assert record["message"] == "no brain mask"

@@ -29,8 +29,9 @@ CONFIG = {
     "methods": list(METHODS),
     "deface": {"brain_extraction": "deepbet", "render": True},
     "analysis": {"NBV": {"backend": "sienax-like"}, "WMLV": {"backend": "lpa-like"}},
-    "cohorts": [{"name": "demo", "source": "simulated", "kind": "ms", "n_subjects": 4, "seed": 1,
-                 "outcomes": ["NBV", "WMLV"]}],
+    "cohorts": [
+        {"name": "demo", "source": "simulated", "kind": "ms", "n_subjects": 4, "seed": 1, "outcomes": ["NBV", "WMLV"]}
+    ],
 }
 
 
@@ -41,21 +42,33 @@ def _records() -> pd.DataFrame:
     wmlv_full = {"001": 10.0, "002": 4.0, "003": 22.0, "004": 15.0}
     for i, subject in enumerate(SUBJECTS):
         values = {
-            ("NBV", "none"): nbv_full[subject], ("NBV", "facemasking"): nbv_full[subject] - 5 - i,
+            ("NBV", "none"): nbv_full[subject],
+            ("NBV", "facemasking"): nbv_full[subject] - 5 - i,
             ("NBV", "quickshear"): nbv_full[subject] + (1.0 if i % 2 else -1.5),
-            ("WMLV", "none"): wmlv_full[subject], ("WMLV", "facemasking"): wmlv_full[subject] + 0.5 + 0.1 * i,
+            ("WMLV", "none"): wmlv_full[subject],
+            ("WMLV", "facemasking"): wmlv_full[subject] + 0.5 + 0.1 * i,
             ("WMLV", "quickshear"): None if subject == "004" else wmlv_full[subject] - 0.2,
         }
         for (outcome, variant), value in values.items():
             failed = value is None
-            rows.append({
-                "cohort": "demo", "subject": subject, "variant": variant, "outcome": outcome,
-                "value": np.nan if failed else value, "unit": "ml", "status": "failed" if failed else "ok",
-                "failed_stage": "segmentation" if failed else "", "message": "no lesion found" if failed else "",
-                "runtime_s": 1.0, "backend": "sienax-like (re-implementation)" if outcome == "NBV" else "lpa-like",
-                "tool_versions": json.dumps({"defacebench": "0.1.0"}),
-                "truth": nbv_full[subject] if outcome == "NBV" else wmlv_full[subject], "details": "{}",
-            })
+            rows.append(
+                {
+                    "cohort": "demo",
+                    "subject": subject,
+                    "variant": variant,
+                    "outcome": outcome,
+                    "value": np.nan if failed else value,
+                    "unit": "ml",
+                    "status": "failed" if failed else "ok",
+                    "failed_stage": "segmentation" if failed else "",
+                    "message": "no lesion found" if failed else "",
+                    "runtime_s": 1.0,
+                    "backend": "sienax-like (re-implementation)" if outcome == "NBV" else "lpa-like",
+                    "tool_versions": json.dumps({"defacebench": "0.1.0"}),
+                    "truth": nbv_full[subject] if outcome == "NBV" else wmlv_full[subject],
+                    "details": "{}",
+                }
+            )
     return pd.DataFrame(rows, columns=list(tables.RECORD_COLUMNS))
 
 
@@ -77,28 +90,66 @@ def make_run(results: Path) -> None:
     records = _records()
     records.to_csv(tables_dir / "demo_records.tsv", sep="\t", index=False, na_rep="n/a")
     tables.failure_table(records, "demo").to_csv(tables_dir / "demo_failures.tsv", sep="\t", index=False, na_rep="n/a")
-    tables.agreement_table(records, "demo").to_csv(tables_dir / "demo_agreement.tsv", sep="\t", index=False, na_rep="n/a")
-    overlap = [{"outcome": o, "method": m, "subject": s, "dice_vs_full": 0.9 + 0.01 * i,
-                "dice_full_vs_truth": 0.8, "dice_defaced_vs_truth": 0.78 + 0.01 * i}
-               for o in ("NBV", "WMLV") for m in METHODS for i, s in enumerate(SUBJECTS[:3])]
+    tables.agreement_table(records, "demo").to_csv(
+        tables_dir / "demo_agreement.tsv", sep="\t", index=False, na_rep="n/a"
+    )
+    overlap = [
+        {
+            "outcome": o,
+            "method": m,
+            "subject": s,
+            "dice_vs_full": 0.9 + 0.01 * i,
+            "dice_full_vs_truth": 0.8,
+            "dice_defaced_vs_truth": 0.78 + 0.01 * i,
+        }
+        for o in ("NBV", "WMLV")
+        for m in METHODS
+        for i, s in enumerate(SUBJECTS[:3])
+    ]
     pd.DataFrame(overlap).to_csv(tables_dir / "demo_overlap.tsv", sep="\t", index=False)
-    defacing = [{"method": m, "backend": f"{m} (re-implementation)", "modality": "T1w", "n_images": 4, "n_failed": 0,
-                 "face_region_changed_mean": 0.7, "face_region_changed_min": 0.6, "brain_voxels_changed_mean": 0.0,
-                 "brain_voxels_changed_max": 0.001, "face_detected_full": 4, "face_detected_defaced": 1,
-                 "runtime_s_mean": 3.0} for m in METHODS]
+    defacing = [
+        {
+            "method": m,
+            "backend": f"{m} (re-implementation)",
+            "modality": "T1w",
+            "n_images": 4,
+            "n_failed": 0,
+            "face_region_changed_mean": 0.7,
+            "face_region_changed_min": 0.6,
+            "brain_voxels_changed_mean": 0.0,
+            "brain_voxels_changed_max": 0.001,
+            "face_detected_full": 4,
+            "face_detected_defaced": 1,
+            "runtime_s_mean": 3.0,
+        }
+        for m in METHODS
+    ]
     pd.DataFrame(defacing).to_csv(tables_dir / "demo_defacing.tsv", sep="\t", index=False)
     for subject in SUBJECTS:
         render_dir = results / "renders" / "demo" / f"sub-{subject}"
         full = _render(render_dir / f"sub-{subject}_T1w_desc-full_render.png", face=True)
         for method in METHODS:
             (results / "defaced" / "demo" / method / f"sub-{subject}" / "anat").mkdir(parents=True)
-            record = {"cohort": "demo", "subject": subject, "method": method, "status": "ok",
-                      "backend": f"{method} (re-implementation)", "tool_versions": {"quickshear": "1.2.0"},
-                      "preparation": {"brain_extraction": {"backend": "deepbet"}},
-                      "images": {"T1w": {"status": "ok", "render_full": full, "face_detected_full": True,
-                                         "render_defaced": _render(render_dir / f"sub-{subject}_T1w_desc-{method}_render.png",
-                                                                   face=False),
-                                         "face_detected_defaced": method == "quickshear" and subject == "001"}}}
+            record = {
+                "cohort": "demo",
+                "subject": subject,
+                "method": method,
+                "status": "ok",
+                "backend": f"{method} (re-implementation)",
+                "tool_versions": {"quickshear": "1.2.0"},
+                "preparation": {"brain_extraction": {"backend": "deepbet"}},
+                "images": {
+                    "T1w": {
+                        "status": "ok",
+                        "render_full": full,
+                        "face_detected_full": True,
+                        "render_defaced": _render(
+                            render_dir / f"sub-{subject}_T1w_desc-{method}_render.png", face=False
+                        ),
+                        "face_detected_defaced": method == "quickshear" and subject == "001",
+                    }
+                },
+            }
             path = results / "records" / "demo" / "deface" / f"sub-{subject}_method-{method}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(record))
@@ -118,7 +169,7 @@ def report(tmp_path_factory):
 
 def _claim_rows(document: str) -> dict[str, list[str]]:
     """Claim text -> the verdicts of its rows, read back from the published-vs-reproduced table."""
-    section = document[document.index('id="claims"'):]
+    section = document[document.index('id="claims"') :]
     rows = re.findall(r"<tr><td>[^<]*</td><td>(.*?)<br>.*?<span class=\"badge v-[a-z]+\">([^<]*)</span>", section)
     out: dict[str, list[str]] = {}
     for claim_text, verdict in rows:
@@ -132,7 +183,7 @@ def test_report_sections_images_and_verdicts(report):
     for section_id in SECTIONS:
         assert f'id="{section_id}"' in document, section_id
     # self-contained: no external script, stylesheet or image
-    assert not re.search(r'<(script|link)\b', document)
+    assert not re.search(r"<(script|link)\b", document)
     assert not re.search(r'<img[^>]+src="(?!data:)', document)
     figures = embedded_figures(document)
     assert len(figures) >= 6  # runtime, failures, agreement x2, Dice, montage, defacing
@@ -166,12 +217,19 @@ def test_report_in_headless_chromium(report, tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     chromedriver = shutil.which("chromedriver")
     if not chromium or not chromedriver:
-        pytest.skip("Debian's chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
+        pytest.skip(
+            "Debian's chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)"
+        )
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1400,1000"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+    ):
         options.add_argument(argument)
     options.binary_location = chromium
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
@@ -181,7 +239,8 @@ def test_report_in_headless_chromium(report, tmp_path):
         for section_id in SECTIONS:
             assert driver.find_elements("id", section_id), section_id
         images = driver.execute_script(
-            "return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth]);")
+            "return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth]);"
+        )
         assert images and all(complete and width > 0 for _, complete, width in images), images
         errors = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
         assert not errors, errors
@@ -195,17 +254,35 @@ def test_report_in_headless_chromium(report, tmp_path):
 def test_provins_rows_follow_the_quality_arm_check(tmp_path):
     """The quality arm's claims.tsv decides: reproduced -> within the interval (a ranking: same direction),
     not reproduced -> differs, no value -> not testable; without the arm every row is not testable."""
-    entries = [{"id": "a", "claim": "bias", "published": -0.051, "source": "Fig 2"},
-               {"id": "b", "claim": "rater 1 lowest", "published": -0.115, "source": "Fig 2",
-                "check": {"kind": "row_extreme", "which": "min"}},
-               {"id": "c", "claim": "icc", "published": 0.694, "source": "Table B"},
-               {"id": "d", "claim": "df", "published": 1, "source": "Results"}]
-    checked = pd.DataFrame({"id": ["a", "b", "c", "d"], "ours": [-0.0514, -0.1153, 0.61, np.nan],
-                            "reproduced": [True, True, False, False], "table": "ratings_agreement",
-                            "column": ["bias", "bias", "icc", "df"], "note": ["", "", "", "table not computed"]})
+    entries = [
+        {"id": "a", "claim": "bias", "published": -0.051, "source": "Fig 2"},
+        {
+            "id": "b",
+            "claim": "rater 1 lowest",
+            "published": -0.115,
+            "source": "Fig 2",
+            "check": {"kind": "row_extreme", "which": "min"},
+        },
+        {"id": "c", "claim": "icc", "published": 0.694, "source": "Table B"},
+        {"id": "d", "claim": "df", "published": 1, "source": "Results"},
+    ]
+    checked = pd.DataFrame(
+        {
+            "id": ["a", "b", "c", "d"],
+            "ours": [-0.0514, -0.1153, 0.61, np.nan],
+            "reproduced": [True, True, False, False],
+            "table": "ratings_agreement",
+            "column": ["bias", "bias", "icc", "df"],
+            "note": ["", "", "", "table not computed"],
+        }
+    )
     rows = claims.provins_results(entries, {"ratings_agreement": pd.DataFrame({"rater": ["pooled"]})}, checked)
-    assert [r.verdict for r in rows] == [claims.WITHIN_INTERVAL, claims.SAME_DIRECTION, claims.DIFFERS,
-                                         claims.NOT_TESTABLE]
+    assert [r.verdict for r in rows] == [
+        claims.WITHIN_INTERVAL,
+        claims.SAME_DIRECTION,
+        claims.DIFFERS,
+        claims.NOT_TESTABLE,
+    ]
     assert rows[3].why == "table not computed"
     assert {r.verdict for r in claims.provins_results(entries, {}, None)} == {claims.NOT_TESTABLE}
 
@@ -215,10 +292,16 @@ def test_the_studys_own_iqms_are_summarised_per_method():
 
     from defacebench.report.html import iqm_summary
 
-    agreement = pd.DataFrame({
-        "method": ["a", "a", "a", "b", "b", "b"], "iqm": ["efc", "cjv", "snr", "efc", "cjv", "snr"],
-        "n": [5] * 6, "mean_full": [0.5, 0.4, 10.0, 0.5, 0.4, 10.0], "bias": [-0.05, 0.0, 0.1, 0, 0, 0],
-        "p_holm": [0.01, 1.0, 0.2, float("nan"), float("nan"), float("nan")]})
+    agreement = pd.DataFrame(
+        {
+            "method": ["a", "a", "a", "b", "b", "b"],
+            "iqm": ["efc", "cjv", "snr", "efc", "cjv", "snr"],
+            "n": [5] * 6,
+            "mean_full": [0.5, 0.4, 10.0, 0.5, 0.4, 10.0],
+            "bias": [-0.05, 0.0, 0.1, 0, 0, 0],
+            "p_holm": [0.01, 1.0, 0.2, float("nan"), float("nan"), float("nan")],
+        }
+    )
     multivariate = pd.DataFrame({"method": ["a", "b"], "group": ["pooled"] * 2, "p": [0.03, float("nan")]})
     summary = iqm_summary(agreement, multivariate).set_index("method")
     assert summary.loc["a", "iqms_changed_holm_p<0.05"] == 1

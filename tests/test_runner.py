@@ -113,8 +113,11 @@ def test_full_image_reuses_the_preparation_brain_mask(tmp_path, monkeypatch, pre
     module = types.ModuleType("fake_brain_arm")
     module.volume = lambda images, **settings: {
         # weighted by the voxels: a mask in the wrong orientation gives another value
-        "value": float((brain.extract_brain(images["T1w"], backend="deepbet") * np.asarray(images["T1w"].dataobj)).sum()),
-        "backend": "fake"}
+        "value": float(
+            (brain.extract_brain(images["T1w"], backend="deepbet") * np.asarray(images["T1w"].dataobj)).sum()
+        ),
+        "backend": "fake",
+    }
     monkeypatch.setitem(sys.modules, "fake_brain_arm", module)
     monkeypatch.setitem(runner.ARMS, "NBV", ("fake_brain_arm", "volume"))
 
@@ -127,7 +130,9 @@ def test_full_image_reuses_the_preparation_brain_mask(tmp_path, monkeypatch, pre
     prep = tmp_path / "prep"
     prep.mkdir()
     nib.save(nib.Nifti1Image(mask.astype(np.uint8), affine), prep / "brain_mask.nii.gz")
-    (prep / "preparation.json").write_text(json.dumps({"brain_extraction": {"backend": "deepbet", "threads": prep_threads}}))
+    (prep / "preparation.json").write_text(
+        json.dumps({"brain_extraction": {"backend": "deepbet", "threads": prep_threads}})
+    )
 
     [record] = run("NBV", {"T1w": t1}, threads=1, preparation_dir=prep)
     assert record["status"] == "ok"
@@ -153,8 +158,8 @@ def labelling_arm(fake_arms, monkeypatch):
 
 def test_label_map_is_kept_once_and_each_record_gets_its_own_dice(labelling_arm, tmp_path):
     data = np.zeros((10, 10, 10))
-    data[2:4, 2:6, 2:6] = 4   # 32 voxels enhancing (core)
-    data[4:6, 2:6, 2:6] = 2   # 32 voxels oedema
+    data[2:4, 2:6, 2:6] = 4  # 32 voxels enhancing (core)
+    data[4:6, 2:6, 2:6] = 2  # 32 voxels oedema
     t1 = write(tmp_path, "t1.nii.gz", data)
     truth_dir = tmp_path / "truth"
     truth_dir.mkdir()
@@ -169,7 +174,7 @@ def test_label_map_is_kept_once_and_each_record_gets_its_own_dice(labelling_arm,
     np.testing.assert_array_equal(np.asarray(nib.load(out / name).dataobj), data)
     core, whole = records
     assert core["details"]["segmentation"] == whole["details"]["segmentation"] == name
-    assert core["details"]["dice_vs_truth"] == pytest.approx(1.0)          # core: labels 1, 3, 4
+    assert core["details"]["dice_vs_truth"] == pytest.approx(1.0)  # core: labels 1, 3, 4
     assert whole["details"]["dice_vs_truth"] == pytest.approx(2 * 32 / 96)  # whole: every label
 
 

@@ -16,21 +16,38 @@ import pytest
 
 from defacebench import io
 from defacebench.deface import deface_subject
-from defacebench.sharing import (ShareConfigError, ShareError, ValidatorUnavailable, build_share, find_validator,
-                                 run_validator, share_options, voxel_digest)
+from defacebench.sharing import (
+    ShareConfigError,
+    ShareError,
+    ValidatorUnavailable,
+    build_share,
+    find_validator,
+    run_validator,
+    share_options,
+    voxel_digest,
+)
 from defacebench.sharing import build as share_build
 from defacebench.sharing import validator as share_validator
 
 from test_deface import _synthetic_head
 
-SIDECAR = {"PatientName": "Doe^John", "PatientBirthDate": "19700101", "AcquisitionDate": "2024-05-01",
-           "InstitutionName": "Some Hospital", "DeviceSerialNumber": "12345", "RepetitionTime": 2.3,
-           "MagneticFieldStrength": 3}
+SIDECAR = {
+    "PatientName": "Doe^John",
+    "PatientBirthDate": "19700101",
+    "AcquisitionDate": "2024-05-01",
+    "InstitutionName": "Some Hospital",
+    "DeviceSerialNumber": "12345",
+    "RepetitionTime": 2.3,
+    "MagneticFieldStrength": 3,
+}
 
 
 def _tree_digest(root: Path) -> dict:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _save(img, path: Path, sidecar: dict | None = None) -> Path:
@@ -54,21 +71,36 @@ def study(tmp_path_factory):
     img, brain, _ = _synthetic_head()
     data = np.asanyarray(img.dataobj)
     (src / "derivatives/masks").mkdir(parents=True)
-    io.write_json({"Name": "Tiny test cohort", "BIDSVersion": "1.9.0", "DatasetType": "raw", "License": "CC0",
-                   "Authors": ["A. Tester"], "DatasetDOI": "doi:10.0000/tiny"}, src / "dataset_description.json")
+    io.write_json(
+        {
+            "Name": "Tiny test cohort",
+            "BIDSVersion": "1.9.0",
+            "DatasetType": "raw",
+            "License": "CC0",
+            "Authors": ["A. Tester"],
+            "DatasetDOI": "doi:10.0000/tiny",
+        },
+        src / "dataset_description.json",
+    )
     (src / "README").write_text("Tiny dataset: sub-01 and sub-02 scanned at Some Hospital.\n")
-    (src / "participants.tsv").write_text("participant_id\tage\tsex\tgroup\tnote\n"
-                                          "sub-01\t34\tF\tcontrol\tneighbour of the PI\n"
-                                          "sub-02\t71\tM\tpatient\tn/a\nsub-03\t52\tF\tpatient\tn/a\n"
-                                          "sub-04\t29\tM\tcontrol\tn/a\n")
+    (src / "participants.tsv").write_text(
+        "participant_id\tage\tsex\tgroup\tnote\n"
+        "sub-01\t34\tF\tcontrol\tneighbour of the PI\n"
+        "sub-02\t71\tM\tpatient\tn/a\nsub-03\t52\tF\tpatient\tn/a\n"
+        "sub-04\t29\tM\tcontrol\tn/a\n"
+    )
     (src / "participants.json").write_text(json.dumps({"age": {"Units": "years"}, "group": {"Description": "arm"}}))
     (src / "task-rest_bold.json").write_text(json.dumps({"TaskName": "rest", "RepetitionTime": 2.0}))
     images = {"01": {}, "02": {}, "03": {}}
     images["01"]["T1w"] = _save(img, src / "sub-01/anat/sub-01_T1w.nii.gz", SIDECAR)
-    images["01"]["T2w"] = _save(nib.Nifti1Image((data * 2).astype(np.int16), img.affine),
-                                src / "sub-01/anat/sub-01_T2w.nii.gz", {"EchoTime": 0.1})
-    bold = nib.Nifti1Image(np.repeat(data[::4, ::4, ::4, None], 3, axis=3).astype(np.int16),
-                           np.diag([6.0, 4.8, 4.0, 1.0]))
+    images["01"]["T2w"] = _save(
+        nib.Nifti1Image((data * 2).astype(np.int16), img.affine),
+        src / "sub-01/anat/sub-01_T2w.nii.gz",
+        {"EchoTime": 0.1},
+    )
+    bold = nib.Nifti1Image(
+        np.repeat(data[::4, ::4, ::4, None], 3, axis=3).astype(np.int16), np.diag([6.0, 4.8, 4.0, 1.0])
+    )
     _save(bold, src / "sub-01/func/sub-01_task-rest_bold.nii.gz", {"TaskName": "rest", "PatientName": "Doe^John"})
     (src / "sub-01/sub-01_scans.tsv").write_text("filename\tacq_time\nanat/sub-01_T1w.nii.gz\t2024-05-01T10:00:00\n")
     images["02"]["T1w"] = _save(img, src / "sub-02/anat/sub-02_T1w.nii.gz", SIDECAR)
@@ -83,24 +115,43 @@ def study(tmp_path_factory):
     defaced_dirs, records = {}, {}
     for subject, buffer_mm in (("01", 10.0), ("02", -25.0), ("03", 10.0)):
         defaced_dirs[subject] = results / f"defaced/tiny/quickshear/sub-{subject}"
-        record = deface_subject("quickshear", images[subject], defaced_dirs[subject] / "anat",
-                                options={"buffer_mm": buffer_mm}, prep={"brain_mask": brain})
+        record = deface_subject(
+            "quickshear",
+            images[subject],
+            defaced_dirs[subject] / "anat",
+            options={"buffer_mm": buffer_mm},
+            prep={"brain_mask": brain},
+        )
         if subject == "01":
             # the frontal render's face detector (tested in test_privacy) found a face on this defaced T2w
             record["images"]["T2w"].update(face_detected_full=True, face_detected_defaced=True)
         records[subject] = io.write_json(record, results / f"records/tiny/deface/sub-{subject}_method-quickshear.json")
-    return {"source": src, "images": images, "defaced_dirs": defaced_dirs, "records": records,
-            "results": results, "before": _tree_digest(src)}
+    return {
+        "source": src,
+        "images": images,
+        "defaced_dirs": defaced_dirs,
+        "records": records,
+        "results": results,
+        "before": _tree_digest(src),
+    }
 
 
 def _share(study, name, subjects=("01", "02", "03"), **options):
     results = study["results"]
     out = results / f"share/tiny/{name}/quickshear"
     images = {s: study["images"][s] for s in subjects}
-    outcome = build_share(source_root=study["source"], images=images, defaced_dirs=study["defaced_dirs"],
-                          records=study["records"], method="quickshear", out_dir=out, cohort="tiny",
-                          options=options, key_path=results / f"share_keys/tiny/{name}_relabel.tsv",
-                          report_path=results / f"share/tiny/{name}/quickshear_report.json")
+    outcome = build_share(
+        source_root=study["source"],
+        images=images,
+        defaced_dirs=study["defaced_dirs"],
+        records=study["records"],
+        method="quickshear",
+        out_dir=out,
+        cohort="tiny",
+        options=options,
+        key_path=results / f"share_keys/tiny/{name}_relabel.tsv",
+        report_path=results / f"share/tiny/{name}/quickshear_report.json",
+    )
     return outcome
 
 
@@ -119,13 +170,16 @@ def test_recorded_outcomes_are_the_ones_the_share_must_handle(study):
 
 def test_no_full_image_and_no_identifying_key_reaches_the_share(study, default_share):
     share = default_share.out_dir
-    source_digests = {voxel_digest(nib.load(str(p))) for p in study["source"].rglob("*.nii.gz")
-                      if p.name != "sub-03_FLAIR.nii.gz"}
+    source_digests = {
+        voxel_digest(nib.load(str(p))) for p in study["source"].rglob("*.nii.gz") if p.name != "sub-03_FLAIR.nii.gz"
+    }
     shared = sorted(share.rglob("*.nii*"))
     assert [p.relative_to(share).as_posix() for p in shared] == ["sub-01/anat/sub-01_T1w.nii.gz"]
     for path in shared:
         assert voxel_digest(nib.load(str(path))) not in source_digests
-        assert voxel_digest(nib.load(str(path))) == voxel_digest(nib.load(str(study["defaced_dirs"]["01"] / "anat" / path.name)))
+        assert voxel_digest(nib.load(str(path))) == voxel_digest(
+            nib.load(str(study["defaced_dirs"]["01"] / "anat" / path.name))
+        )
         assert nib.load(str(path)).header["descrip"].tobytes().strip(b"\x00") == b""
     sidecar = json.loads((share / "sub-01/anat/sub-01_T1w.json").read_text())
     assert sidecar == {"RepetitionTime": 2.3, "MagneticFieldStrength": 3}
@@ -170,8 +224,15 @@ def test_dataset_description_has_the_provenance(default_share):
 
 
 def test_relabelling_keeps_the_key_outside_and_consistent(study):
-    outcome = _share(study, "relabel", relabel=True, keep_flagged=["brain_changed"], validate=False,
-                     participants_keep=["participant_id", "group"], copy=["sub-01/func/*"])
+    outcome = _share(
+        study,
+        "relabel",
+        relabel=True,
+        keep_flagged=["brain_changed"],
+        validate=False,
+        participants_keep=["participant_id", "group"],
+        copy=["sub-01/func/*"],
+    )
     share = outcome.out_dir
     key_path = study["results"] / "share_keys/tiny/relabel_relabel.tsv"
     assert key_path.exists() and share not in key_path.parents and not list(share.rglob("*relabel*"))
@@ -188,7 +249,9 @@ def test_relabelling_keeps_the_key_outside_and_consistent(study):
     assert participants[0] == "participant_id\tgroup"
     assert participants[1:] == sorted(f"sub-{key[s][0]}\t{g}" for s, g in (("01", "control"), ("02", "patient")))
     for path in share.rglob("*"):
-        text = path.relative_to(share).as_posix() + (path.read_text() if path.suffix in (".json", ".tsv", "") and path.is_file() else "")
+        text = path.relative_to(share).as_posix() + (
+            path.read_text() if path.suffix in (".json", ".tsv", "") and path.is_file() else ""
+        )
         assert not any(f"sub-{s}" in text for s in ("01", "02", "03", "04")), path
     new01 = key["01"][0]
     bold_json = json.loads((share / f"sub-{new01}/func/sub-{new01}_task-rest_bold.json").read_text())
@@ -238,12 +301,19 @@ def test_bad_share_config_names_the_key():
 
 def test_a_share_inside_the_source_is_refused(study):
     with pytest.raises(ShareError, match="read-only"):
-        build_share(source_root=study["source"], images=study["images"], defaced_dirs=study["defaced_dirs"],
-                    records=study["records"], method="quickshear", out_dir=study["source"] / "derivatives/share")
+        build_share(
+            source_root=study["source"],
+            images=study["images"],
+            defaced_dirs=study["defaced_dirs"],
+            records=study["records"],
+            method="quickshear",
+            out_dir=study["source"] / "derivatives/share",
+        )
     assert _tree_digest(study["source"]) == study["before"]
 
 
 # --- the official BIDS validator ----------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def validator():
@@ -276,8 +346,14 @@ def test_paths_relative_to_the_working_folder_as_the_workflow_gives_them(study, 
     root = study["source"].parent
     monkeypatch.chdir(root)
     images = {"01": {m: p.relative_to(root) for m, p in study["images"]["01"].items()}}
-    outcome = build_share(source_root=Path("source"), images=images, defaced_dirs={"01": Path("results/defaced/tiny/quickshear/sub-01")},
-                          records=study["records"], method="quickshear", out_dir=Path("results/share/tiny/relative/quickshear"),
-                          options={"validate": False})
+    outcome = build_share(
+        source_root=Path("source"),
+        images=images,
+        defaced_dirs={"01": Path("results/defaced/tiny/quickshear/sub-01")},
+        records=study["records"],
+        method="quickshear",
+        out_dir=Path("results/share/tiny/relative/quickshear"),
+        options={"validate": False},
+    )
     assert outcome.report["images_shared"] == ["sub-01/anat/sub-01_T1w.nii.gz"]
     assert "sub-01/anat/sub-01_T1w.json" not in {e["path"] for e in outcome.report["left_out"]}

@@ -51,8 +51,10 @@ def _files(root: Path) -> dict[str, bytes]:
 
 def _truth_maps(root: Path, subject: str) -> dict[str, np.ndarray]:
     anat = root / "derivatives" / "truth" / f"sub-{subject}" / "anat"
-    return {p.name.split("_", 1)[1].replace(".nii.gz", ""): np.asarray(nib.load(str(p)).dataobj)
-            for p in anat.glob("*.nii.gz")}
+    return {
+        p.name.split("_", 1)[1].replace(".nii.gz", ""): np.asarray(nib.load(str(p)).dataobj)
+        for p in anat.glob("*.nii.gz")
+    }
 
 
 def test_same_seed_gives_byte_identical_files(anatomy, cohorts, tmp_path):
@@ -90,7 +92,9 @@ def test_truth_volumes_equal_label_sums(cohorts):
             # the true scaling brings the true intracranial space to the MNI152 one the NBV arm fits to
             assert truth["icv_ml"] * truth["vscaling"] == pytest.approx(mni152_intracranial_ml())
             assert truth["nbv_ml"] == pytest.approx((truth["gm_ml"] + truth["wm_ml"]) * truth["vscaling"])
-            saved = json.loads((root / "derivatives/truth" / f"sub-{subject}/anat/sub-{subject}_truth.json").read_text())
+            saved = json.loads(
+                (root / "derivatives/truth" / f"sub-{subject}/anat/sub-{subject}_truth.json").read_text()
+            )
             assert saved["nbv_ml"] == pytest.approx(truth["nbv_ml"])
             if kind == "ms":
                 lesion = maps["desc-lesion_mask"] > 0
@@ -160,13 +164,15 @@ def test_skull_is_a_dark_band_as_in_real_t1w(cohorts):
     root, truths = cohorts["healthy"]
     for truth in truths:
         s = truth["participant_id"][4:]
-        data = np.asarray(nib.as_closest_canonical(nib.load(str(root / f"sub-{s}/anat/sub-{s}_T1w.nii.gz"))).dataobj, float)
+        data = np.asarray(
+            nib.as_closest_canonical(nib.load(str(root / f"sub-{s}/anat/sub-{s}_T1w.nii.gz"))).dataobj, float
+        )
         dseg_file = root / "derivatives" / "truth" / f"sub-{s}" / "anat" / f"sub-{s}_dseg.nii.gz"
         dseg = np.asarray(nib.as_closest_canonical(nib.load(str(dseg_file))).dataobj)
         icv = (dseg >= CSF) & (dseg <= WM)
         depth = ndimage.distance_transform_edt(~icv, sampling=truth["voxel_size_mm"])
         vault = np.zeros(icv.shape, bool)
-        vault[..., int(np.argwhere(icv)[:, 2].mean()):] = True  # above the brain's centre (RAS: axis 2 is superior)
+        vault[..., int(np.argwhere(icv)[:, 2].mean()) :] = True  # above the brain's centre (RAS: axis 2 is superior)
         wm = np.median(data[dseg == WM])
         bone = np.median(data[vault & (dseg == HEAD) & (depth > 1.5) & (depth <= 4)]) / wm
         csf = np.median(data[dseg == CSF]) / wm
@@ -197,6 +203,7 @@ def test_face_shape_changes_the_face_region_only(anatomy, cohorts, tmp_path, mon
     changed = shaped != flat
     assert changed.sum() > 1000  # the face moved
     from scipy import ndimage
+
     face = (shaped_maps["desc-face_mask"] > 0) | (plain_maps["desc-face_mask"] > 0)
     near_face = ndimage.binary_dilation(face, iterations=6)
     # (the face region's soft edge and the air in front of the face, where a nose may grow, lie a little
@@ -207,8 +214,13 @@ def test_face_shape_changes_the_face_region_only(anatomy, cohorts, tmp_path, mon
 
 def test_dataset_files(cohorts):
     root, truths = cohorts["ms"]
-    for path in ("dataset_description.json", "derivatives/truth/dataset_description.json", "README",
-                 "contact_sheet.png", "participants.json"):
+    for path in (
+        "dataset_description.json",
+        "derivatives/truth/dataset_description.json",
+        "README",
+        "contact_sheet.png",
+        "participants.json",
+    ):
         assert (root / path).exists(), path
     assert json.loads((root / "derivatives/truth/dataset_description.json").read_text())["DatasetType"] == "derivative"
     table = pd.read_csv(root / "participants.tsv", sep="\t")
@@ -220,8 +232,15 @@ def test_dataset_files(cohorts):
 
 
 def test_difficulty_settings_take_effect(anatomy, tmp_path):
-    hard = {"voxel_size": 2.0, "difficulty": {"chin_cut_probability": 1.0, "thick_slice_flair_probability": 1.0,
-                                              "max_pitch_deg": 0.0, "reorient_probability": 1.0}}
+    hard = {
+        "voxel_size": 2.0,
+        "difficulty": {
+            "chin_cut_probability": 1.0,
+            "thick_slice_flair_probability": 1.0,
+            "max_pitch_deg": 0.0,
+            "reorient_probability": 1.0,
+        },
+    }
     truth = simulate_subject("ms", "007", 3, anatomy, tmp_path, hard)
     assert truth["chin_cut"] and truth["pitch_deg"] == 0.0 and truth["orientation"] != "RAS"
     flair = nib.load(str(tmp_path / "sub-007/anat/sub-007_FLAIR.nii.gz"))
@@ -248,6 +267,7 @@ def test_deepbet_mask_matches_the_true_intracranial_region(cohorts):
 
 
 # -- unit tests of the pieces (no model needed)
+
 
 def test_reorient_is_exact_and_consistent():
     data = np.arange(24, dtype=np.int16).reshape(2, 3, 4)
@@ -323,8 +343,10 @@ from defacebench.templates import pydeface_head
 head = nib.load(str(pydeface_head()))
 print(repr(register_mni_to_head(head, extract_brain(head))["head_to_mni_det"]))
 """
-    runs = [subprocess.Popen([sys.executable, "-c", script, state], stdout=subprocess.PIPE, text=True)
-            for state in ("cold", "warm")]
+    runs = [
+        subprocess.Popen([sys.executable, "-c", script, state], stdout=subprocess.PIPE, text=True)
+        for state in ("cold", "warm")
+    ]
     outputs = [run.communicate(timeout=600)[0].strip().splitlines()[-1] for run in runs]
     assert all(run.returncode == 0 for run in runs)
     assert outputs[0] == outputs[1], outputs

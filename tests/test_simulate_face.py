@@ -7,8 +7,14 @@ import pytest
 
 from defacebench.simulate import deform
 
-LANDMARKS = {"nose_tip": [0.0, 120.0, -60.0], "midline_x": 0.0, "chin": [0.0, 105.0, -98.0],
-             "brow": [0.0, 112.0, -30.0], "cheek_right": [40.0, 100.0, -55.0], "cheek_left": [-40.0, 100.0, -55.0]}
+LANDMARKS = {
+    "nose_tip": [0.0, 120.0, -60.0],
+    "midline_x": 0.0,
+    "chin": [0.0, 105.0, -98.0],
+    "brow": [0.0, 112.0, -30.0],
+    "cheek_right": [40.0, 100.0, -55.0],
+    "cheek_left": [-40.0, 100.0, -55.0],
+}
 EXTREME = {name: hi for name, (lo, hi) in deform.FACE_SHAPE_RANGES.items()}
 
 
@@ -22,8 +28,9 @@ def test_face_shape_is_drawn_within_its_ranges_and_by_seed():
 
 
 def test_each_parameter_moves_its_feature_the_way_it_says():
-    points = np.array([LANDMARKS["nose_tip"], LANDMARKS["chin"], LANDMARKS["cheek_right"], LANDMARKS["cheek_left"],
-                       LANDMARKS["brow"]]).T
+    points = np.array(
+        [LANDMARKS["nose_tip"], LANDMARKS["chin"], LANDMARKS["cheek_right"], LANDMARKS["cheek_left"], LANDMARKS["brow"]]
+    ).T
     zero = {name: 0.0 for name in deform.FACE_SHAPE_RANGES}
     assert np.abs(deform.face_displacement(points, LANDMARKS, zero)).max() == 0
     u = deform.face_displacement(points, LANDMARKS, {**zero, "nose_protrusion_mm": 5.0})

@@ -51,8 +51,10 @@ def _why_no_cluster() -> str | None:
     if not shutil.which("unshare") or not shutil.which("timeout"):
         return "needs unshare(1) and timeout(1) (util-linux, coreutils)"
     if importlib.util.find_spec("snakemake_executor_plugin_slurm_jobstep") is None:
-        return ("the analysis environment lacks snakemake-executor-plugin-slurm-jobstep, which runs "
-                "each job inside Slurm: pip install snakemake-executor-plugin-slurm-jobstep")
+        return (
+            "the analysis environment lacks snakemake-executor-plugin-slurm-jobstep, which runs "
+            "each job inside Slurm: pip install snakemake-executor-plugin-slurm-jobstep"
+        )
     return None
 
 
@@ -60,12 +62,18 @@ def _submit_snakemake() -> Path:
     """Snakemake + the Slurm executor plugin in their own venv, with the analysis env's Snakemake version."""
     version = importlib.metadata.version("snakemake")
     python, snakemake = SUBMIT_VENV / "bin" / "python", SUBMIT_VENV / "bin" / "snakemake"
-    check = f"import importlib.metadata as m, snakemake_executor_plugin_slurm; assert m.version('snakemake') == '{version}'"
+    check = (
+        f"import importlib.metadata as m, snakemake_executor_plugin_slurm; assert m.version('snakemake') == '{version}'"
+    )
     if snakemake.exists() and subprocess.run([str(python), "-c", check], capture_output=True).returncode == 0:
         return snakemake
     venv.EnvBuilder(with_pip=True, clear=True).create(SUBMIT_VENV)
-    pip = subprocess.run([str(python), "-m", "pip", "install", "-q", f"snakemake=={version}", PLUGIN],
-                         capture_output=True, text=True, timeout=600)
+    pip = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", f"snakemake=={version}", PLUGIN],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if pip.returncode:
         pytest.skip(f"cannot install the Slurm executor plugin into {SUBMIT_VENV}: {pip.stderr[-1500:]}")
     return snakemake
@@ -108,8 +116,13 @@ def cluster():
         ctld_port, slurmd_port = _free_ports(2)
         ports = {"DEFACEBENCH_SLURMCTLD_PORT": str(ctld_port), "DEFACEBENCH_SLURMD_PORT": str(slurmd_port)}
         try:
-            started = subprocess.run(["bash", str(SCRIPTS / "start_cluster.sh"), "--install", str(state)],
-                                     env={**_environment(), **ports}, capture_output=True, text=True, timeout=660)
+            started = subprocess.run(
+                ["bash", str(SCRIPTS / "start_cluster.sh"), "--install", str(state)],
+                env={**_environment(), **ports},
+                capture_output=True,
+                text=True,
+                timeout=660,
+            )
         except subprocess.TimeoutExpired as exc:
             started = subprocess.CompletedProcess(exc.cmd, 1, "", f"start_cluster.sh timed out after {exc.timeout} s")
         if (state / "pids").exists():
@@ -146,8 +159,18 @@ def _snakemake(submit, cluster_env, *args):
         # the submit side parses the Snakefile, which imports defacebench (pure Python, no heavy deps)
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])),
     }
-    cmd = ["timeout", "-k", "30", str(SNAKEMAKE_TIMEOUT_S), str(submit),
-           "--workflow-profile", "profiles/slurm", "--profile", str(SITE_PROFILE), *args]
+    cmd = [
+        "timeout",
+        "-k",
+        "30",
+        str(SNAKEMAKE_TIMEOUT_S),
+        str(submit),
+        "--workflow-profile",
+        "profiles/slurm",
+        "--profile",
+        str(SITE_PROFILE),
+        *args,
+    ]
     start = time.perf_counter()
     run = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=SNAKEMAKE_TIMEOUT_S + 60)
     return run, run.stdout + run.stderr, time.perf_counter() - start
@@ -155,8 +178,13 @@ def _snakemake(submit, cluster_env, *args):
 
 def _slurm_jobs(cluster_env) -> pd.DataFrame:
     """Every job the controller remembers (MinJobAge=600 s), with its state."""
-    out = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i|%T"], env={**os.environ, **cluster_env},
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["squeue", "-h", "-t", "all", "-o", "%i|%T"],
+        env={**os.environ, **cluster_env},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return pd.DataFrame([line.split("|") for line in out.split()], columns=["job", "state"])
 
 

@@ -74,10 +74,15 @@ def test_simulated_plan_names_bids_paths():
 def test_bids_cohort_discovered_with_filters(real_bids, tmp_path):
     config = default_config()
     config["results"] = str(tmp_path / "results")
-    config["cohorts"] = [{
-        "name": "real", "source": "bids", "bids_root": str(real_bids),
-        "filters": {"subject": ["IXI012", "gbm7294", "ms07"]}, "outcomes": ["NBV", "WMLV"],
-    }]
+    config["cohorts"] = [
+        {
+            "name": "real",
+            "source": "bids",
+            "bids_root": str(real_bids),
+            "filters": {"subject": ["IXI012", "gbm7294", "ms07"]},
+            "outcomes": ["NBV", "WMLV"],
+        }
+    ]
     cohort = plan_cohorts(config, REPO)["real"]
     assert cohort.subjects == ["IXI012", "gbm7294", "ms07"]
     assert set(cohort.images["ms07"]) == {"T1w", "FLAIR"}
@@ -98,11 +103,15 @@ def test_results_inside_dataset_is_refused(real_bids):
 @pytest.mark.parametrize(
     "mutate, line",
     [
-        (lambda c: c["cohorts"][0].update(method="x"),
-         "cohorts[0].method: unknown key; allowed: bids_root, filters, kind, modalities, n_subjects, name, outcomes, seed, source"),
+        (
+            lambda c: c["cohorts"][0].update(method="x"),
+            "cohorts[0].method: unknown key; allowed: bids_root, filters, kind, modalities, n_subjects, name, outcomes, seed, source",
+        ),
         (lambda c: c["cohorts"][0].update(n_subjects=0), "cohorts[0].n_subjects: 0 is less than the minimum of 1"),
-        (lambda c: c["deface"].update(brain_extraction="bet2"),
-         "deface.brain_extraction: 'bet2' is not allowed; allowed: deepbet, robex"),
+        (
+            lambda c: c["deface"].update(brain_extraction="bet2"),
+            "deface.brain_extraction: 'bet2' is not allowed; allowed: deepbet, robex",
+        ),
         (lambda c: c["cohorts"][0].pop("seed"), "cohorts[0]: missing required key seed"),
         (lambda c: c.update(methods="quickshear"), "methods: 'quickshear' is not of type array"),
     ],
@@ -119,7 +128,15 @@ def test_schema_errors_one_line_each(mutate, line):
 
 def test_bids_modalities_leaving_out_an_outcome_s_image_are_refused(real_bids):
     config = default_config()
-    config["cohorts"] = [{"name": "real", "source": "bids", "bids_root": str(real_bids), "modalities": ["T2w"],
-                          "outcomes": ["NBV"], "filters": {"subject": ["IXI012"]}}]
+    config["cohorts"] = [
+        {
+            "name": "real",
+            "source": "bids",
+            "bids_root": str(real_bids),
+            "modalities": ["T2w"],
+            "outcomes": ["NBV"],
+            "filters": {"subject": ["IXI012"]},
+        }
+    ]
     with pytest.raises(ConfigError, match=r"cohorts\[0\] \(real\).modalities: NBV needs T1w"):
         plan_cohorts(config, REPO)

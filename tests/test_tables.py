@@ -28,9 +28,16 @@ def write_records(tmp_path, fail=(), outcomes=("NBV",), subjects=5, cohort="c", 
             records = []
             for outcome in outcomes:
                 truth = 1400 + 40 * s if outcome == "NBV" else 5.0 + s
-                record = Record(cohort=cohort, subject=subject, variant=variant, outcome=outcome, unit="ml",
-                                backend=f"test-{outcome.lower()}", truth=truth,
-                                tool_versions={"numpy": np.__version__})
+                record = Record(
+                    cohort=cohort,
+                    subject=subject,
+                    variant=variant,
+                    outcome=outcome,
+                    unit="ml",
+                    backend=f"test-{outcome.lower()}",
+                    truth=truth,
+                    tool_versions={"numpy": np.__version__},
+                )
                 if (subject, variant, outcome) in fail:
                     record.status, record.failed_stage, record.message = "failed", "brain_extraction", "empty mask"
                 elif (subject, variant, outcome) not in no_value:

@@ -27,8 +27,8 @@ def test_missing_modality_is_a_study_failure(missing):
 
 def test_command_backend_volumes(tmp_path):
     labels = np.zeros((30, 30, 30), np.uint8)
-    labels[5:10, 5:10, 5:10] = 2   # 125 voxels oedema
-    labels[6:8, 6:8, 6:8] = 4      # 8 voxels enhancing
+    labels[5:10, 5:10, 5:10] = 2  # 125 voxels oedema
+    labels[6:8, 6:8, 6:8] = 4  # 8 voxels enhancing
     src = tmp_path / "labels.nii.gz"
     nib.save(nib.Nifti1Image(labels, np.eye(4)), src)
     images = {m: _noise(i, (30, 30, 30)) for i, m in enumerate(T.MODALITIES)}
@@ -52,8 +52,9 @@ def test_features_on_the_brain_box_equal_whole_grid_features():
     rng = np.random.default_rng(3)
     grid = np.meshgrid(*[np.arange(n) - 0.5 * n for n in shape], indexing="ij")
     mask = np.sqrt(sum((g / a) ** 2 for g, a in zip(grid, (25.0, 30.0, 22.0)))) < 1.0
-    standardised = {m: np.where(mask, 1.0 + 0.2 * rng.standard_normal(shape), 0.0).astype(np.float32)
-                    for m in tfeat.MODALITY_ORDER}
+    standardised = {
+        m: np.where(mask, 1.0 + 0.2 * rng.standard_normal(shape), 0.0).astype(np.float32) for m in tfeat.MODALITY_ORDER
+    }
     whole = tfeat.tumour_features(standardised, mask, zooms)
 
     def on_box(margin):
@@ -121,14 +122,14 @@ def test_shipped_forest_was_fitted_on_the_simulator():
 def _two_tumour_posteriors(shape=(40, 40, 40)):
     """Posteriors with a large (core + oedema) and a small (core only) tumour, far apart."""
     grid = np.indices(shape)
-    big = ((grid - np.array([12, 20, 20])[:, None, None, None]) ** 2).sum(0) <= 6 ** 2
-    small = ((grid - np.array([31, 20, 20])[:, None, None, None]) ** 2).sum(0) <= 3 ** 2
-    big_core = ((grid - np.array([12, 20, 20])[:, None, None, None]) ** 2).sum(0) <= 3 ** 2
+    big = ((grid - np.array([12, 20, 20])[:, None, None, None]) ** 2).sum(0) <= 6**2
+    small = ((grid - np.array([31, 20, 20])[:, None, None, None]) ** 2).sum(0) <= 3**2
+    big_core = ((grid - np.array([12, 20, 20])[:, None, None, None]) ** 2).sum(0) <= 3**2
     posteriors = np.zeros(shape + (5,), np.float32)
     posteriors[..., 0] = 1.0
-    posteriors[big] = [0.1, 0.0, 0.9, 0.0, 0.0]       # oedema
+    posteriors[big] = [0.1, 0.0, 0.9, 0.0, 0.0]  # oedema
     posteriors[big_core] = [0.1, 0.0, 0.0, 0.0, 0.9]  # enhancing
-    posteriors[small] = [0.1, 0.9, 0.0, 0.0, 0.0]     # necrosis
+    posteriors[small] = [0.1, 0.9, 0.0, 0.0, 0.0]  # necrosis
     return posteriors, big, small
 
 
@@ -136,8 +137,15 @@ def _two_tumour_posteriors(shape=(40, 40, 40)):
 def test_regularise_keeps_every_tumour_or_the_largest_only(largest_only):
     posteriors, big, small = _two_tumour_posteriors()
     mask = np.ones(big.shape, bool)
-    labels = tfeat.regularise(posteriors, [0, 1, 2, 3, 4], mask, (1.0, 1.0, 1.0), sigma_mm=0.0,
-                              min_tumour_ml=0.05, largest_component_only=largest_only)
+    labels = tfeat.regularise(
+        posteriors,
+        [0, 1, 2, 3, 4],
+        mask,
+        (1.0, 1.0, 1.0),
+        sigma_mm=0.0,
+        min_tumour_ml=0.05,
+        largest_component_only=largest_only,
+    )
     assert (labels[big] > 0).all()
     if largest_only:
         assert not labels[small].any()
@@ -186,7 +194,9 @@ def test_phantom_subject_core_dice():
     from defacebench.analysis.pathology_training import VALIDATION_SEED, training_cohort
     from defacebench.overlap import truth_on_grid
 
-    name, images, truth_img, _ = next(training_cohort("glioma", 1, VALIDATION_SEED, "/tmp/dfb-test", {"resolution_mm": 2.0}, source="phantom"))
+    name, images, truth_img, _ = next(
+        training_cohort("glioma", 1, VALIDATION_SEED, "/tmp/dfb-test", {"resolution_mm": 2.0}, source="phantom")
+    )
     seg = T.segment_tumour(images, threads=2)
     assert seg.shape == images["T1w"].shape
     truth = truth_on_grid(truth_img, images["T1w"])
@@ -201,7 +211,9 @@ def test_gbm7294_core_dice(real_bids):
     images = {m: nib.load(anat / f"sub-gbm7294_{n}.nii.gz") for m, n in names.items()}
     seg = T.segment_tumour(images, threads=2)
     labels = np.asarray(seg.dataobj)
-    ref = np.asarray(nib.load(real_bids / "derivatives/reference-masks/sub-gbm7294/anat/sub-gbm7294_desc-tumour_dseg.nii.gz").dataobj)
+    ref = np.asarray(
+        nib.load(real_bids / "derivatives/reference-masks/sub-gbm7294/anat/sub-gbm7294_desc-tumour_dseg.nii.gz").dataobj
+    )
     core_ref = np.isin(ref, (1, 3, 4))  # BraTS core: necrosis/non-enhancing (1) and enhancing (4)
     core = np.isin(labels, tfeat.CORE_LABELS)
     # target 0.7, NOT met by the simulator-fitted forest: measured once after each change
@@ -210,7 +222,6 @@ def test_gbm7294_core_dice(real_bids):
     # components were cerebellar cortex and ventricle walls); these floors guard regressions
     assert dice(core, core_ref) > 0.6
     assert dice(labels > 0, ref > 0) > 0.85
-
 
 
 @pytest.mark.parametrize("shrink_factor", [None, T.N4_SHRINK_FACTOR])

@@ -30,15 +30,21 @@ def test_workflow_parses_without_the_analysis_dependencies():
     On a cluster the workflow is parsed by a submit-only environment (README, "Running on a
     cluster"); an import of the simulator or analysis at parse time would stop it there."""
     sources = [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
-    imports = [line.strip() for path in sources for line in path.read_text().splitlines()
-               if line.startswith(("from defacebench", "import defacebench"))]
+    imports = [
+        line.strip()
+        for path in sources
+        for line in path.read_text().splitlines()
+        if line.startswith(("from defacebench", "import defacebench"))
+    ]
     assert imports, "the workflow no longer imports the package: update this test"
     heavy = ["numpy", "scipy", "nibabel", "pandas", "ants", "torch", "deepbet", "sklearn", "bids"]
-    program = "\n".join([
-        "import sys",
-        *(f"sys.modules[{name!r}] = None" for name in heavy),  # any import of these now fails
-        *imports,
-    ])
+    program = "\n".join(
+        [
+            "import sys",
+            *(f"sys.modules[{name!r}] = None" for name in heavy),  # any import of these now fails
+            *imports,
+        ]
+    )
     result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr
 
@@ -48,7 +54,8 @@ def test_default_study_dry_run():
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     counts = {
-        words[0]: int(words[1]) for words in map(str.split, output.splitlines())
+        words[0]: int(words[1])
+        for words in map(str.split, output.splitlines())
         if len(words) == 2 and words[1].isdigit()
     }
     # 7 subjects; NBV on 5, WMLV on 2, GBV on 2, each on 4 variants; 3 methods x 7 subjects defaced
@@ -58,7 +65,9 @@ def test_default_study_dry_run():
 
 def test_bad_config_stops_with_key_and_problem(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("cohorts:\n  - name: x\n    source: simulated\n    kind: healthy\n    n_subjects: 0\n    seed: 1\n    outcomes: [NBV]\n")
+    bad.write_text(
+        "cohorts:\n  - name: x\n    source: simulated\n    kind: healthy\n    n_subjects: 0\n    seed: 1\n    outcomes: [NBV]\n"
+    )
     result = snakemake("-n", "--configfile", str(bad))
     output = result.stdout + result.stderr
     assert result.returncode != 0
@@ -67,7 +76,9 @@ def test_bad_config_stops_with_key_and_problem(tmp_path):
 
 # A command-template method that fails on one subject: the failure must reach the failure
 # table and take that subject out of every method's agreement (complete cases).
-FAILING_ON_002 = "sh -c 'case {input} in *sub-002*) echo simulated tool crash >&2; exit 3;; *) cp {input} {output};; esac'"
+FAILING_ON_002 = (
+    "sh -c 'case {input} in *sub-002*) echo simulated tool crash >&2; exit 3;; *) cp {input} {output};; esac'"
+)
 
 
 @pytest.mark.slow
@@ -75,11 +86,15 @@ def test_tiny_study_end_to_end(tmp_path):
     results = tmp_path / "results"
     config = tmp_path / "tiny.yaml"
     config.write_text(
-        (REPO / "config/test-tiny.yaml").read_text()
-        + f"\nmethod_options:\n  flaky:\n    command: \"{FAILING_ON_002}\"\n"
+        (REPO / "config/test-tiny.yaml").read_text() + f'\nmethod_options:\n  flaky:\n    command: "{FAILING_ON_002}"\n'
     )
     result = snakemake(
-        "--cores", "2", "--configfile", str(config), "--config", f"results={results}",
+        "--cores",
+        "2",
+        "--configfile",
+        str(config),
+        "--config",
+        f"results={results}",
         "methods=[quickshear,flaky]",
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]

@@ -17,8 +17,9 @@ def bounding_box(mask: np.ndarray, margin: int | Sequence[int] = 0) -> tuple[sli
     if idx[0].size == 0:
         raise ValueError("bounding_box of an empty mask")
     margins = [int(margin)] * mask.ndim if np.isscalar(margin) else [int(m) for m in margin]
-    return tuple(slice(max(0, int(i.min()) - m), min(n, int(i.max()) + m + 1))
-                 for i, n, m in zip(idx, mask.shape, margins))
+    return tuple(
+        slice(max(0, int(i.min()) - m), min(n, int(i.max()) + m + 1)) for i, n, m in zip(idx, mask.shape, margins)
+    )
 
 
 def box_affine(affine: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
@@ -35,6 +36,6 @@ def box_affine(affine: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
 
 def uncrop(cropped: np.ndarray, box: tuple[slice, ...], shape, fill=0) -> np.ndarray:
     """``cropped`` (the ``box`` of an array of ``shape``) put back on the whole grid, ``fill`` elsewhere."""
-    full = np.full(tuple(shape) + cropped.shape[len(box):], fill, dtype=cropped.dtype)
+    full = np.full(tuple(shape) + cropped.shape[len(box) :], fill, dtype=cropped.dtype)
     full[box] = cropped
     return full

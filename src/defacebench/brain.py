@@ -65,7 +65,9 @@ def known_mask(img: nib.Nifti1Image, mask: np.ndarray, backend: str, threads: in
     is forgotten when the block ends, so a later analysis in the same process
     neither takes it nor is credited with it.
     """
-    canon_mask = np.asarray(nib.as_closest_canonical(nib.Nifti1Image(np.asarray(mask, np.uint8), img.affine)).dataobj) > 0
+    canon_mask = (
+        np.asarray(nib.as_closest_canonical(nib.Nifti1Image(np.asarray(mask, np.uint8), img.affine)).dataobj) > 0
+    )
     key = (backend_input_key(img), backend, int(threads))
     uses: list[str] = []
     _KNOWN_MASKS[key] = (canon_mask, source, uses)

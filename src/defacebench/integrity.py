@@ -18,8 +18,13 @@ def resample_mask(mask: np.ndarray, source: nib.Nifti1Image, target: nib.Nifti1I
         return np.asarray(mask, bool)
     vox_to_vox = np.linalg.inv(source.affine) @ target.affine
     return ndimage.affine_transform(
-        np.asarray(mask, np.uint8), vox_to_vox[:3, :3], vox_to_vox[:3, 3],
-        output_shape=target.shape[:3], order=0, mode="constant", cval=0,
+        np.asarray(mask, np.uint8),
+        vox_to_vox[:3, :3],
+        vox_to_vox[:3, 3],
+        output_shape=target.shape[:3],
+        order=0,
+        mode="constant",
+        cval=0,
     ).astype(bool)
 
 
@@ -59,8 +64,9 @@ def changed(full: np.ndarray, defaced: np.ndarray) -> np.ndarray:
     return ~same
 
 
-def integrity(full: np.ndarray, defaced: np.ndarray, brain_mask: np.ndarray | None,
-              face_region: np.ndarray | None) -> dict:
+def integrity(
+    full: np.ndarray, defaced: np.ndarray, brain_mask: np.ndarray | None, face_region: np.ndarray | None
+) -> dict:
     """Fractions of brain voxels and of the (tissue-holding) face region that defacing changed.
 
     ``brain_mask`` is the FULL image's brain mask; the face region is the
@@ -90,11 +96,14 @@ def integrity(full: np.ndarray, defaced: np.ndarray, brain_mask: np.ndarray | No
             brain_voxels=int(measured.sum()),
             brain_voxels_nonfinite=int(brain.sum() - measured.sum()),
             brain_voxels_changed=int((diff & measured).sum()),
-            brain_voxels_changed_fraction=float((diff & measured).sum() / measured.sum()) if measured.any() else float("nan"),
+            brain_voxels_changed_fraction=float((diff & measured).sum() / measured.sum())
+            if measured.any()
+            else float("nan"),
         )
     else:
-        out.update(brain_voxels=0, brain_voxels_nonfinite=0, brain_voxels_changed=0,
-                   brain_voxels_changed_fraction=float("nan"))
+        out.update(
+            brain_voxels=0, brain_voxels_nonfinite=0, brain_voxels_changed=0, brain_voxels_changed_fraction=float("nan")
+        )
     if face_region is not None:
         face = np.asarray(face_region, bool) & head_mask(full)  # head_mask: non-finite voxels hold no tissue
         out.update(

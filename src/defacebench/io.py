@@ -26,15 +26,41 @@ IDENTIFYING_HEADER_FIELDS = ("descrip", "aux_file", "db_name", "intent_name")
 #: BIDS sidecar keys that identify a person, a date or a device (DICOM-derived).
 IDENTIFYING_SIDECAR_KEYS = frozenset(
     {
-        "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "PatientAge",
-        "PatientWeight", "PatientSize", "PatientPosition_Identifying",
-        "AcquisitionDate", "AcquisitionTime", "AcquisitionDateTime", "SeriesDate",
-        "SeriesTime", "StudyDate", "StudyTime", "ContentDate", "ContentTime",
-        "InstanceCreationDate", "InstanceCreationTime", "DateOfBirth", "BirthDate",
-        "DeviceSerialNumber", "StationName", "InstitutionName", "InstitutionAddress",
-        "InstitutionalDepartmentName", "ReferringPhysicianName", "PerformingPhysicianName",
-        "OperatorsName", "AccessionNumber", "StudyInstanceUID", "SeriesInstanceUID",
-        "StudyID", "ProcedureStepDescription", "PatientComments",
+        "PatientName",
+        "PatientID",
+        "PatientBirthDate",
+        "PatientSex",
+        "PatientAge",
+        "PatientWeight",
+        "PatientSize",
+        "PatientPosition_Identifying",
+        "AcquisitionDate",
+        "AcquisitionTime",
+        "AcquisitionDateTime",
+        "SeriesDate",
+        "SeriesTime",
+        "StudyDate",
+        "StudyTime",
+        "ContentDate",
+        "ContentTime",
+        "InstanceCreationDate",
+        "InstanceCreationTime",
+        "DateOfBirth",
+        "BirthDate",
+        "DeviceSerialNumber",
+        "StationName",
+        "InstitutionName",
+        "InstitutionAddress",
+        "InstitutionalDepartmentName",
+        "ReferringPhysicianName",
+        "PerformingPhysicianName",
+        "OperatorsName",
+        "AccessionNumber",
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "StudyID",
+        "ProcedureStepDescription",
+        "PatientComments",
     }
 )
 
@@ -122,8 +148,9 @@ def _nifti_from_bytes(path: Path, raw: bytes) -> nib.Nifti1Image:
     sizes = {int.from_bytes(raw[:4], order) for order in ("little", "big")} if len(raw) >= 4 else set()
     [klass] = [_NIFTI_CLASSES[s] for s in sizes if s in _NIFTI_CLASSES] or [None]
     if klass is None:
-        raise BadInputImage(path, f"not a NIfTI file (its first bytes are {raw[:8]!r}, "
-                                  "not a NIfTI-1 or NIfTI-2 header)")
+        raise BadInputImage(
+            path, f"not a NIfTI file (its first bytes are {raw[:8]!r}, not a NIfTI-1 or NIfTI-2 header)"
+        )
     try:
         img = klass.from_bytes(raw)
     except (nib.spatialimages.HeaderDataError, nib.filebasedimages.ImageFileError, ValueError, EOFError) as exc:
@@ -131,8 +158,9 @@ def _nifti_from_bytes(path: Path, raw: bytes) -> nib.Nifti1Image:
     header = img.header
     needed = int(header.get_data_offset()) + int(np.prod(img.shape, dtype=np.int64)) * header.get_data_dtype().itemsize
     if len(raw) < needed:
-        raise BadInputImage(path, f"truncated: the header declares {needed} bytes of image, the file holds "
-                                  f"{len(raw)} (decompressed)")
+        raise BadInputImage(
+            path, f"truncated: the header declares {needed} bytes of image, the file holds {len(raw)} (decompressed)"
+        )
     return img
 
 
@@ -145,15 +173,21 @@ def _checked_volume(path: Path, img: nib.Nifti1Image, allow_nonfinite: bool) -> 
     if len(shape) < 3:
         raise BadInputImage(path, f"a {len(shape)}D image (shape {shape}); a 3D volume is needed")
     if len(shape) > 3:
-        raise BadInputImage(path, f"a {len(shape)}D image (shape {shape}, {int(np.prod(shape[3:]))} volumes); "
-                                  "a single 3D volume is needed (pick one volume or run)")
+        raise BadInputImage(
+            path,
+            f"a {len(shape)}D image (shape {shape}, {int(np.prod(shape[3:]))} volumes); "
+            "a single 3D volume is needed (pick one volume or run)",
+        )
     if min(shape) < 2:
         raise BadInputImage(path, f"a single slice (shape {shape}); a 3D volume is needed")
     header = img.header
     qform_code, sform_code = int(header["qform_code"]), int(header["sform_code"])
     if qform_code == 0 and sform_code == 0:
-        raise BadInputImage(path, "no orientation: qform_code and sform_code are both 0, so where the "
-                                  "head (and its face) lies in space is unknown")
+        raise BadInputImage(
+            path,
+            "no orientation: qform_code and sform_code are both 0, so where the "
+            "head (and its face) lies in space is unknown",
+        )
     source = "sform" if sform_code > 0 else "qform"
     affine = img.affine
     linear = affine[:3, :3]
@@ -161,13 +195,19 @@ def _checked_volume(path: Path, img: nib.Nifti1Image, allow_nonfinite: bool) -> 
         raise BadInputImage(path, f"a non-finite affine ({source}): {_one_line(affine)}")
     singular_values = np.linalg.svd(linear, compute_uv=False)
     if singular_values[0] == 0 or singular_values[-1] * _AFFINE_CONDITION_LIMIT < singular_values[0]:
-        raise BadInputImage(path, f"a singular affine ({source}, voxel sizes {np.round(singular_values, 6).tolist()} mm): "
-                                  f"{_one_line(affine)}")
+        raise BadInputImage(
+            path,
+            f"a singular affine ({source}, voxel sizes {np.round(singular_values, 6).tolist()} mm): "
+            f"{_one_line(affine)}",
+        )
     if not allow_nonfinite:
         counts = image_nonfinite_counts(img)
         if counts["nonfinite_voxels"]:
-            raise BadInputImage(path, f"{describe_nonfinite(counts)} voxels out of {int(np.prod(shape))}; "
-                                      "the analyses need finite intensities")
+            raise BadInputImage(
+                path,
+                f"{describe_nonfinite(counts)} voxels out of {int(np.prod(shape))}; "
+                "the analyses need finite intensities",
+            )
     return img
 
 
@@ -184,8 +224,12 @@ def nonfinite_counts(data: np.ndarray) -> dict:
     nan = int(np.isnan(data).sum())
     posinf = int(np.isposinf(data).sum())
     neginf = int(np.isneginf(data).sum())
-    return {"nonfinite_voxels": nan + posinf + neginf, "nan_voxels": nan, "posinf_voxels": posinf,
-            "neginf_voxels": neginf}
+    return {
+        "nonfinite_voxels": nan + posinf + neginf,
+        "nan_voxels": nan,
+        "posinf_voxels": posinf,
+        "neginf_voxels": neginf,
+    }
 
 
 def image_nonfinite_counts(img: nib.spatialimages.SpatialImage) -> dict:
@@ -203,8 +247,11 @@ def image_nonfinite_counts(img: nib.spatialimages.SpatialImage) -> dict:
 
 def describe_nonfinite(counts: dict) -> str:
     """'12 NaN, 3 +Inf' from :func:`nonfinite_counts`."""
-    parts = [f"{counts[key]} {label}" for key, label in
-             (("nan_voxels", "NaN"), ("posinf_voxels", "+Inf"), ("neginf_voxels", "-Inf")) if counts[key]]
+    parts = [
+        f"{counts[key]} {label}"
+        for key, label in (("nan_voxels", "NaN"), ("posinf_voxels", "+Inf"), ("neginf_voxels", "-Inf"))
+        if counts[key]
+    ]
     return ", ".join(parts) or "no non-finite"
 
 
@@ -287,9 +334,7 @@ def scrub_header(img: nib.Nifti1Image) -> nib.Nifti1Image:
 def scrub_sidecar(sidecar: dict) -> dict:
     """Return a copy of a BIDS sidecar without identifying keys (names, dates, devices, sites)."""
     return {
-        k: v
-        for k, v in sidecar.items()
-        if k not in IDENTIFYING_SIDECAR_KEYS and not k.lower().startswith("patient")
+        k: v for k, v in sidecar.items() if k not in IDENTIFYING_SIDECAR_KEYS and not k.lower().startswith("patient")
     }
 
 

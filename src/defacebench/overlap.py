@@ -103,8 +103,15 @@ OVERLAP_COLUMNS = {
     "dice_defaced_vs_truth_mean": "mean over subjects of dice_defaced_vs_truth",
 }
 SUBJECT_COLUMNS = ("outcome", "method", "subject", "dice_vs_full", "dice_full_vs_truth", "dice_defaced_vs_truth")
-SUMMARY_COLUMNS = ("outcome", "method", "n_complete", "dice_vs_full_mean", "dice_vs_full_min",
-                   "dice_full_vs_truth_mean", "dice_defaced_vs_truth_mean")
+SUMMARY_COLUMNS = (
+    "outcome",
+    "method",
+    "n_complete",
+    "dice_vs_full_mean",
+    "dice_vs_full_min",
+    "dice_full_vs_truth_mean",
+    "dice_defaced_vs_truth_mean",
+)
 
 
 def _details(row) -> dict:
@@ -139,7 +146,9 @@ def overlap_table(records: pd.DataFrame, segmentation_root: str | Path) -> pd.Da
     for outcome in [o for o in REGIONS if o in set(ok["outcome"])]:
         sub = records[records["outcome"] == outcome]
         methods = sorted(v for v in sub["variant"].unique() if v != FULL)
-        by_variant = {v: ok[(ok["outcome"] == outcome) & (ok["variant"] == v)].set_index("subject") for v in [FULL, *methods]}
+        by_variant = {
+            v: ok[(ok["outcome"] == outcome) & (ok["variant"] == v)].set_index("subject") for v in [FULL, *methods]
+        }
         for subject in complete_cases(sub, outcome):
             full_row = by_variant[FULL].loc[subject]
             full = _label_map(segmentation_root, {**full_row, "subject": subject})
@@ -150,14 +159,19 @@ def overlap_table(records: pd.DataFrame, segmentation_root: str | Path) -> pd.Da
                 defaced = _label_map(segmentation_root, {**row, "subject": subject})
                 if defaced is None:
                     continue
-                rows.append({
-                    "outcome": outcome, "method": method, "subject": subject,
-                    "dice_vs_full": region_dice(defaced, full, outcome),
-                    "dice_full_vs_truth": _details(full_row).get("dice_vs_truth", np.nan),
-                    "dice_defaced_vs_truth": _details(row).get("dice_vs_truth", np.nan),
-                })
+                rows.append(
+                    {
+                        "outcome": outcome,
+                        "method": method,
+                        "subject": subject,
+                        "dice_vs_full": region_dice(defaced, full, outcome),
+                        "dice_full_vs_truth": _details(full_row).get("dice_vs_truth", np.nan),
+                        "dice_defaced_vs_truth": _details(row).get("dice_vs_truth", np.nan),
+                    }
+                )
     return pd.DataFrame(rows, columns=list(SUBJECT_COLUMNS)).astype(
-        {"dice_vs_full": float, "dice_full_vs_truth": float, "dice_defaced_vs_truth": float})
+        {"dice_vs_full": float, "dice_full_vs_truth": float, "dice_defaced_vs_truth": float}
+    )
 
 
 def overlap_summary(per_subject: pd.DataFrame) -> pd.DataFrame:
@@ -166,12 +180,17 @@ def overlap_summary(per_subject: pd.DataFrame) -> pd.DataFrame:
 
     rows = []
     for (outcome, method), group in per_subject.groupby(["outcome", "method"], sort=False):
-        rows.append({
-            "outcome": outcome, "method": method, "n_complete": len(group),
-            "dice_vs_full_mean": group["dice_vs_full"].mean(), "dice_vs_full_min": group["dice_vs_full"].min(),
-            "dice_full_vs_truth_mean": group["dice_full_vs_truth"].mean(),
-            "dice_defaced_vs_truth_mean": group["dice_defaced_vs_truth"].mean(),
-        })
+        rows.append(
+            {
+                "outcome": outcome,
+                "method": method,
+                "n_complete": len(group),
+                "dice_vs_full_mean": group["dice_vs_full"].mean(),
+                "dice_vs_full_min": group["dice_vs_full"].min(),
+                "dice_full_vs_truth_mean": group["dice_full_vs_truth"].mean(),
+                "dice_defaced_vs_truth_mean": group["dice_defaced_vs_truth"].mean(),
+            }
+        )
     return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
 
 
@@ -214,8 +233,14 @@ def _overlay(full: np.ndarray, defaced: np.ndarray | None) -> np.ndarray:
     return rgba
 
 
-def plot_overlap(per_subject: pd.DataFrame, records: pd.DataFrame, segmentation_root: str | Path,
-                 images: dict, out_png: str | Path, cohort: str) -> Path:
+def plot_overlap(
+    per_subject: pd.DataFrame,
+    records: pd.DataFrame,
+    segmentation_root: str | Path,
+    images: dict,
+    out_png: str | Path,
+    cohort: str,
+) -> Path:
     """One axial slice per outcome and subject: the full image's region and each method's against it.
 
     ``per_subject``: :func:`overlap_table`; ``images``: subject -> modality -> path
@@ -274,8 +299,11 @@ def plot_overlap(per_subject: pd.DataFrame, records: pd.DataFrame, segmentation_
                 ax.set_title(f"{method}: Dice {float(score.iloc[0]):.4f}" if len(score) else method, fontsize=8)
             else:
                 ax.set_title(f"{method}: no label map", fontsize=8)
-    fig.suptitle(f"Segmentations of defaced against full images, cohort {cohort}\n(yellow both, "
-                 f"cyan full only, magenta defaced only; the subjects whose segmentations moved most)", fontsize=9)
+    fig.suptitle(
+        f"Segmentations of defaced against full images, cohort {cohort}\n(yellow both, "
+        f"cyan full only, magenta defaced only; the subjects whose segmentations moved most)",
+        fontsize=9,
+    )
     fig.tight_layout()
     out_png = Path(out_png)
     with atomic_path(out_png) as tmp:

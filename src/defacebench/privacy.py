@@ -76,8 +76,13 @@ def render_and_detect(img: nib.Nifti1Image, png: str | Path | None = None) -> di
 
     render = frontal_render(img)
     n_faces = detect_faces(render)
-    out = {"faces_detected": n_faces, "face_detected": n_faces > 0, "detector": "opencv haarcascade_frontalface_alt2",
-           "opencv": cv2.__version__, "nonfinite_voxels": image_nonfinite_counts(img)["nonfinite_voxels"]}
+    out = {
+        "faces_detected": n_faces,
+        "face_detected": n_faces > 0,
+        "detector": "opencv haarcascade_frontalface_alt2",
+        "opencv": cv2.__version__,
+        "nonfinite_voxels": image_nonfinite_counts(img)["nonfinite_voxels"],
+    }
     if png is not None:
         from .io import atomic_path
 

@@ -19,9 +19,20 @@ from typing import Callable
 
 #: Columns of a record, in table order.
 RECORD_COLUMNS = (
-    "cohort", "subject", "variant", "outcome", "value", "unit", "status",
-    "failed_stage", "message", "runtime_s", "backend", "tool_versions",
-    "truth", "details",
+    "cohort",
+    "subject",
+    "variant",
+    "outcome",
+    "value",
+    "unit",
+    "status",
+    "failed_stage",
+    "message",
+    "runtime_s",
+    "backend",
+    "tool_versions",
+    "truth",
+    "details",
 )
 
 
@@ -108,8 +119,14 @@ def run_recorded(
     """
     start = time.perf_counter()
     record = Record(
-        cohort=cohort, subject=subject, variant=variant, outcome=outcome, unit=unit,
-        backend=backend, tool_versions=tool_versions, truth=truth,
+        cohort=cohort,
+        subject=subject,
+        variant=variant,
+        outcome=outcome,
+        unit=unit,
+        backend=backend,
+        tool_versions=tool_versions,
+        truth=truth,
     )
     try:
         result = dict(analysis())

@@ -45,8 +45,15 @@ def defacing_records(paths) -> pd.DataFrame:
             "subject_message": record.get("message", ""),
         }
         if not images:
-            rows.append({**base, "modality": "", "status": record.get("status", "failed"),
-                         "failed_stage": record.get("failed_stage", ""), "message": record.get("message", "")})
+            rows.append(
+                {
+                    **base,
+                    "modality": "",
+                    "status": record.get("status", "failed"),
+                    "failed_stage": record.get("failed_stage", ""),
+                    "message": record.get("message", ""),
+                }
+            )
         for modality, info in images.items():
             row = {**base, "modality": modality}
             row.update({k: v for k, v in info.items() if not isinstance(v, (dict, list))})
@@ -71,31 +78,46 @@ def defacing_table(long: pd.DataFrame) -> pd.DataFrame:
         def count_true(name):
             return int(ok[name].fillna(False).astype(bool).sum()) if name in ok else 0
 
-        out.append({
-            "method": method,
-            "backend": "; ".join(sorted({str(b) for b in group["backend"].dropna()})),
-            "modality": modality,
-            "n_images": len(group),
-            "n_failed": int((group["status"] != "ok").sum()),
-            "face_region_changed_mean": col("face_region_changed_fraction", "mean"),
-            "face_region_changed_min": col("face_region_changed_fraction", "min"),
-            "brain_voxels_changed_mean": col("brain_voxels_changed_fraction", "mean"),
-            "brain_voxels_changed_max": col("brain_voxels_changed_fraction", "max"),
-            "face_detected_full": count_true("face_detected_full"),
-            "face_detected_defaced": count_true("face_detected_defaced"),
-            "runtime_s_mean": col("runtime_s", "mean"),
-        })
+        out.append(
+            {
+                "method": method,
+                "backend": "; ".join(sorted({str(b) for b in group["backend"].dropna()})),
+                "modality": modality,
+                "n_images": len(group),
+                "n_failed": int((group["status"] != "ok").sum()),
+                "face_region_changed_mean": col("face_region_changed_fraction", "mean"),
+                "face_region_changed_min": col("face_region_changed_fraction", "min"),
+                "brain_voxels_changed_mean": col("brain_voxels_changed_fraction", "mean"),
+                "brain_voxels_changed_max": col("brain_voxels_changed_fraction", "max"),
+                "face_detected_full": count_true("face_detected_full"),
+                "face_detected_defaced": count_true("face_detected_defaced"),
+                "runtime_s_mean": col("runtime_s", "mean"),
+            }
+        )
     return pd.DataFrame(out, columns=list(DEFACING_COLUMNS))
 
 
 def _markdown(df: pd.DataFrame, title: str, legend: dict) -> str:
-    lines = [f"# {title}", "", df.to_markdown(index=False, floatfmt=".4g") if not df.empty else "(no rows)", "", "## Columns", ""]
+    lines = [
+        f"# {title}",
+        "",
+        df.to_markdown(index=False, floatfmt=".4g") if not df.empty else "(no rows)",
+        "",
+        "## Columns",
+        "",
+    ]
     lines += [f"- `{c}`: {legend[c]}" for c in df.columns if c in legend]
     return "\n".join(lines) + "\n"
 
 
-def write_cohort_tables(analysis_paths, deface_paths, out_dir: str | Path, cohort: str,
-                        segmentation_root: str | Path | None = None, images: dict | None = None) -> None:
+def write_cohort_tables(
+    analysis_paths,
+    deface_paths,
+    out_dir: str | Path,
+    cohort: str,
+    segmentation_root: str | Path | None = None,
+    images: dict | None = None,
+) -> None:
     """Write every table of one cohort under ``out_dir``.
 
     With ``segmentation_root`` (the cohort's label maps) also the overlap table,
@@ -118,18 +140,27 @@ def write_cohort_tables(analysis_paths, deface_paths, out_dir: str | Path, cohor
     )
 
 
-def write_overlap_tables(records: pd.DataFrame, segmentation_root: str | Path, out_dir: str | Path, cohort: str,
-                         images: dict | None = None) -> None:
+def write_overlap_tables(
+    records: pd.DataFrame, segmentation_root: str | Path, out_dir: str | Path, cohort: str, images: dict | None = None
+) -> None:
     """``<cohort>_overlap.tsv``, ``.md`` and ``.png``: where the segmentations of defaced and full images agree."""
     records = records[records["cohort"] == cohort]
     per_subject = overlap.overlap_table(records, segmentation_root)
-    overlap.plot_overlap(per_subject, records, segmentation_root, images or {}, Path(out_dir) / f"{cohort}_overlap.png", cohort)
+    overlap.plot_overlap(
+        per_subject, records, segmentation_root, images or {}, Path(out_dir) / f"{cohort}_overlap.png", cohort
+    )
     summary = overlap.overlap_summary(per_subject)
     write_text(per_subject.to_csv(sep="\t", index=False, na_rep="n/a"), Path(out_dir) / f"{cohort}_overlap.tsv")
-    text = _markdown(summary, f"Overlap of segmentations, defaced against full images: cohort {cohort}", overlap.OVERLAP_COLUMNS)
-    text += "\n## Per subject\n\n" + (per_subject.to_markdown(index=False, floatfmt=".4g") if not per_subject.empty else "(no rows)")
-    text += ("\n\nDice similarity coefficient (Dice 1945), on the complete cases of the agreement table; "
-             "label maps in the cohort's `segmentations/` folder.\n")
+    text = _markdown(
+        summary, f"Overlap of segmentations, defaced against full images: cohort {cohort}", overlap.OVERLAP_COLUMNS
+    )
+    text += "\n## Per subject\n\n" + (
+        per_subject.to_markdown(index=False, floatfmt=".4g") if not per_subject.empty else "(no rows)"
+    )
+    text += (
+        "\n\nDice similarity coefficient (Dice 1945), on the complete cases of the agreement table; "
+        "label maps in the cohort's `segmentations/` folder.\n"
+    )
     write_text(text, Path(out_dir) / f"{cohort}_overlap.md")
 
 
@@ -142,10 +173,14 @@ def overlap_lines(overlap_tsv: str | Path) -> list[str]:
     for row in overlap.overlap_summary(per_subject).itertuples():
         truth = ""
         if pd.notna(row.dice_full_vs_truth_mean):
-            truth = f"; Dice vs truth full {row.dice_full_vs_truth_mean:.3f} / defaced {row.dice_defaced_vs_truth_mean:.3f}"
+            truth = (
+                f"; Dice vs truth full {row.dice_full_vs_truth_mean:.3f} / defaced {row.dice_defaced_vs_truth_mean:.3f}"
+            )
         # four decimals: defacing moves a few voxels, and 0.9996 is not 1
-        lines.append(f"  {row.outcome:<4} {row.method:<12} n={row.n_complete:<3} Dice vs full mean "
-                     f"{row.dice_vs_full_mean:.4f} (min {row.dice_vs_full_min:.4f}){truth}")
+        lines.append(
+            f"  {row.outcome:<4} {row.method:<12} n={row.n_complete:<3} Dice vs full mean "
+            f"{row.dice_vs_full_mean:.4f} (min {row.dice_vs_full_min:.4f}){truth}"
+        )
     return lines + [""]
 
 

@@ -143,17 +143,25 @@ def analyse(
         if outcome == "WMLV" and "T1w" in image_paths and Path(image_paths["T1w"]).exists():
             images["T1w"] = validate_input_image(image_paths["T1w"])
         arm_settings = {k: v for k, v in settings.items() if k != "backend"}
-        result = dict(arm(images, backend=backend, threads=threads, **arm_settings) if backend else arm(
-            images, threads=threads, **arm_settings
-        ))
+        result = dict(
+            arm(images, backend=backend, threads=threads, **arm_settings)
+            if backend
+            else arm(images, threads=threads, **arm_settings)
+        )
         # an image, not a record field: written below, once the record says the analysis succeeded
         made["segmentation"] = result.pop("segmentation", None)
         return result
 
     with preparation_mask(preparation_dir, image_paths.get("T1w")) as mask_uses:
         primary = run_recorded(
-            run, cohort=cohort, subject=subject, variant=variant, outcome=outcome,
-            unit="ml", backend=backend, tool_versions=package_versions(*TOOLS),
+            run,
+            cohort=cohort,
+            subject=subject,
+            variant=variant,
+            outcome=outcome,
+            unit="ml",
+            backend=backend,
+            tool_versions=package_versions(*TOOLS),
             truth=truth.get(TRUTH_KEYS[outcome]),
         )
     if mask_uses:
@@ -193,5 +201,7 @@ def _keep_segmentation(segmentation: nib.Nifti1Image, records: list[Record], seg
             if truth_image not in pairs:
                 pairs[truth_image] = overlap.on_one_grid(segmentation, load_image(truth_image))
             seg, ref = pairs[truth_image]
-            details["dice_vs_truth"] = overlap.dice(overlap.region(seg, record.outcome), overlap.region(ref, record.outcome))
+            details["dice_vs_truth"] = overlap.dice(
+                overlap.region(seg, record.outcome), overlap.region(ref, record.outcome)
+            )
         record.details = details

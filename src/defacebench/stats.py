@@ -133,8 +133,15 @@ def _icc_closed_form(x: np.ndarray, kind: str, confidence: float) -> dict:
         f_low = f_value / sps.f.ppf(1 - alpha / 2, df1, df2)
         f_high = f_value * sps.f.ppf(1 - alpha / 2, df2, df1)
         low, high = (f_low - 1) / (f_low + k - 1), (f_high - 1) / (f_high + k - 1)
-    return {"icc": float(icc), "ci_low": float(low), "ci_high": float(high), "F": float(f_value),
-            "df1": float(df1), "df2": float(df2), "pval": pval}
+    return {
+        "icc": float(icc),
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "F": float(f_value),
+        "df1": float(df1),
+        "df2": float(df2),
+        "pval": pval,
+    }
 
 
 @contextmanager
@@ -157,11 +164,13 @@ def _icc_pingouin(x: np.ndarray, kind: str, confidence: float) -> dict:
     if not np.isclose(confidence, 0.95):
         raise ValueError("pingouin.intraclass_corr only reports a 95 % CI; use engine='closed-form'")
     n, k = x.shape
-    long = pd.DataFrame({
-        "target": np.repeat(np.arange(n), k),
-        "rater": np.tile(np.arange(k), n),
-        "rating": x.ravel(),
-    })
+    long = pd.DataFrame(
+        {
+            "target": np.repeat(np.arange(n), k),
+            "rater": np.tile(np.arange(k), n),
+            "rating": x.ravel(),
+        }
+    )
     with _pingouin_full_precision() as pg, warnings.catch_warnings():
         # pingouin 0.7 uses pandas idioms that pandas 3 deprecates; not our concern here.
         warnings.simplefilter("ignore", category=FutureWarning)
@@ -172,8 +181,15 @@ def _icc_pingouin(x: np.ndarray, kind: str, confidence: float) -> dict:
         table = pg.intraclass_corr(long, targets="target", raters="rater", ratings="rating")
     row = table.set_index("Type").loc[kind]
     low, high = np.asarray(row["CI95"], dtype=float)
-    return {"icc": float(row["ICC"]), "ci_low": float(low), "ci_high": float(high), "F": float(row["F"]),
-            "df1": float(row["df1"]), "df2": float(row["df2"]), "pval": float(row["pval"])}
+    return {
+        "icc": float(row["ICC"]),
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "F": float(row["F"]),
+        "df1": float(row["df1"]),
+        "df2": float(row["df2"]),
+        "pval": float(row["pval"]),
+    }
 
 
 def icc_matrix(ratings, kind: str = "ICC(A,1)", confidence: float = 0.95, engine: str = "pingouin") -> dict:
@@ -219,16 +235,24 @@ def icc_matrix(ratings, kind: str = "ICC(A,1)", confidence: float = 0.95, engine
     n, k = x.shape
     dropped_note = f"{dropped} incomplete row(s) dropped" if dropped else ""
     if n < 2:
-        return {**_nan_result(keys, _join(f"ICC needs at least 2 complete cases, got {n}", dropped_note), n),
-                "engine": engine}
+        return {
+            **_nan_result(keys, _join(f"ICC needs at least 2 complete cases, got {n}", dropped_note), n),
+            "engine": engine,
+        }
     ms = anova_mean_squares(x)
     scale = x.var()
     if scale == 0:
-        return {**_nan_result(keys, _join("all values are equal (constant data): ICC undefined", dropped_note), n),
-                "engine": engine}
+        return {
+            **_nan_result(keys, _join("all values are equal (constant data): ICC undefined", dropped_note), n),
+            "engine": engine,
+        }
     if ms["MSR"] <= 1e-12 * scale:
-        return {**_nan_result(keys, _join("no variance between cases (every case has the same mean): ICC undefined",
-                                          dropped_note), n), "engine": engine}
+        return {
+            **_nan_result(
+                keys, _join("no variance between cases (every case has the same mean): ICC undefined", dropped_note), n
+            ),
+            "engine": engine,
+        }
     error_ms = ms["MSW"] if kind == "ICC(1,1)" else ms["MSE"]
     df = {"df1": float(n - 1), "df2": float(n * (k - 1) if kind == "ICC(1,1)" else (n - 1) * (k - 1))}
     if error_ms <= 1e-12 * scale:
@@ -240,14 +264,21 @@ def icc_matrix(ratings, kind: str = "ICC(A,1)", confidence: float = 0.95, engine
             note, used = "raters differ only by a constant offset", "closed-form"
         else:
             result = {"icc": 1.0, "ci_low": 1.0, "ci_high": 1.0, "F": float("inf"), "pval": 0.0, **df}
-            note = ("raters differ only by a constant offset: perfect consistency" if offset
-                    else "identical values in every case: perfect agreement")
+            note = (
+                "raters differ only by a constant offset: perfect consistency"
+                if offset
+                else "identical values in every case: perfect agreement"
+            )
             used = engine
         return {**result, "n": n, "note": _join(note, dropped_note), "engine": used}
     if engine == "pingouin" and x.size < PINGOUIN_MIN_RATINGS:
         note = f"closed form used: pingouin's ANOVA needs at least {PINGOUIN_MIN_RATINGS} ratings, got {x.size}"
-        return {**_icc_closed_form(x, kind, confidence), "n": n, "note": _join(note, dropped_note),
-                "engine": "closed-form"}
+        return {
+            **_icc_closed_form(x, kind, confidence),
+            "n": n,
+            "note": _join(note, dropped_note),
+            "engine": "closed-form",
+        }
     compute = _icc_pingouin if engine == "pingouin" else _icc_closed_form
     return {**compute(x, kind, confidence), "n": n, "note": dropped_note, "engine": engine}
 
@@ -277,17 +308,31 @@ def paired_t(full, defaced, confidence: float = 0.95) -> dict:
     x, y, dropped = complete_pairs(full, defaced)
     n = x.size
     if n < 2:
-        return _nan_result(keys, _join(f"paired t test needs at least 2 complete pairs, got {n}", _dropped_note(dropped)), n)
+        return _nan_result(
+            keys, _join(f"paired t test needs at least 2 complete pairs, got {n}", _dropped_note(dropped)), n
+        )
     d = y - x
     mean = float(d.mean())
     if np.ptp(d) == 0:
-        return {**_nan_result(keys, _join("all differences are equal: t undefined", _dropped_note(dropped)), n),
-                "mean_diff": mean, "ci_low": mean, "ci_high": mean, "df": float(n - 1)}
+        return {
+            **_nan_result(keys, _join("all differences are equal: t undefined", _dropped_note(dropped)), n),
+            "mean_diff": mean,
+            "ci_low": mean,
+            "ci_high": mean,
+            "df": float(n - 1),
+        }
     result = sps.ttest_rel(y, x)
     ci = result.confidence_interval(confidence)
-    return {"t": float(result.statistic), "df": float(result.df), "pval": float(result.pvalue),
-            "mean_diff": mean, "ci_low": float(ci.low), "ci_high": float(ci.high), "n": n,
-            "note": _dropped_note(dropped)}
+    return {
+        "t": float(result.statistic),
+        "df": float(result.df),
+        "pval": float(result.pvalue),
+        "mean_diff": mean,
+        "ci_low": float(ci.low),
+        "ci_high": float(ci.high),
+        "n": n,
+        "note": _dropped_note(dropped),
+    }
 
 
 def bland_altman(full, defaced) -> dict:
@@ -301,11 +346,20 @@ def bland_altman(full, defaced) -> dict:
     x, y, dropped = complete_pairs(full, defaced)
     d = y - x
     if d.size < 2:
-        return _nan_result(keys, _join(f"limits of agreement need at least 2 complete pairs, got {d.size}",
-                                       _dropped_note(dropped)), int(d.size))
+        return _nan_result(
+            keys,
+            _join(f"limits of agreement need at least 2 complete pairs, got {d.size}", _dropped_note(dropped)),
+            int(d.size),
+        )
     bias, sd = float(d.mean()), float(d.std(ddof=1))
-    return {"bias": bias, "sd": sd, "loa_low": bias - BLAND_ALTMAN_Z * sd, "loa_high": bias + BLAND_ALTMAN_Z * sd,
-            "n": int(d.size), "note": _dropped_note(dropped)}
+    return {
+        "bias": bias,
+        "sd": sd,
+        "loa_low": bias - BLAND_ALTMAN_Z * sd,
+        "loa_high": bias + BLAND_ALTMAN_Z * sd,
+        "n": int(d.size),
+        "note": _dropped_note(dropped),
+    }
 
 
 def wilcoxon(full, defaced) -> dict:
@@ -319,15 +373,26 @@ def wilcoxon(full, defaced) -> dict:
     x, y, dropped = complete_pairs(full, defaced)
     d = y - x
     if d.size < 2:
-        return _nan_result(("statistic", "pval"), _join(f"signed-rank test needs at least 2 complete pairs, got {d.size}",
-                                                         _dropped_note(dropped)), int(d.size))
+        return _nan_result(
+            ("statistic", "pval"),
+            _join(f"signed-rank test needs at least 2 complete pairs, got {d.size}", _dropped_note(dropped)),
+            int(d.size),
+        )
     if np.all(d == 0):
-        return {"statistic": 0.0, "pval": float("nan"), "n": int(d.size),
-                "note": _join("all differences are zero: signed-rank test undefined", _dropped_note(dropped))}
+        return {
+            "statistic": 0.0,
+            "pval": float("nan"),
+            "n": int(d.size),
+            "note": _join("all differences are zero: signed-rank test undefined", _dropped_note(dropped)),
+        }
     result = sps.wilcoxon(d, zero_method="wilcox")
     zeros = int((d == 0).sum())
-    return {"statistic": float(result.statistic), "pval": float(result.pvalue), "n": int(d.size),
-            "note": _join(f"{zeros} zero difference(s) discarded" if zeros else "", _dropped_note(dropped))}
+    return {
+        "statistic": float(result.statistic),
+        "pval": float(result.pvalue),
+        "n": int(d.size),
+        "note": _join(f"{zeros} zero difference(s) discarded" if zeros else "", _dropped_note(dropped)),
+    }
 
 
 def mcnemar_exact(failed_full, failed_defaced) -> dict:

@@ -103,8 +103,10 @@ def plan_cohorts(config: dict, workdir: str | Path = ".") -> dict[str, Cohort]:
                 needed = [m for m in OUTCOME_MODALITIES[outcome] if not (outcome == "WMLV" and m == "T1w")]
                 missing = [m for m in needed if m not in modalities]
                 if missing:
-                    raise ConfigError(f"{key}.modalities: {outcome} needs {', '.join(missing)}, which "
-                                      f"modalities {list(modalities)} leaves out")
+                    raise ConfigError(
+                        f"{key}.modalities: {outcome} needs {', '.join(missing)}, which "
+                        f"modalities {list(modalities)} leaves out"
+                    )
             try:
                 images = discover_bids_images(root, modalities, entry.get("filters"))
             except (FileNotFoundError, ValueError) as exc:
@@ -155,8 +157,10 @@ def _schema_error_line(error) -> str:
     if kind == "additionalProperties":
         allowed = sorted(schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(allowed))
-        return "; ".join(f"{_key_path(path + [key])}: unknown key" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
-                         for key in extra)
+        return "; ".join(
+            f"{_key_path(path + [key])}: unknown key" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+            for key in extra
+        )
     if kind == "required":
         missing = [key for key in error.validator_value if key not in error.instance]
         return f"{_key_path(path)}: missing required key {', '.join(missing)}"

@@ -69,12 +69,47 @@ COLUMN_DESCRIPTIONS = {
     "note": "why a statistic is missing or special (too few complete cases, constant data, identical values)",
 }
 
-FAILURE_COLUMNS = ("outcome", "method", "backend", "n_subjects", "failed_full", "failed_defaced", "both_failed",
-                   "mcnemar_b", "mcnemar_c", "mcnemar_p", "failure_reasons", "failure_reasons_full")
-AGREEMENT_COLUMNS = ("outcome", "method", "backend", "n_complete", "mean_full", "sd_full", "mean_defaced",
-                     "sd_defaced", "mean_diff", "diff_ci_low", "diff_ci_high", "icc_a1", "icc_a1_ci_low",
-                     "icc_a1_ci_high", "t", "t_df", "t_p", "ba_bias", "ba_loa_low", "ba_loa_high", "wilcoxon_W",
-                     "wilcoxon_p", "mape_full_vs_truth_pct", "mape_defaced_vs_truth_pct", "note")
+FAILURE_COLUMNS = (
+    "outcome",
+    "method",
+    "backend",
+    "n_subjects",
+    "failed_full",
+    "failed_defaced",
+    "both_failed",
+    "mcnemar_b",
+    "mcnemar_c",
+    "mcnemar_p",
+    "failure_reasons",
+    "failure_reasons_full",
+)
+AGREEMENT_COLUMNS = (
+    "outcome",
+    "method",
+    "backend",
+    "n_complete",
+    "mean_full",
+    "sd_full",
+    "mean_defaced",
+    "sd_defaced",
+    "mean_diff",
+    "diff_ci_low",
+    "diff_ci_high",
+    "icc_a1",
+    "icc_a1_ci_low",
+    "icc_a1_ci_high",
+    "t",
+    "t_df",
+    "t_p",
+    "ba_bias",
+    "ba_loa_low",
+    "ba_loa_high",
+    "wilcoxon_W",
+    "wilcoxon_p",
+    "mape_full_vs_truth_pct",
+    "mape_defaced_vs_truth_pct",
+    "note",
+)
 
 COMPLETE_CASE_RULE = (
     "Complete cases: within a cohort and outcome, subjects whose analysis succeeded (status ok, finite value) "
@@ -205,16 +240,22 @@ def failure_table(df: pd.DataFrame, cohort: str | None = None) -> pd.DataFrame:
             failed_full = full.loc[subjects, "failed"].to_numpy(bool)
             failed_defaced = defaced.loc[subjects, "failed"].to_numpy(bool)
             test = stats.mcnemar_exact(failed_full, failed_defaced)
-            rows.append({
-                "outcome": outcome, "method": method,
-                "backend": _backend(pd.concat([full.loc[subjects], defaced.loc[subjects]])),
-                "n_subjects": len(subjects),
-                "failed_full": int(failed_full.sum()), "failed_defaced": int(failed_defaced.sum()),
-                "both_failed": int((failed_full & failed_defaced).sum()),
-                "mcnemar_b": test["b"], "mcnemar_c": test["c"], "mcnemar_p": test["pval"],
-                "failure_reasons": _reasons(defaced.loc[subjects][failed_defaced]),
-                "failure_reasons_full": _reasons(full.loc[subjects][failed_full]),
-            })
+            rows.append(
+                {
+                    "outcome": outcome,
+                    "method": method,
+                    "backend": _backend(pd.concat([full.loc[subjects], defaced.loc[subjects]])),
+                    "n_subjects": len(subjects),
+                    "failed_full": int(failed_full.sum()),
+                    "failed_defaced": int(failed_defaced.sum()),
+                    "both_failed": int((failed_full & failed_defaced).sum()),
+                    "mcnemar_b": test["b"],
+                    "mcnemar_c": test["c"],
+                    "mcnemar_p": test["pval"],
+                    "failure_reasons": _reasons(defaced.loc[subjects][failed_defaced]),
+                    "failure_reasons_full": _reasons(full.loc[subjects][failed_full]),
+                }
+            )
     return pd.DataFrame(rows, columns=list(FAILURE_COLUMNS))
 
 
@@ -252,12 +293,24 @@ def agreement_row(full: np.ndarray, defaced: np.ndarray, truth: np.ndarray | Non
             notes.append(f"{name}: {result['note']}")
     return {
         "n_complete": int(full.size),
-        "mean_full": _mean(full), "sd_full": _sd(full), "mean_defaced": _mean(defaced), "sd_defaced": _sd(defaced),
-        "mean_diff": t["mean_diff"], "diff_ci_low": t["ci_low"], "diff_ci_high": t["ci_high"],
-        "icc_a1": icc["icc"], "icc_a1_ci_low": icc["ci_low"], "icc_a1_ci_high": icc["ci_high"],
-        "t": t["t"], "t_df": t["df"], "t_p": t["pval"],
-        "ba_bias": ba["bias"], "ba_loa_low": ba["loa_low"], "ba_loa_high": ba["loa_high"],
-        "wilcoxon_W": w["statistic"], "wilcoxon_p": w["pval"],
+        "mean_full": _mean(full),
+        "sd_full": _sd(full),
+        "mean_defaced": _mean(defaced),
+        "sd_defaced": _sd(defaced),
+        "mean_diff": t["mean_diff"],
+        "diff_ci_low": t["ci_low"],
+        "diff_ci_high": t["ci_high"],
+        "icc_a1": icc["icc"],
+        "icc_a1_ci_low": icc["ci_low"],
+        "icc_a1_ci_high": icc["ci_high"],
+        "t": t["t"],
+        "t_df": t["df"],
+        "t_p": t["pval"],
+        "ba_bias": ba["bias"],
+        "ba_loa_low": ba["loa_low"],
+        "ba_loa_high": ba["loa_high"],
+        "wilcoxon_W": w["statistic"],
+        "wilcoxon_p": w["pval"],
         "mape_full_vs_truth_pct": mean_abs_pct_error(full, truth),
         "mape_defaced_vs_truth_pct": mean_abs_pct_error(defaced, truth),
         "note": "; ".join(notes),
@@ -291,8 +344,9 @@ def agreement_table(df: pd.DataFrame, cohort: str | None = None) -> pd.DataFrame
             subjects, full, defaced, truth = paired_values(sub, outcome, method)
             used = sub[sub["subject"].isin(subjects) & sub["variant"].isin([FULL, method])]
             backend = _backend(used) or _backend(sub[sub["variant"].isin([FULL, method])])
-            rows.append({"outcome": outcome, "method": method, "backend": backend,
-                         **agreement_row(full, defaced, truth)})
+            rows.append(
+                {"outcome": outcome, "method": method, "backend": backend, **agreement_row(full, defaced, truth)}
+            )
     return pd.DataFrame(rows, columns=list(AGREEMENT_COLUMNS))
 
 
@@ -312,8 +366,10 @@ def _tool_versions(df: pd.DataFrame) -> dict[str, set[str]]:
 
 
 def _provenance(df: pd.DataFrame) -> list[str]:
-    lines = [f"- records: {len(df)} ({int(succeeded(df).sum())} ok), subjects: {df['subject'].nunique()}",
-             f"- backends: {_backend(df) or 'n/a'}"]
+    lines = [
+        f"- records: {len(df)} ({int(succeeded(df).sum())} ok), subjects: {df['subject'].nunique()}",
+        f"- backends: {_backend(df) or 'n/a'}",
+    ]
     versions = _tool_versions(df)
     if versions:
         lines.append("- tool versions: " + ", ".join(f"{t} {'/'.join(sorted(v))}" for t, v in sorted(versions.items())))
@@ -327,13 +383,16 @@ def _complete_case_lines(df: pd.DataFrame) -> list[str]:
         subjects = sorted(sub["subject"].unique())
         kept = set(complete_cases(sub, outcome))
         excluded = [s for s in subjects if s not in kept]
-        lines.append(f"- {outcome}: {len(kept)} of {len(subjects)} subjects"
-                     + (f" (excluded: {', '.join(excluded)})" if excluded else ""))
+        lines.append(
+            f"- {outcome}: {len(kept)} of {len(subjects)} subjects"
+            + (f" (excluded: {', '.join(excluded)})" if excluded else "")
+        )
     return lines
 
 
-def to_markdown(table: pd.DataFrame, title: str, records: pd.DataFrame | None = None,
-                preamble: list[str] | None = None) -> str:
+def to_markdown(
+    table: pd.DataFrame, title: str, records: pd.DataFrame | None = None, preamble: list[str] | None = None
+) -> str:
     """A Markdown table with a legend of its columns (:data:`COLUMN_DESCRIPTIONS`) and provenance lines."""
     body = table.to_markdown(index=False, floatfmt=".4g") if not table.empty else "(no rows)"
     lines = [f"# {title}", ""] + (list(preamble) + [""] if preamble else []) + [body, "", "## Columns", ""]
@@ -362,15 +421,27 @@ def write_tables(df: pd.DataFrame, out_dir: str | Path, cohort: str) -> dict[str
         "records": write_text(_tsv(df), out_dir / f"{cohort}_records.tsv"),
         "failures_tsv": write_text(_tsv(failures), out_dir / f"{cohort}_failures.tsv"),
         "failures_md": write_text(
-            to_markdown(failures, f"Analysis failures: cohort {cohort}", df,
-                        ["Failures on the full image and on each defaced image, paired by subject; "
-                         "McNemar's exact test compares the failure rates (McNemar 1947)."]),
-            out_dir / f"{cohort}_failures.md"),
+            to_markdown(
+                failures,
+                f"Analysis failures: cohort {cohort}",
+                df,
+                [
+                    "Failures on the full image and on each defaced image, paired by subject; "
+                    "McNemar's exact test compares the failure rates (McNemar 1947)."
+                ],
+            ),
+            out_dir / f"{cohort}_failures.md",
+        ),
         "agreement_tsv": write_text(_tsv(agreement), out_dir / f"{cohort}_agreement.tsv"),
         "agreement_md": write_text(
-            to_markdown(agreement, f"Agreement of defaced with full images (complete cases): cohort {cohort}", df,
-                        _complete_case_lines(df)),
-            out_dir / f"{cohort}_agreement.md"),
+            to_markdown(
+                agreement,
+                f"Agreement of defaced with full images (complete cases): cohort {cohort}",
+                df,
+                _complete_case_lines(df),
+            ),
+            out_dir / f"{cohort}_agreement.md",
+        ),
     }
     return paths
 
@@ -402,8 +473,9 @@ def summary_text(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def bland_altman_panel(ax, full: np.ndarray, defaced: np.ndarray, title: str, unit: str,
-                       colour: str = "tab:blue", label_size: int = 8) -> None:
+def bland_altman_panel(
+    ax, full: np.ndarray, defaced: np.ndarray, title: str, unit: str, colour: str = "tab:blue", label_size: int = 8
+) -> None:
     """One Bland-Altman panel (Bland & Altman 1986) on ``ax``: defaced minus full against their
     mean, the bias (solid) and 95 % limits of agreement (dashed), zero in grey."""
     ax.scatter((full + defaced) / 2, defaced - full, s=14, color=colour)

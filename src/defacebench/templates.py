@@ -39,9 +39,7 @@ def mni152(kind: str) -> Path:
     """nilearn's MNI152 2009 (ICBM 2009a/c symmetric) map: ``kind`` is ``t1``, ``gm`` or ``wm``."""
     if kind not in ("t1", "gm", "wm"):
         raise ValueError(f"unknown MNI152 map {kind!r}")
-    return _package_file(
-        "nilearn", "datasets", "data", f"mni_icbm152_{kind}_tal_nlin_sym_09a_converted.nii.gz"
-    )
+    return _package_file("nilearn", "datasets", "data", f"mni_icbm152_{kind}_tal_nlin_sym_09a_converted.nii.gz")
 
 
 @lru_cache(maxsize=None)

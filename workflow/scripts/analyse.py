@@ -1,4 +1,5 @@
 """Measure one outcome on one image variant of one subject; write its records."""
+
 from defacebench.io import write_json
 from defacebench.logs import job_log
 from defacebench.runner import analyse

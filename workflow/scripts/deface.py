@@ -1,4 +1,5 @@
 """Deface one subject's images with one method; write the images and the integrity record."""
+
 from pathlib import Path
 
 from defacebench.deface import deface_subject, load_preparation

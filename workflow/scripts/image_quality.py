@@ -1,4 +1,5 @@
 """Image-quality metrics of one T1w image variant; write its record."""
+
 from defacebench.io import write_json
 from defacebench.logs import job_log
 from defacebench.process import keep_freed_memory

@@ -3,6 +3,7 @@
 A missing or unusable T1w is recorded in the preparation (stage, reason) for
 the defacing jobs to report; the output folder is always written.
 """
+
 from pathlib import Path
 
 from defacebench.deface.run import prepare_from_files, save_preparation

@@ -1,4 +1,5 @@
 """Provins et al. (2025): every published claim against our value."""
+
 from pathlib import Path
 
 from defacebench.logs import job_log

@@ -1,4 +1,5 @@
 """Un-blind the collected ratings and test for a defacing bias per method (workflow/rules/rating.smk)."""
+
 from defacebench.logs import job_log
 from defacebench.rating.analysis import analyse
 

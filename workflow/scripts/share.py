@@ -1,4 +1,5 @@
 """Build one cohort's shareable BIDS dataset of one defacing method (defacebench.sharing.build_share)."""
+
 from pathlib import Path
 
 from defacebench.logs import job_log
@@ -18,5 +19,10 @@ with job_log(snakemake.log[0]) as log:
         key_path=Path(snakemake.output.key) if "key" in snakemake.output.keys() else None,
         report_path=Path(snakemake.output.report),
     )
-    log.info("%s: %d image(s) shared, %d file(s) or folder(s) left out; %s", outcome.out_dir,
-             len(outcome.report["images_shared"]), len(outcome.report["left_out"]), outcome.validation.summary())
+    log.info(
+        "%s: %d image(s) shared, %d file(s) or folder(s) left out; %s",
+        outcome.out_dir,
+        len(outcome.report["images_shared"]),
+        len(outcome.report["left_out"]),
+        outcome.validation.summary(),
+    )

@@ -1,4 +1,5 @@
 """Prepare the head-space tissue model shared by every simulated subject (run once)."""
+
 from pathlib import Path
 
 from defacebench.logs import job_log

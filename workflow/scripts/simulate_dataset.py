@@ -1,4 +1,5 @@
 """Write a simulated cohort's dataset-level BIDS files and contact sheet."""
+
 from pathlib import Path
 
 from defacebench.io import read_json

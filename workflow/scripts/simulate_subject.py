@@ -1,4 +1,5 @@
 """Simulate one subject of a cohort, with its ground truth."""
+
 from pathlib import Path
 
 from defacebench.logs import job_log

@@ -83,6 +83,7 @@ ESCAPE_MARGIN_MM = 20.0
 
 # --- tessellated sphere -----------------------------------------------------------------------------
 
+
 def icosphere(subdivisions: int = ICOSAHEDRON_SUBDIVISIONS) -> tuple[np.ndarray, np.ndarray]:
     """Unit sphere tessellated by subdividing an icosahedron: (vertices (n, 3), faces (m, 3)).
 
@@ -90,14 +91,48 @@ def icosphere(subdivisions: int = ICOSAHEDRON_SUBDIVISIONS) -> tuple[np.ndarray,
     sphere): 12, 42, 162, 642, 2562 vertices. Faces are ordered counter-clockwise seen from
     outside, so that ``cross(b - a, c - a)`` points outward.
     """
-    phi = (1 + 5 ** 0.5) / 2
-    vertices = np.array([[-1, phi, 0], [1, phi, 0], [-1, -phi, 0], [1, -phi, 0],
-                         [0, -1, phi], [0, 1, phi], [0, -1, -phi], [0, 1, -phi],
-                         [phi, 0, -1], [phi, 0, 1], [-phi, 0, -1], [-phi, 0, 1]], float)
-    faces = np.array([[0, 11, 5], [0, 5, 1], [0, 1, 7], [0, 7, 10], [0, 10, 11],
-                      [1, 5, 9], [5, 11, 4], [11, 10, 2], [10, 7, 6], [7, 1, 8],
-                      [3, 9, 4], [3, 4, 2], [3, 2, 6], [3, 6, 8], [3, 8, 9],
-                      [4, 9, 5], [2, 4, 11], [6, 2, 10], [8, 6, 7], [9, 8, 1]])
+    phi = (1 + 5**0.5) / 2
+    vertices = np.array(
+        [
+            [-1, phi, 0],
+            [1, phi, 0],
+            [-1, -phi, 0],
+            [1, -phi, 0],
+            [0, -1, phi],
+            [0, 1, phi],
+            [0, -1, -phi],
+            [0, 1, -phi],
+            [phi, 0, -1],
+            [phi, 0, 1],
+            [-phi, 0, -1],
+            [-phi, 0, 1],
+        ],
+        float,
+    )
+    faces = np.array(
+        [
+            [0, 11, 5],
+            [0, 5, 1],
+            [0, 1, 7],
+            [0, 7, 10],
+            [0, 10, 11],
+            [1, 5, 9],
+            [5, 11, 4],
+            [11, 10, 2],
+            [10, 7, 6],
+            [7, 1, 8],
+            [3, 9, 4],
+            [3, 4, 2],
+            [3, 2, 6],
+            [3, 6, 8],
+            [3, 8, 9],
+            [4, 9, 5],
+            [2, 4, 11],
+            [6, 2, 10],
+            [8, 6, 7],
+            [9, 8, 1],
+        ]
+    )
     vertices /= np.linalg.norm(vertices, axis=1, keepdims=True)
     for _ in range(subdivisions):
         edges = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
@@ -107,12 +142,15 @@ def icosphere(subdivisions: int = ICOSAHEDRON_SUBDIVISIONS) -> tuple[np.ndarray,
         mid = len(vertices) + inverse.reshape(3, -1)  # midpoint index of edges (01, 12, 20) per face
         a, b, c = faces.T
         ab, bc, ca = mid
-        faces = np.concatenate([np.stack([a, ab, ca], 1), np.stack([b, bc, ab], 1),
-                                np.stack([c, ca, bc], 1), np.stack([ab, bc, ca], 1)])
+        faces = np.concatenate(
+            [np.stack([a, ab, ca], 1), np.stack([b, bc, ab], 1), np.stack([c, ca, bc], 1), np.stack([ab, bc, ca], 1)]
+        )
         vertices = np.concatenate([vertices, midpoints])
-    outward = np.einsum("ij,ij->i", np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]],
-                                             vertices[faces[:, 2]] - vertices[faces[:, 0]]),
-                        vertices[faces].mean(axis=1))
+    outward = np.einsum(
+        "ij,ij->i",
+        np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]], vertices[faces[:, 2]] - vertices[faces[:, 0]]),
+        vertices[faces].mean(axis=1),
+    )
     if not (outward > 0).all():
         raise AssertionError("icosphere faces are not consistently oriented outward")
     return vertices, faces
@@ -126,14 +164,17 @@ def mesh_operators(n_vertices: int, faces: np.ndarray) -> tuple[np.ndarray, spar
     adjacency = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_vertices, n_vertices))
     degree = np.asarray(adjacency.sum(axis=1)).ravel()
     neighbour_mean = sparse.diags(1.0 / degree) @ adjacency
-    incidence = sparse.csr_matrix((np.ones(faces.size), (faces.ravel(), np.repeat(np.arange(len(faces)), 3))),
-                                  shape=(n_vertices, len(faces)))
+    incidence = sparse.csr_matrix(
+        (np.ones(faces.size), (faces.ravel(), np.repeat(np.arange(len(faces)), 3))), shape=(n_vertices, len(faces))
+    )
     return edges, neighbour_mean.tocsr(), incidence
 
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray, incidence: sparse.csr_matrix) -> np.ndarray:
     """Outward unit normal of each vertex: the sum of its faces' area-weighted normals, normalised."""
-    face_normals = np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]], vertices[faces[:, 2]] - vertices[faces[:, 0]])
+    face_normals = np.cross(
+        vertices[faces[:, 1]] - vertices[faces[:, 0]], vertices[faces[:, 2]] - vertices[faces[:, 0]]
+    )
     normals = incidence @ face_normals
     return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
 
@@ -143,6 +184,7 @@ def mean_edge_length(vertices: np.ndarray, edges: np.ndarray) -> float:
 
 
 # --- image statistics (Smith 2002, "Estimation of basic image and brain parameters") -------------------
+
 
 def head_parameters(data: np.ndarray, affine: np.ndarray) -> dict:
     """``t2``, ``t98``, ``t``, centre of gravity (world mm), head radius (mm) and ``tm``.
@@ -166,7 +208,7 @@ def head_parameters(data: np.ndarray, affine: np.ndarray) -> dict:
         raise AnalysisFailure("brain_extraction", f"only {len(weights)} voxels above the head threshold")
     band = np.nonzero((data > t2) & (data < t98))
     world = affine[:3, :3] @ np.stack(band).astype(float) + affine[:3, 3:4]
-    within = ((world - cog[:, None]) ** 2).sum(axis=0) < radius ** 2
+    within = ((world - cog[:, None]) ** 2).sum(axis=0) < radius**2
     if not within.any():
         raise AnalysisFailure("brain_extraction", "no voxels of the robust range within the head radius")
     tm = float(np.median(data[band][within]))
@@ -174,6 +216,7 @@ def head_parameters(data: np.ndarray, affine: np.ndarray) -> dict:
 
 
 # --- surface deformation ----------------------------------------------------------------------------
+
 
 class _ImageSampler:
     """Trilinear samples of the image at world points; ``outside`` beyond the field of view."""
@@ -186,7 +229,9 @@ class _ImageSampler:
 
     def __call__(self, world: np.ndarray) -> np.ndarray:
         voxel = world.reshape(-1, 3) @ self.rotation.T + self.offset
-        values = ndimage.map_coordinates(self.data, voxel.T, order=1, mode="constant", cval=self.outside, prefilter=False)
+        values = ndimage.map_coordinates(
+            self.data, voxel.T, order=1, mode="constant", cval=self.outside, prefilter=False
+        )
         return values.reshape(world.shape[:-1])
 
 
@@ -227,9 +272,18 @@ def self_intersection_score(vertices: np.ndarray, start: np.ndarray, edges: np.n
     return float(((now - before) ** 2).sum())
 
 
-def deform_surface(sample, start: np.ndarray, faces: np.ndarray, params: dict, *, fractional_threshold: float,
-                   vertical_gradient: float, iterations: int, curvature_scale: float = 1.0,
-                   limits: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+def deform_surface(
+    sample,
+    start: np.ndarray,
+    faces: np.ndarray,
+    params: dict,
+    *,
+    fractional_threshold: float,
+    vertical_gradient: float,
+    iterations: int,
+    curvature_scale: float = 1.0,
+    limits: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
     """Deform the sphere ``start`` (world mm) for ``iterations`` steps of Smith (2002)'s update.
 
     ``sample`` maps world points (..., 3) to intensities. ``curvature_scale`` multiplies ``rmin``
@@ -254,7 +308,7 @@ def deform_surface(sample, start: np.ndarray, faces: np.ndarray, params: dict, *
         s_n = s_n_length[:, None] * normals
         s_t = s - s_n
         l = mean_edge_length(vertices, edges)
-        inverse_radius = 2 * np.abs(s_n_length) / l ** 2
+        inverse_radius = 2 * np.abs(s_n_length) / l**2
         f2 = (1 + np.tanh(f_term * (inverse_radius - e_term))) / 2
         profiles = sample(vertices[None, :, :] - depths[:, None, None] * normals[None, :, :])
         i_min = np.maximum(t2, np.minimum(tm, profiles.min(axis=0)))
@@ -274,6 +328,7 @@ def deform_surface(sample, start: np.ndarray, faces: np.ndarray, params: dict, *
 
 # --- surface to mask --------------------------------------------------------------------------------
 
+
 def surface_mask(vertices: np.ndarray, faces: np.ndarray, affine: np.ndarray, shape) -> np.ndarray:
     """Voxels of the grid (``shape``, ``affine``) whose centres lie inside the closed surface (world mm).
 
@@ -286,7 +341,9 @@ def surface_mask(vertices: np.ndarray, faces: np.ndarray, affine: np.ndarray, sh
     inverse = np.linalg.inv(affine)
     corners = vertices[faces] @ inverse[:3, :3].T + inverse[:3, 3]  # (m, 3 corners, 3) voxel coordinates
     # a linear map with negative determinant turns outward normals inward: undo it
-    face_normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]) * np.sign(np.linalg.det(inverse[:3, :3]))
+    face_normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]) * np.sign(
+        np.linalg.det(inverse[:3, :3])
+    )
     longest = max(np.linalg.norm(corners[:, i] - corners[:, j], axis=-1).max() for i, j in ((0, 1), (1, 2), (2, 0)))
     n = max(1, int(np.ceil(longest / 0.4)))
     i, j = np.meshgrid(np.arange(n + 1), np.arange(n + 1), indexing="ij")
@@ -308,8 +365,14 @@ def surface_mask(vertices: np.ndarray, faces: np.ndarray, affine: np.ndarray, sh
 
 # --- public entry points ----------------------------------------------------------------------------
 
-def bet_like_surface(image: nib.Nifti1Image, fractional_threshold: float = 0.5, vertical_gradient: float = 0.0,
-                     iterations: int = 1000, max_reruns: int = 3) -> tuple[np.ndarray, np.ndarray, dict]:
+
+def bet_like_surface(
+    image: nib.Nifti1Image,
+    fractional_threshold: float = 0.5,
+    vertical_gradient: float = 0.0,
+    iterations: int = 1000,
+    max_reruns: int = 3,
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """The brain surface after Smith (2002): (vertices in world mm, faces, info).
 
     ``info``: the method, parameters, image statistics (t2, t98, t, tm, COG, radius), iterations
@@ -327,29 +390,58 @@ def bet_like_surface(image: nib.Nifti1Image, fractional_threshold: float = 0.5, 
     unit, faces = icosphere()
     start = params["cog_mm"] + 0.5 * params["radius_mm"] * unit
     sample = _background_sampler(data, affine, params["t2"])
-    corners = np.array([[i, j, k] for i in (0, data.shape[0] - 1) for j in (0, data.shape[1] - 1)
-                        for k in (0, data.shape[2] - 1)], float) @ affine[:3, :3].T + affine[:3, 3]
+    corners = (
+        np.array(
+            [[i, j, k] for i in (0, data.shape[0] - 1) for j in (0, data.shape[1] - 1) for k in (0, data.shape[2] - 1)],
+            float,
+        )
+        @ affine[:3, :3].T
+        + affine[:3, 3]
+    )
     limits = (corners.min(axis=0) - ESCAPE_MARGIN_MM, corners.max(axis=0) + ESCAPE_MARGIN_MM)
     edges = mesh_operators(len(start), faces)[0]
     scores, scales = [], []
     for rerun in range(max_reruns + 1):
         # each rerun much smoother than the last: rmin and rmax doubled each time
-        scales.append(2.0 ** rerun)
-        vertices = deform_surface(sample, start, faces, params, fractional_threshold=fractional_threshold,
-                                  vertical_gradient=vertical_gradient, iterations=iterations,
-                                  curvature_scale=scales[-1], limits=limits)
+        scales.append(2.0**rerun)
+        vertices = deform_surface(
+            sample,
+            start,
+            faces,
+            params,
+            fractional_threshold=fractional_threshold,
+            vertical_gradient=vertical_gradient,
+            iterations=iterations,
+            curvature_scale=scales[-1],
+            limits=limits,
+        )
         escaped = ((vertices < limits[0]) | (vertices > limits[1])).any()
         scores.append(float("inf") if escaped else round(self_intersection_score(vertices, start, edges), 1))
         if scores[-1] <= SELF_INTERSECTION_THRESHOLD:
             break
     else:
-        raise AnalysisFailure("brain_extraction", f"bet_like surface intersects itself after {max_reruns} reruns "
-                                                  f"with stronger smoothing (scores {scores}; inf: left the field of view)")
-    info = {"method": METHOD, "fractional_threshold": fractional_threshold, "vertical_gradient": vertical_gradient,
-            "t2": params["t2"], "t98": params["t98"], "t": params["t"], "tm": params["tm"],
-            "cog_mm": [round(float(c), 2) for c in params["cog_mm"]], "radius_mm": round(params["radius_mm"], 2),
-            "vertices": len(unit), "iterations": iterations, "passes": len(scores),
-            "self_intersection_scores": scores, "curvature_scales": scales, "self_intersection_rerun": len(scores) > 1}
+        raise AnalysisFailure(
+            "brain_extraction",
+            f"bet_like surface intersects itself after {max_reruns} reruns "
+            f"with stronger smoothing (scores {scores}; inf: left the field of view)",
+        )
+    info = {
+        "method": METHOD,
+        "fractional_threshold": fractional_threshold,
+        "vertical_gradient": vertical_gradient,
+        "t2": params["t2"],
+        "t98": params["t98"],
+        "t": params["t"],
+        "tm": params["tm"],
+        "cog_mm": [round(float(c), 2) for c in params["cog_mm"]],
+        "radius_mm": round(params["radius_mm"], 2),
+        "vertices": len(unit),
+        "iterations": iterations,
+        "passes": len(scores),
+        "self_intersection_scores": scores,
+        "curvature_scales": scales,
+        "self_intersection_rerun": len(scores) > 1,
+    }
     return vertices, faces, info
 
 
@@ -361,7 +453,9 @@ BRAIN_EXTENT_MM = 170.0
 HEAD_SLICE_FRACTION = 0.01
 
 
-def robust_field_of_view(image: nib.Nifti1Image, brain_extent_mm: float = BRAIN_EXTENT_MM) -> tuple[nib.Nifti1Image, dict]:
+def robust_field_of_view(
+    image: nib.Nifti1Image, brain_extent_mm: float = BRAIN_EXTENT_MM
+) -> tuple[nib.Nifti1Image, dict]:
     """The image cut ``brain_extent_mm`` below the top of the head, as FSL's robustfov does before BET on whole heads.
 
     Neck and shoulders in the field of view pull BET's centre of gravity down and its median
@@ -386,14 +480,26 @@ def robust_field_of_view(image: nib.Nifti1Image, brain_extent_mm: float = BRAIN_
     top = int(head_slices[-1])
     slab = max(1, int(round(brain_extent_mm / float(canonical.header.get_zooms()[2]))))
     bottom = max(0, top + 1 - slab)
-    info = {"robust_fov": {"brain_extent_mm": brain_extent_mm, "top_slice": top, "bottom_slice": bottom,
-                           "slices_removed": bottom, "method": "after FSL robustfov (top of head from intensities)"}}
+    info = {
+        "robust_fov": {
+            "brain_extent_mm": brain_extent_mm,
+            "top_slice": top,
+            "bottom_slice": bottom,
+            "slices_removed": bottom,
+            "method": "after FSL robustfov (top of head from intensities)",
+        }
+    }
     return (canonical.slicer[:, :, bottom:] if bottom > 0 else canonical), info
 
 
-def bet_like_brain_mask(image: nib.Nifti1Image, fractional_threshold: float = 0.5, vertical_gradient: float = 0.0,
-                        iterations: int = 1000, max_reruns: int = 3,
-                        brain_extent_mm: float | None = None) -> tuple[np.ndarray, dict]:
+def bet_like_brain_mask(
+    image: nib.Nifti1Image,
+    fractional_threshold: float = 0.5,
+    vertical_gradient: float = 0.0,
+    iterations: int = 1000,
+    max_reruns: int = 3,
+    brain_extent_mm: float | None = None,
+) -> tuple[np.ndarray, dict]:
     """Brain mask (bool, on ``image``'s grid) by the surface of :func:`bet_like_surface`, and its info.
 
     ``fractional_threshold`` is bet2's ``-f`` (smaller values give a larger brain outline),
@@ -422,8 +528,13 @@ SKULL_SEARCH_MM = 30.0
 SKULL_SMOOTHING_STEPS = 10
 
 
-def skull_surface_like(image: nib.Nifti1Image, brain_vertices: np.ndarray, faces: np.ndarray, info: dict,
-                       search_mm: float = SKULL_SEARCH_MM) -> tuple[np.ndarray, dict]:
+def skull_surface_like(
+    image: nib.Nifti1Image,
+    brain_vertices: np.ndarray,
+    faces: np.ndarray,
+    info: dict,
+    search_mm: float = SKULL_SEARCH_MM,
+) -> tuple[np.ndarray, dict]:
     """Outer skull surface found outward from the brain surface, after Smith (2002)'s skull estimate.
 
     For each vertex of the brain surface (:func:`bet_like_surface`, its ``info`` giving ``t2`` and
@@ -466,6 +577,9 @@ def skull_surface_like(image: nib.Nifti1Image, brain_vertices: np.ndarray, faces
     for _ in range(SKULL_SMOOTHING_STEPS):
         distance = neighbour_mean @ distance
     skull = brain_vertices + distance[:, None] * normals
-    return skull, {"method": "skull_surface_like (outward search after Smith 2002)", "search_mm": search_mm,
-                   "no_head_beyond_brain_fraction": round(float(1 - has_scalp.mean()), 4),
-                   "mean_brain_to_outer_skull_mm": round(float(distance.mean()), 2)}
+    return skull, {
+        "method": "skull_surface_like (outward search after Smith 2002)",
+        "search_mm": search_mm,
+        "no_head_beyond_brain_fraction": round(float(1 - has_scalp.mean()), 4),
+        "mean_brain_to_outer_skull_mm": round(float(distance.mean()), 2),
+    }

@@ -29,7 +29,13 @@ from ..io import from_canonical, like, mask_like, voxel_volume_ml
 from ..records import AnalysisFailure, check_plausible
 from . import lesion_features as lf
 from .pathology_common import (
-    brain_mask, canonical_array, n4_correct, require, resample_to, run_command, same_grid,
+    brain_mask,
+    canonical_array,
+    n4_correct,
+    require,
+    resample_to,
+    run_command,
+    same_grid,
 )
 
 BACKENDS = ("lpa-like", "command")
@@ -60,16 +66,24 @@ def load_coefficients(path: str | None = None, t1w: bool = False) -> dict:
     Without ``path``: the shipped FLAIR model, or with ``t1w`` the FLAIR-and-T1w model.
     """
     if path is None:
-        text = resources.files("defacebench").joinpath("data", T1W_COEFFICIENTS_FILE if t1w else COEFFICIENTS_FILE).read_text()
+        text = (
+            resources.files("defacebench")
+            .joinpath("data", T1W_COEFFICIENTS_FILE if t1w else COEFFICIENTS_FILE)
+            .read_text()
+        )
     else:
         with open(path) as fh:
             text = fh.read()
     params = json.loads(text)
-    missing = {"feature_names", "feature_mean", "feature_scale", "coefficients", "intercept", "postprocessing"} - set(params)
+    missing = {"feature_names", "feature_mean", "feature_scale", "coefficients", "intercept", "postprocessing"} - set(
+        params
+    )
     if missing:
         raise ValueError(f"lesion coefficient file lacks {sorted(missing)}")
     if tuple(params["feature_names"]) not in (lf.FEATURE_NAMES, lf.T1W_FEATURE_NAMES):
-        raise ValueError("lesion coefficient file was fitted for other features: refit with model_fitting/fit_lesion_model.py")
+        raise ValueError(
+            "lesion coefficient file was fitted for other features: refit with model_fitting/fit_lesion_model.py"
+        )
     return params
 
 
@@ -99,8 +113,14 @@ def _prepare(images: dict, threads: int, brain_backend: str, bias_correction: bo
     return {"flair": flair_n, "t1": t1_n, "mask": mask, "canonical": flair_c, "zooms": zooms, "brain_mask": how}
 
 
-def lpa_like(images: dict, *, threads: int = 1, brain_backend: str = "deepbet", bias_correction: bool = True,
-             coefficients: dict | None = None) -> dict:
+def lpa_like(
+    images: dict,
+    *,
+    threads: int = 1,
+    brain_backend: str = "deepbet",
+    bias_correction: bool = True,
+    coefficients: dict | None = None,
+) -> dict:
     """Run the lpa-like pipeline; returns canonical-grid maps and the intermediate statistics.
 
     Keys: ``probability`` (post-processed lesion probability), ``raw_probability``,
@@ -114,24 +134,46 @@ def lpa_like(images: dict, *, threads: int = 1, brain_backend: str = "deepbet", 
     candidates = [coefficients] if coefficients else [load_coefficients(t1w=True), load_coefficients()]
     # the brain's box must hold the widest smoothing of whichever model is chosen below
     widest = max(candidates, key=lambda c: float(c["postprocessing"].get("smooth_sigma_mm", 0.0)))
-    prep = lpa_like_features(images, threads=threads, brain_backend=brain_backend, bias_correction=bias_correction,
-                             postprocessing=widest["postprocessing"])
+    prep = lpa_like_features(
+        images,
+        threads=threads,
+        brain_backend=brain_backend,
+        bias_correction=bias_correction,
+        postprocessing=widest["postprocessing"],
+    )
     if coefficients:
         params = coefficients
         if uses_t1w(params) and prep["t1"] is None:
             raise AnalysisFailure("configuration", "the lesion model's coefficients need a T1w that overlaps the FLAIR")
     else:
         params = candidates[0] if prep["t1"] is not None else candidates[1]
-    zooms, shape, box, mask, features = prep["zooms"], prep["mask"].shape, prep["box"], prep["box_mask"], prep["box_features"]
+    zooms, shape, box, mask, features = (
+        prep["zooms"],
+        prep["mask"].shape,
+        prep["box"],
+        prep["box_mask"],
+        prep["box_features"],
+    )
     result = lf.lesion_probability(features, mask, zooms, params)
-    out = {**{k: v for k, v in prep.items() if not k.startswith("box_")}, "coefficients": params,
-           "raw_probability": uncrop(result["raw"], box, shape), "probability": uncrop(result["probability"], box, shape),
-           "first_pass_ml": result["first_pass_ml"], "load_shift": result["load_shift"]}
+    out = {
+        **{k: v for k, v in prep.items() if not k.startswith("box_")},
+        "coefficients": params,
+        "raw_probability": uncrop(result["raw"], box, shape),
+        "probability": uncrop(result["probability"], box, shape),
+        "first_pass_ml": result["first_pass_ml"],
+        "load_shift": result["load_shift"],
+    }
     return out
 
 
-def lpa_like_features(images: dict, *, threads: int = 1, brain_backend: str = "deepbet", bias_correction: bool = True,
-                      postprocessing: dict | None = None) -> dict:
+def lpa_like_features(
+    images: dict,
+    *,
+    threads: int = 1,
+    brain_backend: str = "deepbet",
+    bias_correction: bool = True,
+    postprocessing: dict | None = None,
+) -> dict:
     """Pre-processing, registered priors, tissue statistics and feature maps: everything before the model.
 
     Keys of :func:`_prepare`, plus ``box`` (the brain's box, its margin set by
@@ -154,17 +196,33 @@ def lpa_like_features(images: dict, *, threads: int = 1, brain_backend: str = "d
     return {**prep, "box": box, "box_mask": mask, "box_features": features, "stats": stats}
 
 
-def lesion_probability_map(images: dict[str, nib.Nifti1Image], *, threads: int = 1, brain_backend: str = "deepbet",
-                           bias_correction: bool = True, coefficients_file: str | None = None, **_ignored) -> nib.Nifti1Image:
+def lesion_probability_map(
+    images: dict[str, nib.Nifti1Image],
+    *,
+    threads: int = 1,
+    brain_backend: str = "deepbet",
+    bias_correction: bool = True,
+    coefficients_file: str | None = None,
+    **_ignored,
+) -> nib.Nifti1Image:
     """Lesion probability map (float32, 0..1) on the FLAIR's own voxel grid (lpa-like backend)."""
-    result = lpa_like(images, threads=threads, brain_backend=brain_backend, bias_correction=bias_correction,
-                      coefficients=load_coefficients(coefficients_file) if coefficients_file else None)
+    result = lpa_like(
+        images,
+        threads=threads,
+        brain_backend=brain_backend,
+        bias_correction=bias_correction,
+        coefficients=load_coefficients(coefficients_file) if coefficients_file else None,
+    )
     data = from_canonical(result["probability"], images["FLAIR"])
     return like(data, images["FLAIR"], dtype=np.float32)
 
 
-def lesion_mask(probability: np.ndarray, voxel_ml: float, threshold: float = DEFAULT_THRESHOLD,
-                min_cluster_ml: float = DEFAULT_MIN_CLUSTER_ML) -> tuple[np.ndarray, int]:
+def lesion_mask(
+    probability: np.ndarray,
+    voxel_ml: float,
+    threshold: float = DEFAULT_THRESHOLD,
+    min_cluster_ml: float = DEFAULT_MIN_CLUSTER_ML,
+) -> tuple[np.ndarray, int]:
     """LST's lesion definition: ``probability > threshold`` minus clusters of <= ``min_cluster_ml``."""
     return lf.lesion_clusters(probability, threshold, min_cluster_ml, voxel_ml)
 
@@ -182,11 +240,21 @@ def _command_probability(images: dict, command: str, timeout) -> tuple[np.ndarra
     return data, voxel_volume_ml(flair_c)
 
 
-def white_matter_lesion_volume(images: dict[str, nib.Nifti1Image], *, backend: str = "lpa-like", threads: int = 1,
-                               command: str | None = None, plausible_range_ml=None, threshold: float = DEFAULT_THRESHOLD,
-                               min_cluster_ml: float = DEFAULT_MIN_CLUSTER_ML, brain_backend: str = "deepbet",
-                               bias_correction: bool = True, coefficients_file: str | None = None,
-                               timeout: float | None = None, **_ignored) -> dict:
+def white_matter_lesion_volume(
+    images: dict[str, nib.Nifti1Image],
+    *,
+    backend: str = "lpa-like",
+    threads: int = 1,
+    command: str | None = None,
+    plausible_range_ml=None,
+    threshold: float = DEFAULT_THRESHOLD,
+    min_cluster_ml: float = DEFAULT_MIN_CLUSTER_ML,
+    brain_backend: str = "deepbet",
+    bias_correction: bool = True,
+    coefficients_file: str | None = None,
+    timeout: float | None = None,
+    **_ignored,
+) -> dict:
     """Total white-matter lesion volume (ml) from FLAIR (T1w optional, co-registered).
 
     Returns ``value`` (ml at p > ``threshold``, clusters <= ``min_cluster_ml`` dropped),
@@ -206,25 +274,48 @@ def white_matter_lesion_volume(images: dict[str, nib.Nifti1Image], *, backend: s
         parameters = {"command": command, "threshold": threshold, "min_cluster_ml": min_cluster_ml}
         details = {"uses_t1w": images.get("T1w") is not None}
     else:
-        result = lpa_like(images, threads=threads, brain_backend=brain_backend, bias_correction=bias_correction,
-                          coefficients=load_coefficients(coefficients_file) if coefficients_file else None)
-        probability, voxel_ml, params = result["probability"], voxel_volume_ml(result["canonical"]), result["coefficients"]
+        result = lpa_like(
+            images,
+            threads=threads,
+            brain_backend=brain_backend,
+            bias_correction=bias_correction,
+            coefficients=load_coefficients(coefficients_file) if coefficients_file else None,
+        )
+        probability, voxel_ml, params = (
+            result["probability"],
+            voxel_volume_ml(result["canonical"]),
+            result["coefficients"],
+        )
         name = BACKEND_NAME
         parameters = {
-            "threshold": threshold, "min_cluster_ml": min_cluster_ml, "bias_correction": bias_correction,
-            "coefficients_file": coefficients_file or (T1W_COEFFICIENTS_FILE if uses_t1w(params) else COEFFICIENTS_FILE),
-            "coefficients_version": params.get("version", ""), "model_features": model_inputs(params),
+            "threshold": threshold,
+            "min_cluster_ml": min_cluster_ml,
+            "bias_correction": bias_correction,
+            "coefficients_file": coefficients_file
+            or (T1W_COEFFICIENTS_FILE if uses_t1w(params) else COEFFICIENTS_FILE),
+            "coefficients_version": params.get("version", ""),
+            "model_features": model_inputs(params),
             "thick_slice_intercept_shift": float(params.get("thick_slice_intercept_shift", 0.0)),
-            "load_adaptation": params.get("load_adaptation"), **params["postprocessing"],
+            "load_adaptation": params.get("load_adaptation"),
+            **params["postprocessing"],
         }
         details = {
-            "uses_t1w": result["t1"] is not None, "brain_mask": result["brain_mask"],
-            "flair_wm_mean": result["stats"].wm_mean, "flair_gm_mean": result["stats"].gm_mean,
-            "first_pass_volume_ml": result["first_pass_ml"], "load_adaptation_shift": result["load_shift"],
+            "uses_t1w": result["t1"] is not None,
+            "brain_mask": result["brain_mask"],
+            "flair_wm_mean": result["stats"].wm_mean,
+            "flair_gm_mean": result["stats"].gm_mean,
+            "first_pass_volume_ml": result["first_pass_ml"],
+            "load_adaptation_shift": result["load_shift"],
         }
     lesions, n_lesions = lesion_mask(probability, voxel_ml, threshold, min_cluster_ml)
     volume = float(lesions.sum() * voxel_ml)
-    low, high = (plausible_range_ml or (None, None))
+    low, high = plausible_range_ml or (None, None)
     check_plausible(volume, low, high, "lesion_segmentation", "lesion volume", "ml")
-    return {"value": volume, "backend": name, "n_lesions": n_lesions, "parameters": json.dumps(parameters, sort_keys=True),
-            "segmentation": mask_like(from_canonical(lesions, images["FLAIR"]), images["FLAIR"]), **details}
+    return {
+        "value": volume,
+        "backend": name,
+        "n_lesions": n_lesions,
+        "parameters": json.dumps(parameters, sort_keys=True),
+        "segmentation": mask_like(from_canonical(lesions, images["FLAIR"]), images["FLAIR"]),
+        **details,
+    }

@@ -35,16 +35,16 @@ from .pathology_common import apply_transforms, filter_margin, register
 
 #: Names of the logistic model's features, in the order of its coefficients.
 FEATURE_NAMES = (
-    "z_gm",            # (FLAIR - GM mean) / WM sd
-    "z_wm",            # (FLAIR - WM mean) / WM sd
-    "belief",          # lesion belief: WM-prior-weighted FLAIR excess over GM (and WM) means
-    "belief_smooth",   # belief smoothed (sigma 1 mm): lesions are blobs, noise is not
-    "local_excess",    # z_gm minus its 5 mm surroundings: focal brightness
-    "wm_prior",        # spatially varying covariate 1: (registered) WM prior
-    "depth",           # spatially varying covariate 2: depth below the brain surface (mm / 10, capped)
+    "z_gm",  # (FLAIR - GM mean) / WM sd
+    "z_wm",  # (FLAIR - WM mean) / WM sd
+    "belief",  # lesion belief: WM-prior-weighted FLAIR excess over GM (and WM) means
+    "belief_smooth",  # belief smoothed (sigma 1 mm): lesions are blobs, noise is not
+    "local_excess",  # z_gm minus its 5 mm surroundings: focal brightness
+    "wm_prior",  # spatially varying covariate 1: (registered) WM prior
+    "depth",  # spatially varying covariate 2: depth below the brain surface (mm / 10, capped)
     "belief_x_depth",  # lets the belief slope vary with depth (cortex vs deep WM)
-    "z_gm_pos_sq",     # max(z_gm, 0)^2: saturating brightness response
-    "peak_fraction",   # z_wm over the peak z_wm within 4 mm: where a voxel lies on a lesion's profile
+    "z_gm_pos_sq",  # max(z_gm, 0)^2: saturating brightness response
+    "peak_fraction",  # z_wm over the peak z_wm within 4 mm: where a voxel lies on a lesion's profile
 )
 #: The features of the model for a FLAIR with a co-registered T1w: :data:`FEATURE_NAMES` and the
 #: T1w's darkness against white matter (MS lesions are T1w-iso- to hypointense, Filippi et al. 2016,
@@ -52,7 +52,7 @@ FEATURE_NAMES = (
 #: Neema et al. 2009, AJNR 30:911), as lesion segmentation with T1w and FLAIR does (e.g. BIANCA,
 #: Griffanti et al. 2016, NeuroImage 141:191). LST's lpa uses the T1w for registration only.
 T1W_FEATURE_NAMES = FEATURE_NAMES + (
-    "t1_dark",         # (T1w WM mean - T1w) / T1w WM sd
+    "t1_dark",  # (T1w WM mean - T1w) / T1w WM sd
     "t1_dark_smooth",  # t1_dark smoothed (sigma 1 mm)
 )
 
@@ -98,7 +98,9 @@ def _mni_maps():
     return t1c.get_fdata(dtype=np.float32), scale(gmc), scale(wmc), t1c.affine
 
 
-def tissue_priors(reference: np.ndarray, affine: np.ndarray, mask: np.ndarray, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def tissue_priors(
+    reference: np.ndarray, affine: np.ndarray, mask: np.ndarray, threads: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """MNI152 GM and WM priors affinely registered onto the subject's grid.
 
     The MNI brain template (nilearn's ICBM 2009 T1) is registered to the
@@ -118,8 +120,9 @@ def tissue_priors(reference: np.ndarray, affine: np.ndarray, mask: np.ndarray, t
     return gm_s, wm_s
 
 
-def tissue_stats(flair: np.ndarray, mask: np.ndarray, gm_prior: np.ndarray, wm_prior: np.ndarray,
-                 t1: np.ndarray | None = None) -> TissueStats:
+def tissue_stats(
+    flair: np.ndarray, mask: np.ndarray, gm_prior: np.ndarray, wm_prior: np.ndarray, t1: np.ndarray | None = None
+) -> TissueStats:
     """Robust FLAIR means of WM and GM, and the WM spread.
 
     WM: voxels with WM prior > 0.8 (and, given a T1w, T1w above the brain
@@ -165,7 +168,9 @@ def belief_map(flair: np.ndarray, mask: np.ndarray, wm_prior: np.ndarray, stats:
     z_gm = (flair - stats.gm_mean) / stats.wm_sd
     z_wm = (flair - stats.wm_mean) / stats.wm_sd
     weight = 0.3 + 0.7 * wm_prior
-    belief = weight * np.maximum(z_gm, 0.0) + (1.0 - weight) * np.maximum(z_wm - (stats.gm_mean - stats.wm_mean) / stats.wm_sd * 1.5, 0.0)
+    belief = weight * np.maximum(z_gm, 0.0) + (1.0 - weight) * np.maximum(
+        z_wm - (stats.gm_mean - stats.wm_mean) / stats.wm_sd * 1.5, 0.0
+    )
     return np.where(mask, belief, 0.0).astype(np.float32)
 
 
@@ -194,8 +199,15 @@ def peak_fraction(z_wm: np.ndarray, mask: np.ndarray, zooms) -> np.ndarray:
     return np.where(mask, np.clip(z_wm / np.maximum(peak, PEAK_FLOOR), -1.0, 2.0), 0.0).astype(np.float32)
 
 
-def lesion_features(flair: np.ndarray, mask: np.ndarray, gm_prior: np.ndarray, wm_prior: np.ndarray,
-                    zooms, stats: TissueStats, t1: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def lesion_features(
+    flair: np.ndarray,
+    mask: np.ndarray,
+    gm_prior: np.ndarray,
+    wm_prior: np.ndarray,
+    zooms,
+    stats: TissueStats,
+    t1: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
     """The model's feature maps (dict of arrays on the FLAIR grid), keys :data:`FEATURE_NAMES`.
 
     Given a (bias-corrected, co-registered) ``t1`` and its white-matter statistics in
@@ -284,8 +296,10 @@ def brain_logit(features: dict[str, np.ndarray], mask: np.ndarray, zooms, coeffi
     if missing:
         raise ValueError(f"the lesion model needs features {missing} (a T1w model run without a T1w?)")
     if is_thick(zooms):
-        coefficients = {**coefficients, "intercept": coefficients["intercept"]
-                        + float(coefficients.get("thick_slice_intercept_shift", 0.0))}
+        coefficients = {
+            **coefficients,
+            "intercept": coefficients["intercept"] + float(coefficients.get("thick_slice_intercept_shift", 0.0)),
+        }
     return linear_predictor(feature_matrix(features, mask, names), coefficients)
 
 
@@ -362,8 +376,9 @@ def lesion_probability(features: dict[str, np.ndarray], mask: np.ndarray, zooms,
     return {"raw": raw, "probability": probability, "first_pass_ml": first_ml, "load_shift": shift}
 
 
-def postprocess(probability: np.ndarray, features: dict[str, np.ndarray], mask: np.ndarray, zooms,
-                params: dict) -> np.ndarray:
+def postprocess(
+    probability: np.ndarray, features: dict[str, np.ndarray], mask: np.ndarray, zooms, params: dict
+) -> np.ndarray:
     """LST-style post-processing of the lesion probability map.
 
     1. light Gaussian smoothing (``smooth_sigma_mm``);
@@ -471,7 +486,9 @@ def _holes(lesion: np.ndarray) -> np.ndarray:
     return out
 
 
-def lesion_clusters(probability: np.ndarray, threshold: float, min_cluster_ml: float, voxel_ml: float) -> tuple[np.ndarray, int]:
+def lesion_clusters(
+    probability: np.ndarray, threshold: float, min_cluster_ml: float, voxel_ml: float
+) -> tuple[np.ndarray, int]:
     """Binary lesion map at ``probability > threshold`` without clusters of <= ``min_cluster_ml``; and its cluster count."""
     labels, n = ndimage.label(probability > threshold, structure=np.ones((3, 3, 3)))
     if n == 0:

@@ -200,8 +200,11 @@ def _sienax_like(
         head = reg.to_ants(canonical)
         mask_ants = head.new_image_like(mask.astype(np.float32))
         corrected = bias.n4_correct(
-            head, mask_ants, shrink_factor=n4_settings["shrink_factor"],
-            iterations=n4_settings["iterations"], tolerance=n4_settings["tolerance"],
+            head,
+            mask_ants,
+            shrink_factor=n4_settings["shrink_factor"],
+            iterations=n4_settings["iterations"],
+            tolerance=n4_settings["tolerance"],
         )
         intensity = corrected.numpy().astype(np.float32)
         if not np.isfinite(intensity[mask]).all():
@@ -217,13 +220,17 @@ def _sienax_like(
     with _stage("skull_estimation", times):
         has_head = skull_mod.has_extracranial_tissue(intensity, mask, zooms)
         if skull_constraint == "required" and not has_head:
-            raise AnalysisFailure("skull_estimation", "no skull in the image (skull-stripped?) and skull_constraint='required'")
+            raise AnalysisFailure(
+                "skull_estimation", "no skull in the image (skull-stripped?) and skull_constraint='required'"
+            )
         if skull_constraint != "off":
             points = skull_mod.inner_skull_points(mask, canonical.affine, skull_settings["surface_step"])
             try:
                 correction, skull_info = skull_mod.fit_skull_scaling(
-                    reg.apply_affine(brain_to_mni, points), vault_z_mm=skull_settings["vault_z_mm"],
-                    loss_scale_mm=skull_settings["loss_scale_mm"], min_points=skull_settings["min_points"],
+                    reg.apply_affine(brain_to_mni, points),
+                    vault_z_mm=skull_settings["vault_z_mm"],
+                    loss_scale_mm=skull_settings["loss_scale_mm"],
+                    min_points=skull_settings["min_points"],
                 )
             except ValueError as exc:
                 raise AnalysisFailure("skull_estimation", str(exc)) from exc
@@ -247,8 +254,9 @@ def _sienax_like(
         if not (wm_fraction_range[0] <= wm_share <= wm_fraction_range[1]):
             # adult WM/(GM+WM) is ~0.35-0.5; far outside means the classes landed on the wrong peaks
             raise AnalysisFailure(
-                "segmentation", f"implausible tissue split: WM is {wm_share:.0%} of GM+WM "
-                f"(allowed {wm_fraction_range[0]:.0%}-{wm_fraction_range[1]:.0%})"
+                "segmentation",
+                f"implausible tissue split: WM is {wm_share:.0%} of GM+WM "
+                f"(allowed {wm_fraction_range[0]:.0%}-{wm_fraction_range[1]:.0%})",
             )
 
     brain_ml = gm_ml + wm_ml
@@ -314,7 +322,9 @@ def parse_sienax_report(text: str) -> dict:
     """Parse FSL's ``report.sienax``: VSCALING and (normalised, unnormalised) volumes in mm^3."""
     report: dict = {}
     for line in text.splitlines():
-        match = re.match(r"^\s*(VSCALING|pgrey|vcsf|GREY|WHITE|BRAIN)\s+([-+0-9.eE]+)(?:\s+\(normalised\)\s+([-+0-9.eE]+))?", line)
+        match = re.match(
+            r"^\s*(VSCALING|pgrey|vcsf|GREY|WHITE|BRAIN)\s+([-+0-9.eE]+)(?:\s+\(normalised\)\s+([-+0-9.eE]+))?", line
+        )
         if not match:
             continue
         name, first, second = match.groups()

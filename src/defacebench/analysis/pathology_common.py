@@ -105,8 +105,9 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     return labels == int(np.argmax(sizes))
 
 
-def n4_correct(data: np.ndarray, affine: np.ndarray, mask: np.ndarray, threads: int = 1,
-               shrink_factor: int | None = None) -> np.ndarray:
+def n4_correct(
+    data: np.ndarray, affine: np.ndarray, mask: np.ndarray, threads: int = 1, shrink_factor: int | None = None
+) -> np.ndarray:
     """N4 bias-corrected ``data`` inside ``mask``, 0 outside (:func:`defacebench.analysis.bias.n4_field`).
 
     Fast settings, shared with the NBV arm (:data:`defacebench.analysis.bias.N4_SETTINGS`).
@@ -167,8 +168,13 @@ def register(fixed, moving, type_of_transform: str = "Rigid", threads: int = 1, 
         # transforms go to a private folder removed at exit, not loose files in the system temp dir
         workdir = tempfile.mkdtemp(prefix="defacebench-ants-")
         atexit.register(shutil.rmtree, workdir, True)
-        reg = ants.registration(fixed_low, moving_low, type_of_transform=type_of_transform,
-                                outprefix=os.path.join(workdir, "reg_"), **options)
+        reg = ants.registration(
+            fixed_low,
+            moving_low,
+            type_of_transform=type_of_transform,
+            outprefix=os.path.join(workdir, "reg_"),
+            **options,
+        )
     except (RuntimeError, ValueError, IndexError) as exc:
         raise failure_from_exception("registration", exc) from exc
     finally:
@@ -191,8 +197,9 @@ def apply_transforms(fixed, moving, transforms, interpolator: str = "linear") ->
     return out
 
 
-def rigid_registrar(fixed: np.ndarray, fixed_affine: np.ndarray, box: tuple[slice, ...] | None = None,
-                    threads: int = 1):
+def rigid_registrar(
+    fixed: np.ndarray, fixed_affine: np.ndarray, box: tuple[slice, ...] | None = None, threads: int = 1
+):
     """A function ``(moving, moving_affine) -> array`` registering images rigidly to ``fixed``.
 
     Each moving image is registered (Mattes MI, fast settings) and resampled onto
@@ -221,10 +228,14 @@ def rigid_registrar(fixed: np.ndarray, fixed_affine: np.ndarray, box: tuple[slic
     return register_one
 
 
-def resample_to(moving: np.ndarray, moving_affine: np.ndarray, fixed_shape, fixed_affine: np.ndarray, order: int = 1) -> np.ndarray:
+def resample_to(
+    moving: np.ndarray, moving_affine: np.ndarray, fixed_shape, fixed_affine: np.ndarray, order: int = 1
+) -> np.ndarray:
     """Resample ``moving`` onto a fixed grid using the images' affines only (no registration)."""
     vox = np.linalg.inv(moving_affine) @ fixed_affine
-    return ndimage.affine_transform(moving, vox[:3, :3], vox[:3, 3], output_shape=tuple(fixed_shape), order=order).astype(np.float32)
+    return ndimage.affine_transform(
+        moving, vox[:3, :3], vox[:3, 3], output_shape=tuple(fixed_shape), order=order
+    ).astype(np.float32)
 
 
 def filter_margin(sigma_mm: float, zooms, truncate: float = 4.0) -> tuple[int, ...]:
@@ -278,7 +289,9 @@ def white_matter_standardise(data: np.ndarray, mask: np.ndarray, reference: np.n
     return np.where(mask, data / wm, 0.0).astype(np.float32)
 
 
-def run_command(template: str, inputs: dict[str, nib.Nifti1Image], stage: str, timeout: float | None = None) -> nib.Nifti1Image:
+def run_command(
+    template: str, inputs: dict[str, nib.Nifti1Image], stage: str, timeout: float | None = None
+) -> nib.Nifti1Image:
     """Run an external tool given as a command template; return the image it wrote.
 
     ``template`` names inputs by modality in braces (``{flair}``, ``{t1w}``,

@@ -30,8 +30,9 @@ def simulator_available() -> bool:
     return hasattr(simulate, "simulate_subject") and hasattr(simulate, "prepare_anatomy")
 
 
-def simulate_cohort(kind: str, n_subjects: int, seed: int, out_dir: str | Path, settings: dict | None = None,
-                    prefix: str = "fit") -> list[dict]:
+def simulate_cohort(
+    kind: str, n_subjects: int, seed: int, out_dir: str | Path, settings: dict | None = None, prefix: str = "fit"
+) -> list[dict]:
     """Simulate ``n_subjects`` of ``kind`` (``healthy``, ``ms`` or ``glioma``) under ``out_dir``; returns their truths.
 
     Subject ``i`` gets seed ``seed + i``; already simulated subjects are reused.
@@ -53,6 +54,7 @@ def simulate_cohort(kind: str, n_subjects: int, seed: int, out_dir: str | Path, 
         done = bids / f".done-{subject}"
         if done.exists():
             import json
+
             truth = json.loads(done.read_text())
         else:
             sim_settings = dict(settings or {})
@@ -60,6 +62,7 @@ def simulate_cohort(kind: str, n_subjects: int, seed: int, out_dir: str | Path, 
                 sim_settings["voxel_size"] = sim_settings.pop("resolution_mm")
             truth = simulate.simulate_subject(kind, subject, seed + i, anatomy, bids, sim_settings)
             import json
+
             done.write_text(json.dumps(truth, default=float))
         truths.append({"subject": subject, "bids_root": str(bids), **truth})
     return truths
@@ -74,7 +77,9 @@ def subject_images(bids_root: str | Path, subject: str, kind: str) -> dict[str, 
 def truth_map(bids_root: str | Path, subject: str, kind: str) -> nib.Nifti1Image:
     """The simulated truth: lesion mask (ms) or tumour label map (glioma)."""
     desc = {"ms": "desc-lesion_mask", "glioma": "desc-tumour_dseg"}[kind]
-    return load_image(Path(bids_root) / "derivatives" / "truth" / f"sub-{subject}" / "anat" / f"sub-{subject}_{desc}.nii.gz")
+    return load_image(
+        Path(bids_root) / "derivatives" / "truth" / f"sub-{subject}" / "anat" / f"sub-{subject}_{desc}.nii.gz"
+    )
 
 
 # --- fallback phantoms ---------------------------------------------------------------------------
@@ -85,9 +90,9 @@ def truth_map(bids_root: str | Path, subject: str, kind: str) -> nib.Nifti1Image
 
 _CONTRAST = {
     #          csf   gm    wm    les   nec   oed   nonenh enh
-    "T1w":   (0.30, 0.65, 1.00, 0.70, 0.30, 0.75, 0.55, 0.60),
+    "T1w": (0.30, 0.65, 1.00, 0.70, 0.30, 0.75, 0.55, 0.60),
     "ceT1w": (0.30, 0.65, 1.00, 0.70, 0.30, 0.75, 0.55, 1.40),
-    "T2w":   (2.00, 1.20, 0.80, 1.50, 2.10, 1.45, 1.80, 1.30),
+    "T2w": (2.00, 1.20, 0.80, 1.50, 2.10, 1.45, 1.80, 1.30),
     "FLAIR": (0.30, 1.15, 1.00, 1.65, 0.70, 1.75, 1.45, 1.40),
 }
 
@@ -96,6 +101,7 @@ def _blob(shape, centre, radii, rng, roughness=0.25):
     grid = np.ogrid[tuple(slice(0, s) for s in shape)]
     r = sum(((g - c) / rad) ** 2 for g, c, rad in zip(grid, centre, radii))
     from scipy import ndimage
+
     noise = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), 4) * 8 * roughness
     return np.sqrt(r) + noise
 
@@ -147,9 +153,15 @@ def phantom_subject(kind: str, seed: int, zoom_mm: float = 1.0):
             les_labels, n_les = ndimage.label(truth == 1)
             level = np.concatenate([[0.0], rng.uniform(0.75, 1.0, n_les)])[les_labels] * contrast[3]
             frac = np.clip(ndimage.gaussian_filter((truth == 1).astype(np.float32), 0.7) * 1.3, 0, 1)
-            img = np.where(truth == 1, level, img) * frac + img * (1 - frac) * (truth == 0) + img * (1 - frac) * (truth == 1)
+            img = (
+                np.where(truth == 1, level, img) * frac
+                + img * (1 - frac) * (truth == 0)
+                + img * (1 - frac) * (truth == 1)
+            )
             # white-matter texture (~5 %): real tissue is not uniform
-            img = img * (1 + 0.05 * ndimage.gaussian_filter(rng.standard_normal(img.shape).astype(np.float32), 1.0) * 2.5)
+            img = img * (
+                1 + 0.05 * ndimage.gaussian_filter(rng.standard_normal(img.shape).astype(np.float32), 1.0) * 2.5
+            )
         else:
             for lab, idx in ((1, 4), (2, 5), (3, 6), (4, 7)):
                 img = np.where(truth == lab, contrast[idx], img)
@@ -160,6 +172,7 @@ def phantom_subject(kind: str, seed: int, zoom_mm: float = 1.0):
         images[m] = nib.Nifti1Image(img.astype(np.float32), affine)
     if zoom_mm != 1.0:
         from nibabel.processing import resample_to_output
+
         images = {m: resample_to_output(i, [zoom_mm] * 3, order=1) for m, i in images.items()}
         ref = next(iter(images.values()))
         truth_img = resample_to_output(nib.Nifti1Image(truth, affine), [zoom_mm] * 3, order=0)
@@ -168,8 +181,9 @@ def phantom_subject(kind: str, seed: int, zoom_mm: float = 1.0):
     return images, nib.Nifti1Image(truth.astype(np.uint8), affine)
 
 
-def training_cohort(kind: str, n_subjects: int, seed: int, work: str | Path, settings: dict | None = None,
-                    source: str = "auto"):
+def training_cohort(
+    kind: str, n_subjects: int, seed: int, work: str | Path, settings: dict | None = None, source: str = "auto"
+):
     """Yield ``(name, images, truth_image, truth_dict)`` for a fitting or validation cohort.
 
     ``source``: ``simulator`` (the study's simulator), ``phantom`` (the fallback
@@ -179,8 +193,12 @@ def training_cohort(kind: str, n_subjects: int, seed: int, work: str | Path, set
         source = "simulator" if simulator_available() else "phantom"
     if source == "simulator":
         for truth in simulate_cohort(kind, n_subjects, seed, work, settings):
-            yield (truth["subject"], subject_images(truth["bids_root"], truth["subject"], kind),
-                   truth_map(truth["bids_root"], truth["subject"], kind), truth)
+            yield (
+                truth["subject"],
+                subject_images(truth["bids_root"], truth["subject"], kind),
+                truth_map(truth["bids_root"], truth["subject"], kind),
+                truth,
+            )
     else:
         zoom = float((settings or {}).get("resolution_mm", 1.0))
         for i in range(n_subjects):

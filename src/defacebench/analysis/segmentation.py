@@ -34,8 +34,13 @@ from scipy import optimize
 from ..arrays import bounding_box
 
 #: Default segmentation settings.
-SEGMENTATION_SETTINGS = {"mrf_beta": 0.3, "icm_iterations": 6, "histogram_bins": 256, "mixel_steps": 16,
-                         "reestimate_sds": False}
+SEGMENTATION_SETTINGS = {
+    "mrf_beta": 0.3,
+    "icm_iterations": 6,
+    "histogram_bins": 256,
+    "mixel_steps": 16,
+    "reestimate_sds": False,
+}
 
 CLASSES = ("csf", "gm", "wm")
 #: The five labels: pure classes at even indices, mixtures of neighbours at odd ones.
@@ -103,9 +108,9 @@ def fit_histogram(values: np.ndarray, *, bins: int = 256, steps: int = 16):
         mix = np.log(np.exp(ll).T @ w + 1e-300)
         return -float(counts @ mix)
 
-    theta0 = np.concatenate([
-        [q[0]], np.log(np.maximum(np.diff(q), 1e-3 * (hi - lo))), np.log([spread] * 3), np.zeros(5)
-    ])
+    theta0 = np.concatenate(
+        [[q[0]], np.log(np.maximum(np.diff(q), 1e-3 * (hi - lo))), np.log([spread] * 3), np.zeros(5)]
+    )
     res = optimize.minimize(nll, theta0, method="Powell", options={"maxiter": 4000, "xtol": 1e-4, "ftol": 1e-7})
     return unpack(res.x)
 
@@ -139,8 +144,7 @@ def _neighbour_agreement(labels: np.ndarray, mask: np.ndarray, n_labels: int) ->
     return agreement
 
 
-def mrf_labels(x, mask, weights, means, sds, *, beta: float, iterations: int, steps: int,
-               reestimate_sds: bool = False):
+def mrf_labels(x, mask, weights, means, sds, *, beta: float, iterations: int, steps: int, reestimate_sds: bool = False):
     """Five-label map by ICM on the HMRF; pure-class means (and, if asked, spreads) re-estimated after each sweep."""
     values = x[mask]
     means, sds = np.array(means, float), np.array(sds, float)
@@ -208,7 +212,14 @@ def segment_tissues(
     x_full = x_full / scale
     weights, means, sds = fit_histogram(x_full[m], bins=histogram_bins, steps=mixel_steps)
     labels, means, sds = mrf_labels(
-        x_full, m, weights, means, sds, beta=mrf_beta, iterations=icm_iterations, steps=mixel_steps,
+        x_full,
+        m,
+        weights,
+        means,
+        sds,
+        beta=mrf_beta,
+        iterations=icm_iterations,
+        steps=mixel_steps,
         reestimate_sds=reestimate_sds,
     )
     separation = np.diff(means) / sds[1:]

@@ -69,7 +69,6 @@ SKULL_SETTINGS = {
 }
 
 
-
 def brain_surface(mask: np.ndarray, affine: np.ndarray, step: int = 2) -> np.ndarray:
     """Vertices (N, 3, world mm) of a smoothed brain-mask surface."""
     smooth = ndimage.gaussian_filter(mask.astype(np.float32), 1.5)
@@ -101,8 +100,9 @@ def has_extracranial_tissue(intensity: np.ndarray, brain_mask: np.ndarray, zooms
 TEMPLATE_DISTANCE_FILE = "mni152_intracranial_distance.npz"
 
 
-def compute_template_inner_skull_distance(step: int = 2, margin_mm: int = 12,
-                                          clip_mm: float = 12.0) -> tuple[np.ndarray, np.ndarray]:
+def compute_template_inner_skull_distance(
+    step: int = 2, margin_mm: int = 12, clip_mm: float = 12.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Signed distance (mm, positive outside) to nilearn's MNI152 intracranial outline, and its voxel-to-MNI affine.
 
     Computed at the template's 1 mm (exact Euclidean distances on both sides
@@ -117,8 +117,9 @@ def compute_template_inner_skull_distance(step: int = 2, margin_mm: int = 12,
     cropped = nib.Nifti1Image(mask.astype(np.uint8), affine).slicer[bounding_box(mask, margin=margin_mm)]
     inside = np.asarray(cropped.dataobj) > 0
     zooms = cropped.header.get_zooms()[:3]
-    signed = (ndimage.distance_transform_edt(~inside, sampling=zooms)
-              - ndimage.distance_transform_edt(inside, sampling=zooms))
+    signed = ndimage.distance_transform_edt(~inside, sampling=zooms) - ndimage.distance_transform_edt(
+        inside, sampling=zooms
+    )
     signed = ndimage.gaussian_filter(signed.astype(np.float32), 1.0)
     coarse = nib.Nifti1Image(signed, cropped.affine).slicer[::step, ::step, ::step]
     return np.clip(np.asarray(coarse.dataobj), -clip_mm, clip_mm), coarse.affine
@@ -138,8 +139,10 @@ def template_inner_skull_distance() -> tuple[np.ndarray, np.ndarray]:
     which every NBV job would pay again, so the package ships it (436 kB);
     ``tests/test_nbv.py`` checks it against a fresh computation. Read-only (cached).
     """
-    with (resources.files("defacebench") / "data" / TEMPLATE_DISTANCE_FILE).open("rb") as handle, \
-            np.load(handle) as shipped:
+    with (
+        (resources.files("defacebench") / "data" / TEMPLATE_DISTANCE_FILE).open("rb") as handle,
+        np.load(handle) as shipped,
+    ):
         signed = shipped["distance_hundredths_mm"].astype(np.float32) / 100
         affine = np.asarray(shipped["affine"], dtype=float)
     signed.setflags(write=False)
@@ -184,8 +187,14 @@ def fit_skull_scaling(
 
     before = distances(np.zeros(6))
     # x_scale: a 5 % scale change and a 2 mm shift move the surface by similar amounts
-    res = optimize.least_squares(distances, np.zeros(6), loss="soft_l1", f_scale=loss_scale_mm,
-                                 x_scale=np.r_[[0.05] * 3, [2.0] * 3], diff_step=1e-4)
+    res = optimize.least_squares(
+        distances,
+        np.zeros(6),
+        loss="soft_l1",
+        f_scale=loss_scale_mm,
+        x_scale=np.r_[[0.05] * 3, [2.0] * 3],
+        diff_step=1e-4,
+    )
     after = distances(res.x)
     diagnostics = {
         "skull_points": int(len(subject)),

@@ -34,8 +34,16 @@ from ..io import from_canonical, mask_like, voxel_volume_ml
 from ..records import AnalysisFailure, check_plausible
 from . import tumour_features as tfeat
 from .pathology_common import (
-    brain_mask, canonical_array, n4_correct, require, resample_to, rigid_registrar, run_command, same_grid,
-    white_matter_reference, white_matter_standardise,
+    brain_mask,
+    canonical_array,
+    n4_correct,
+    require,
+    resample_to,
+    rigid_registrar,
+    run_command,
+    same_grid,
+    white_matter_reference,
+    white_matter_standardise,
 )
 from .tumour_forest import MODEL_FILE, load_forest, predict_proba
 
@@ -60,8 +68,14 @@ BOX_MARGIN = 10
 N4_SHRINK_FACTOR = 6
 
 
-def prepare(images: dict, *, threads: int = 1, register: bool = True, brain_backend: str = "deepbet",
-            bias_correction: bool = True) -> dict:
+def prepare(
+    images: dict,
+    *,
+    threads: int = 1,
+    register: bool = True,
+    brain_backend: str = "deepbet",
+    bias_correction: bool = True,
+) -> dict:
     """Co-registered, skull-stripped, standardised modalities on the T1w's canonical grid.
 
     Returns ``standardised`` (dict of arrays cropped to the brain's bounding box),
@@ -91,13 +105,23 @@ def prepare(images: dict, *, threads: int = 1, register: bool = True, brain_back
     for m, cropped in on_box.items():
         if not np.any(cropped[mask_c] != cropped[mask_c][0]):
             raise AnalysisFailure("registration", f"{m} is empty inside the brain after registration")
-        corrected[m] = (n4_correct(cropped, t1_c.affine, mask_c, threads, shrink_factor=N4_SHRINK_FACTOR)
-                        if bias_correction else cropped)
+        corrected[m] = (
+            n4_correct(cropped, t1_c.affine, mask_c, threads, shrink_factor=N4_SHRINK_FACTOR)
+            if bias_correction
+            else cropped
+        )
     # every modality relative to its own normal white matter, found on the T1w (WM = 1)
     reference = white_matter_reference(corrected["T1w"], mask_c, zooms)
     standardised = {m: white_matter_standardise(data, mask_c, reference) for m, data in corrected.items()}
-    return {"standardised": standardised, "mask": mask_c, "box": box, "canonical": t1_c, "zooms": zooms,
-            "brain_mask": how, "shape": t1.shape}
+    return {
+        "standardised": standardised,
+        "mask": mask_c,
+        "box": box,
+        "canonical": t1_c,
+        "zooms": zooms,
+        "brain_mask": how,
+        "shape": t1.shape,
+    }
 
 
 def forest_posteriors(prep: dict, model: dict, X: np.ndarray | None = None) -> np.ndarray:
@@ -123,35 +147,72 @@ def postprocessing(model: dict, **overrides) -> dict:
     Keyword arguments that are not None replace the model's; a model file
     written before a setting existed gets the setting's old behaviour.
     """
-    post = {"sigma_mm": 1.0, "min_tumour_ml": 0.5, "largest_component_only": False,
-            **model["metadata"].get("postprocessing", {})}
+    post = {
+        "sigma_mm": 1.0,
+        "min_tumour_ml": 0.5,
+        "largest_component_only": False,
+        **model["metadata"].get("postprocessing", {}),
+    }
     post.update({k: v for k, v in overrides.items() if v is not None})
     return post
 
 
-def forest_labels(prep: dict, model: dict, regularisation_sigma_mm: float | None = None,
-                  min_tumour_ml: float | None = None, largest_component_only: bool | None = None) -> np.ndarray:
+def forest_labels(
+    prep: dict,
+    model: dict,
+    regularisation_sigma_mm: float | None = None,
+    min_tumour_ml: float | None = None,
+    largest_component_only: bool | None = None,
+) -> np.ndarray:
     """Label map (cropped canonical grid) from the forest and the spatial regularisation."""
-    post = postprocessing(model, sigma_mm=regularisation_sigma_mm, min_tumour_ml=min_tumour_ml,
-                          largest_component_only=largest_component_only)
-    return tfeat.regularise(forest_posteriors(prep, model), model["classes"], prep["mask"], prep["zooms"],
-                            sigma_mm=post["sigma_mm"], min_tumour_ml=post["min_tumour_ml"],
-                            largest_component_only=bool(post["largest_component_only"]))
+    post = postprocessing(
+        model,
+        sigma_mm=regularisation_sigma_mm,
+        min_tumour_ml=min_tumour_ml,
+        largest_component_only=largest_component_only,
+    )
+    return tfeat.regularise(
+        forest_posteriors(prep, model),
+        model["classes"],
+        prep["mask"],
+        prep["zooms"],
+        sigma_mm=post["sigma_mm"],
+        min_tumour_ml=post["min_tumour_ml"],
+        largest_component_only=bool(post["largest_component_only"]),
+    )
 
 
-def segment_tumour(images: dict[str, nib.Nifti1Image], *, backend: str = "brats-forest", threads: int = 1,
-                   command: str | None = None, register: bool = True, brain_backend: str = "deepbet",
-                   bias_correction: bool = True, model_file: str | None = None, timeout: float | None = None,
-                   **_ignored) -> nib.Nifti1Image:
+def segment_tumour(
+    images: dict[str, nib.Nifti1Image],
+    *,
+    backend: str = "brats-forest",
+    threads: int = 1,
+    command: str | None = None,
+    register: bool = True,
+    brain_backend: str = "deepbet",
+    bias_correction: bool = True,
+    model_file: str | None = None,
+    timeout: float | None = None,
+    **_ignored,
+) -> nib.Nifti1Image:
     """Tumour label map (uint8) on the T1w's own voxel grid: 1 necrosis, 2 oedema, 3 non-enhancing, 4 enhancing."""
-    labels, _ = _segment_canonical(images, backend=backend, threads=threads, command=command, register=register,
-                                   brain_backend=brain_backend, bias_correction=bias_correction,
-                                   model_file=model_file, timeout=timeout)
+    labels, _ = _segment_canonical(
+        images,
+        backend=backend,
+        threads=threads,
+        command=command,
+        register=register,
+        brain_backend=brain_backend,
+        bias_correction=bias_correction,
+        model_file=model_file,
+        timeout=timeout,
+    )
     return mask_like(from_canonical(labels, images["T1w"]), images["T1w"])
 
 
-def _segment_canonical(images, *, backend, threads, command, register, brain_backend, bias_correction,
-                       model_file, timeout) -> tuple[np.ndarray, dict]:
+def _segment_canonical(
+    images, *, backend, threads, command, register, brain_backend, bias_correction, model_file, timeout
+) -> tuple[np.ndarray, dict]:
     if backend not in BACKENDS:
         raise ValueError(f"unknown GBV backend {backend!r}; choose from {BACKENDS}")
     if backend == "command":
@@ -165,8 +226,9 @@ def _segment_canonical(images, *, backend, threads, command, register, brain_bac
             data = resample_to(data, out_c.affine, t1.shape, t1_c.affine, order=0)
         return np.rint(data).astype(np.uint8), {"canonical": t1_c, "command": command}
     model = load_forest(model_file)
-    prep = prepare(images, threads=threads, register=register, brain_backend=brain_backend,
-                   bias_correction=bias_correction)
+    prep = prepare(
+        images, threads=threads, register=register, brain_backend=brain_backend, bias_correction=bias_correction
+    )
     labels = uncrop(forest_labels(prep, model), prep["box"], prep["shape"])
     return labels, {"canonical": prep["canonical"], "brain_mask": prep["brain_mask"], "model": model}
 
@@ -185,10 +247,20 @@ def label_volumes(labels: np.ndarray, voxel_ml: float) -> dict[str, float]:
     }
 
 
-def glioblastoma_volume(images: dict[str, nib.Nifti1Image], *, backend: str = "brats-forest", threads: int = 1,
-                        command: str | None = None, plausible_range_ml=None, register: bool = True,
-                        brain_backend: str = "deepbet", bias_correction: bool = True, model_file: str | None = None,
-                        timeout: float | None = None, **_ignored) -> dict:
+def glioblastoma_volume(
+    images: dict[str, nib.Nifti1Image],
+    *,
+    backend: str = "brats-forest",
+    threads: int = 1,
+    command: str | None = None,
+    plausible_range_ml=None,
+    register: bool = True,
+    brain_backend: str = "deepbet",
+    bias_correction: bool = True,
+    model_file: str | None = None,
+    timeout: float | None = None,
+    **_ignored,
+) -> dict:
     """Glioblastoma volume: tumour core (ml) and compartments, from T1w, ceT1w, T2w and FLAIR.
 
     Returns :func:`label_volumes` with ``backend``, ``parameters`` and
@@ -198,12 +270,20 @@ def glioblastoma_volume(images: dict[str, nib.Nifti1Image], *, backend: str = "b
     failed brain extraction or registration, an external tool's error, or a
     core volume outside ``plausible_range_ml``.
     """
-    labels, info = _segment_canonical(images, backend=backend, threads=threads, command=command, register=register,
-                                      brain_backend=brain_backend, bias_correction=bias_correction,
-                                      model_file=model_file, timeout=timeout)
+    labels, info = _segment_canonical(
+        images,
+        backend=backend,
+        threads=threads,
+        command=command,
+        register=register,
+        brain_backend=brain_backend,
+        bias_correction=bias_correction,
+        model_file=model_file,
+        timeout=timeout,
+    )
     result = label_volumes(labels, voxel_volume_ml(info["canonical"]))
     result["segmentation"] = mask_like(from_canonical(labels, images["T1w"]), images["T1w"])
-    low, high = (plausible_range_ml or (None, None))
+    low, high = plausible_range_ml or (None, None)
     check_plausible(result["value"], low, high, "tumour_segmentation", "tumour core volume", "ml")
     if backend == "command":
         result["backend"] = f"command: {command.split()[0]}"
@@ -211,10 +291,15 @@ def glioblastoma_volume(images: dict[str, nib.Nifti1Image], *, backend: str = "b
     else:
         result["backend"] = BACKEND_NAME
         result["brain_mask"] = info["brain_mask"]
-        result["parameters"] = json.dumps({
-            "register": register, "bias_correction": bias_correction, "model_file": model_file or MODEL_FILE,
-            "n4_shrink_factor": N4_SHRINK_FACTOR if bias_correction else None,
-            "model_version": info["model"]["metadata"].get("version", ""),
-            **{f"postprocessing_{k}": v for k, v in postprocessing(info["model"]).items()},
-        }, sort_keys=True)
+        result["parameters"] = json.dumps(
+            {
+                "register": register,
+                "bias_correction": bias_correction,
+                "model_file": model_file or MODEL_FILE,
+                "n4_shrink_factor": N4_SHRINK_FACTOR if bias_correction else None,
+                "model_version": info["model"]["metadata"].get("version", ""),
+                **{f"postprocessing_{k}": v for k, v in postprocessing(info["model"]).items()},
+            },
+            sort_keys=True,
+        )
     return result

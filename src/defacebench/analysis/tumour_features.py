@@ -77,8 +77,15 @@ def feature_matrix(features: dict[str, np.ndarray], mask: np.ndarray) -> np.ndar
     return np.stack([features[name][mask] for name in FEATURE_NAMES], axis=1)
 
 
-def regularise(posteriors: np.ndarray, classes, mask: np.ndarray, zooms, sigma_mm: float = 1.0,
-               min_tumour_ml: float = 0.5, largest_component_only: bool = False) -> np.ndarray:
+def regularise(
+    posteriors: np.ndarray,
+    classes,
+    mask: np.ndarray,
+    zooms,
+    sigma_mm: float = 1.0,
+    min_tumour_ml: float = 0.5,
+    largest_component_only: bool = False,
+) -> np.ndarray:
     """Label map from voxel-wise class posteriors with spatial regularisation.
 
     Stands in for BraTumIA's conditional random field: posteriors are smoothed
@@ -93,7 +100,9 @@ def regularise(posteriors: np.ndarray, classes, mask: np.ndarray, zooms, sigma_m
     holes inside the tumour are filled with the surrounding majority tumour label.
     """
     sigma = [sigma_mm / z for z in zooms]
-    smoothed = np.stack([ndimage.gaussian_filter(posteriors[..., k], sigma) for k in range(posteriors.shape[-1])], axis=-1)
+    smoothed = np.stack(
+        [ndimage.gaussian_filter(posteriors[..., k], sigma) for k in range(posteriors.shape[-1])], axis=-1
+    )
     labels = np.asarray(classes)[np.argmax(smoothed, axis=-1)].astype(np.uint8)
     labels[~mask] = 0
     tumour = labels > 0

@@ -12,10 +12,26 @@ Modules: :mod:`.common` (template face region, command runner), one module per m
 (preparation per subject, :func:`deface_image`, :func:`deface_subject`).
 """
 
-from .run import (BACKENDS, METHODS, cached_preparation, deface_image, deface_subject, load_preparation,
-                  prepare_subject, render_full_images, save_preparation)
+from .run import (
+    BACKENDS,
+    METHODS,
+    cached_preparation,
+    deface_image,
+    deface_subject,
+    load_preparation,
+    prepare_subject,
+    render_full_images,
+    save_preparation,
+)
 
 __all__ = [
-    "BACKENDS", "METHODS", "cached_preparation", "deface_image", "deface_subject", "load_preparation",
-    "prepare_subject", "render_full_images", "save_preparation",
+    "BACKENDS",
+    "METHODS",
+    "cached_preparation",
+    "deface_image",
+    "deface_subject",
+    "load_preparation",
+    "prepare_subject",
+    "render_full_images",
+    "save_preparation",
 ]

@@ -99,8 +99,13 @@ def face_weights(subject: nib.Nifti1Image, resolution_mm: float = 2.0) -> tuple[
     try:
         with seeded(REGISTRATION.get("random_seed", 1)):
             reg = ants.registration(fixed=fixed, moving=moving, **REGISTRATION)
-        warped = ants.apply_transforms(fixed=fixed_full, moving=facemask, transformlist=reg["fwdtransforms"],
-                                       interpolator="linear", defaultvalue=1.0)
+        warped = ants.apply_transforms(
+            fixed=fixed_full,
+            moving=facemask,
+            transformlist=reg["fwdtransforms"],
+            interpolator="linear",
+            defaultvalue=1.0,
+        )
         matrix = np.asarray(ants.read_transform(reg["fwdtransforms"][0]).parameters[:9]).reshape(3, 3)
     except (RuntimeError, ValueError, IndexError) as exc:
         raise failure_from_exception("registration", exc) from exc
@@ -114,8 +119,12 @@ def face_weights(subject: nib.Nifti1Image, resolution_mm: float = 2.0) -> tuple[
     weights = np.clip(1.0 - _from_ants(warped, subject), 0.0, 1.0).astype(np.float32)
     if not (weights > 0.5).any():
         raise AnalysisFailure("registration", "the template face region falls outside the image")
-    return weights, {"template": "pydeface mean_reg2mean.nii.gz + facemask.nii.gz", "registration": "antspyx affine",
-                     "resolution_mm": float(resolution_mm), "linear_scale": round(scale, 4)}
+    return weights, {
+        "template": "pydeface mean_reg2mean.nii.gz + facemask.nii.gz",
+        "registration": "antspyx affine",
+        "resolution_mm": float(resolution_mm),
+        "linear_scale": round(scale, 4),
+    }
 
 
 def face_region_mask(face_region: np.ndarray) -> np.ndarray:
@@ -132,8 +141,9 @@ def need(value, what: str, failures: dict | None = None):
     raise AnalysisFailure(stage, reason)
 
 
-def run_command(template: str, img: nib.Nifti1Image, extra: dict | None = None, *, name: str = "input.nii.gz",
-                timeout: float = 3600) -> np.ndarray:
+def run_command(
+    template: str, img: nib.Nifti1Image, extra: dict | None = None, *, name: str = "input.nii.gz", timeout: float = 3600
+) -> np.ndarray:
     """Run a command template on ``img``; return the output's voxel array on ``img``'s grid.
 
     Placeholders: ``{input}``, ``{output}`` and the keys of ``extra``. The
@@ -146,8 +156,11 @@ def run_command(template: str, img: nib.Nifti1Image, extra: dict | None = None, 
         (Path(tmp) / "in").mkdir()
         src, dst = Path(tmp) / "in" / name, Path(tmp) / "output.nii.gz"
         nib.save(img, src)
-        fields = {"input": shlex.quote(str(src)), "output": shlex.quote(str(dst)),
-                  **{k: shlex.quote(str(v)) for k, v in (extra or {}).items()}}
+        fields = {
+            "input": shlex.quote(str(src)),
+            "output": shlex.quote(str(dst)),
+            **{k: shlex.quote(str(v)) for k, v in (extra or {}).items()},
+        }
         try:
             command = template.format(**fields)
         except (KeyError, IndexError) as exc:
@@ -166,7 +179,9 @@ def run_command(template: str, img: nib.Nifti1Image, extra: dict | None = None, 
             raise AnalysisFailure("deface", f"{program} wrote no output image at {{output}}")
         out = nib.load(str(dst))
         if out.shape[:3] != img.shape[:3] or not np.allclose(out.affine, img.affine, atol=1e-3):
-            raise AnalysisFailure("deface", f"{program} changed the image grid ({out.shape}, {nib.aff2axcodes(out.affine)})")
+            raise AnalysisFailure(
+                "deface", f"{program} changed the image grid ({out.shape}, {nib.aff2axcodes(out.affine)})"
+            )
         return np.asanyarray(out.dataobj).reshape(img.shape[:3])
 
 
@@ -211,7 +226,6 @@ def _within_mm(mask: np.ndarray, mm: float, zooms) -> np.ndarray:
     zooms = np.asarray(zooms, float)
     grow = np.ceil(mm / zooms).astype(int) + 1
     idx = np.nonzero(mask)
-    box = tuple(slice(max(int(i.min()) - g, 0), min(int(i.max()) + g + 1, n))
-                for i, g, n in zip(idx, grow, mask.shape))
+    box = tuple(slice(max(int(i.min()) - g, 0), min(int(i.max()) + g + 1, n)) for i, g, n in zip(idx, grow, mask.shape))
     out[box] = ndimage.distance_transform_edt(~mask[box], sampling=zooms) <= mm
     return out

@@ -40,8 +40,14 @@ from .common import within_mm
 
 BACKEND = "defacebench-facemasking (re-implementation of Milchenko & Marcus 2013)"
 
-DEFAULTS = {"outside_mm": 30.0, "inside_mm": 15.0, "reference_mm": 20.0, "blur_mm": 8.0, "protect_mm": 5.0,
-            "feather_mm": 3.0}
+DEFAULTS = {
+    "outside_mm": 30.0,
+    "inside_mm": 15.0,
+    "reference_mm": 20.0,
+    "blur_mm": 8.0,
+    "protect_mm": 5.0,
+    "feather_mm": 3.0,
+}
 
 
 def _smooth_where(values: np.ndarray, weights: np.ndarray, sigma) -> np.ndarray:
@@ -51,14 +57,21 @@ def _smooth_where(values: np.ndarray, weights: np.ndarray, sigma) -> np.ndarray:
     return np.where(den > 1e-3, num / np.maximum(den, 1e-3), values)
 
 
-def obscure(img: nib.Nifti1Image, face_weights: np.ndarray, brain_mask: np.ndarray, **params) -> tuple[np.ndarray, dict]:
+def obscure(
+    img: nib.Nifti1Image, face_weights: np.ndarray, brain_mask: np.ndarray, **params
+) -> tuple[np.ndarray, dict]:
     """Obscured voxel array of ``img`` (float, on ``img``'s grid) and the parameters used."""
     p = {**DEFAULTS, **{k: float(v) for k, v in params.items() if k in DEFAULTS}}
     canonical = io.to_canonical(img)
     zx, zy, zz = (float(z) for z in canonical.header.get_zooms()[:3])
     data = np.asarray(canonical.dataobj, np.float32)
-    face = io.to_canonical(nib.Nifti1Image(np.asarray(face_weights, np.float32), img.affine)).get_fdata(dtype=np.float32) > 0.5
-    brain = io.to_canonical(nib.Nifti1Image(np.asarray(brain_mask, np.uint8), img.affine)).get_fdata(dtype=np.float32) > 0
+    face = (
+        io.to_canonical(nib.Nifti1Image(np.asarray(face_weights, np.float32), img.affine)).get_fdata(dtype=np.float32)
+        > 0.5
+    )
+    brain = (
+        io.to_canonical(nib.Nifti1Image(np.asarray(brain_mask, np.uint8), img.affine)).get_fdata(dtype=np.float32) > 0
+    )
     nx, ny, nz = data.shape
     head = head_mask(ndimage.gaussian_filter(data, [1.0 / zx, 1.0 / zy, 1.0 / zz]))
     columns = (face & head).any(axis=1)  # (x, z) rays that meet the face

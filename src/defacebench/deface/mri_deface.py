@@ -44,7 +44,13 @@ def freesurfer_setup(options: dict) -> tuple[str, str, str] | None:
     command = options.get("mri_deface_command", "mri_deface")
     brain_atlas = options.get("brain_atlas") or os.environ.get("MRI_DEFACE_BRAIN_ATLAS")
     face_atlas = options.get("face_atlas") or os.environ.get("MRI_DEFACE_FACE_ATLAS")
-    if shutil.which(command) and brain_atlas and face_atlas and os.path.exists(brain_atlas) and os.path.exists(face_atlas):
+    if (
+        shutil.which(command)
+        and brain_atlas
+        and face_atlas
+        and os.path.exists(brain_atlas)
+        and os.path.exists(face_atlas)
+    ):
         return command, brain_atlas, face_atlas
     return None
 
@@ -52,8 +58,12 @@ def freesurfer_setup(options: dict) -> tuple[str, str, str] | None:
 def deface_freesurfer(img: nib.Nifti1Image, setup: tuple[str, str, str], name: str = "input.nii.gz") -> np.ndarray:
     """FreeSurfer's ``mri_deface <input> <brain atlas> <face atlas> <output>`` on ``img``."""
     command, brain_atlas, face_atlas = setup
-    return run_command(f"{command} {{input}} {{brain_atlas}} {{face_atlas}} {{output}}", img,
-                       {"brain_atlas": brain_atlas, "face_atlas": face_atlas}, name=name)
+    return run_command(
+        f"{command} {{input}} {{brain_atlas}} {{face_atlas}} {{output}}",
+        img,
+        {"brain_atlas": brain_atlas, "face_atlas": face_atlas},
+        name=name,
+    )
 
 
 def removed_voxels(face_weights: np.ndarray, brain_mask: np.ndarray, zooms, protect_mm: float = 7.0) -> np.ndarray:
@@ -62,7 +72,8 @@ def removed_voxels(face_weights: np.ndarray, brain_mask: np.ndarray, zooms, prot
     return face & ~within_mm(np.asarray(brain_mask, bool), protect_mm, zooms)
 
 
-def deface(data: np.ndarray, face_weights: np.ndarray, brain_mask: np.ndarray, zooms,
-           protect_mm: float = 7.0) -> np.ndarray:
+def deface(
+    data: np.ndarray, face_weights: np.ndarray, brain_mask: np.ndarray, zooms, protect_mm: float = 7.0
+) -> np.ndarray:
     """The re-implementation's defaced voxel array."""
     return np.where(removed_voxels(face_weights, brain_mask, zooms, protect_mm), 0, data)

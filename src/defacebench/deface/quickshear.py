@@ -77,8 +77,10 @@ def keep_mask(img: nib.Nifti1Image, brain_mask: np.ndarray, buffer_mm: float = 1
     mask_img = nib.Nifti1Image(padded, affine)
     slope = _slope(padded[:, ::-1, :])  # RAS -> quickshear's RPS: flip the anterior axis
     if slope > 0:
-        raise AnalysisFailure("deface", "QuickShear's cut line rises towards the back of the head; "
-                                        "the brain mask is implausible for a head image")
+        raise AnalysisFailure(
+            "deface",
+            "QuickShear's cut line rises towards the back of the head; the brain mask is implausible for a head image",
+        )
     zoom_si = float(np.sqrt((affine[:3, 2] ** 2).sum()))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)

@@ -28,14 +28,14 @@ BACKENDS = {
     "pydeface-fsl": pydeface.BACKEND_FSL,
 }
 
-TOOLS = ("quickshear", "pydeface", "antspyx", "deepbet", "torch", "nibabel", "numpy", "scipy",
-         "opencv-python-headless")
+TOOLS = ("quickshear", "pydeface", "antspyx", "deepbet", "torch", "nibabel", "numpy", "scipy", "opencv-python-headless")
 
 #: Options read by :func:`deface_subject` itself (everything else goes to the method).
 SUBJECT_OPTIONS = ("apply_t1w_mask", "brain_extraction", "render", "registration_mm", "preparation_dir")
 
 
 # --- preparation: once per subject, shared by every method ----------------------------------------------
+
 
 def prepare_subject(t1w: nib.Nifti1Image, brain_backend: str = "deepbet", registration_mm: float = 2.0) -> dict:
     """What the methods and the integrity measure need from a subject's full T1w.
@@ -51,8 +51,11 @@ def prepare_subject(t1w: nib.Nifti1Image, brain_backend: str = "deepbet", regist
         out["brain_mask"] = extract_brain(t1w, backend=brain_backend)
     except AnalysisFailure as failure:
         out["brain_mask_failure"] = (failure.stage, failure.reason)
-    out["brain_extraction"] = {"backend": brain_backend, "threads": backend_threads(),
-                               "runtime_s": round(time.perf_counter() - start, 2)}
+    out["brain_extraction"] = {
+        "backend": brain_backend,
+        "threads": backend_threads(),
+        "runtime_s": round(time.perf_counter() - start, 2),
+    }
     start = time.perf_counter()
     try:
         out["face_region"], info = common.face_weights(t1w, registration_mm)
@@ -74,15 +77,20 @@ def missing_image_reason(modality: str, subject_dir: Path | None = None) -> str:
     if subject_dir is None or not Path(subject_dir).is_dir():
         return reason
     suffix = MODALITIES[modality]["suffix"]
-    others = sorted(p.name for p in Path(subject_dir).rglob(f"*_{suffix}.*")
-                    if not p.name.endswith((".nii", ".nii.gz", ".json")))
+    others = sorted(
+        p.name for p in Path(subject_dir).rglob(f"*_{suffix}.*") if not p.name.endswith((".nii", ".nii.gz", ".json"))
+    )
     if others:
         reason += f" ({', '.join(others)}: not .nii or .nii.gz, so BIDS does not index it as an image)"
     return reason
 
 
-def prepare_from_files(images: dict[str, Path], brain_backend: str = "deepbet", render_dir: Path | None = None,
-                       subject_dir: Path | None = None) -> tuple[dict, nib.Nifti1Image | None]:
+def prepare_from_files(
+    images: dict[str, Path],
+    brain_backend: str = "deepbet",
+    render_dir: Path | None = None,
+    subject_dir: Path | None = None,
+) -> tuple[dict, nib.Nifti1Image | None]:
     """A subject's preparation from its full images' files; returns it with the T1w it was made from (or None).
 
     A T1w that is missing or fails :func:`defacebench.io.validate_input_image`
@@ -110,13 +118,15 @@ def prepare_from_files(images: dict[str, Path], brain_backend: str = "deepbet", 
         else:
             prep = prepare_subject(t1w, brain_backend)
     if render_dir is not None:
-        prep["full_renders"] = render_full_images(images, Path(render_dir),
-                                                  loaded={"T1w": t1w} if t1w is not None else None)
+        prep["full_renders"] = render_full_images(
+            images, Path(render_dir), loaded={"T1w": t1w} if t1w is not None else None
+        )
     return prep, t1w
 
 
-def render_full_images(images: dict[str, Path], render_dir: Path,
-                       loaded: dict[str, nib.Nifti1Image] | None = None) -> dict:
+def render_full_images(
+    images: dict[str, Path], render_dir: Path, loaded: dict[str, nib.Nifti1Image] | None = None
+) -> dict:
     """A frontal render of each full image with its face-detection result, keyed by modality.
 
     Done once per subject in the preparation, so that every method's integrity
@@ -149,15 +159,17 @@ def save_preparation(prep: dict, t1w: nib.Nifti1Image | None, out_dir: Path) -> 
         weights = np.asarray(prep["face_region"], np.float32)
         io.save_image(nib.Nifti1Image(weights, t1w.affine.copy()), out_dir / "face_weights.nii.gz")
         io.save_image(io.mask_like(common.face_region_mask(prep["face_region"]), t1w), out_dir / "face_region.nii.gz")
-    io.write_json({k: v for k, v in prep.items() if k not in ("brain_mask", "face_region")},
-                  out_dir / "preparation.json")
+    io.write_json(
+        {k: v for k, v in prep.items() if k not in ("brain_mask", "face_region")}, out_dir / "preparation.json"
+    )
 
 
 def load_preparation(prep_dir: Path) -> dict:
     """Read what :func:`save_preparation` wrote."""
     prep_dir = Path(prep_dir)
-    prep = {k: tuple(v) if k.endswith("_failure") else v
-            for k, v in io.read_json(prep_dir / "preparation.json").items()}
+    prep = {
+        k: tuple(v) if k.endswith("_failure") else v for k, v in io.read_json(prep_dir / "preparation.json").items()
+    }
     if (prep_dir / "brain_mask.nii.gz").exists():
         prep["brain_mask"] = np.asarray(nib.load(str(prep_dir / "brain_mask.nii.gz")).dataobj) > 0
     if (prep_dir / "face_weights.nii.gz").exists():
@@ -167,8 +179,9 @@ def load_preparation(prep_dir: Path) -> dict:
     return prep
 
 
-def cached_preparation(t1w: nib.Nifti1Image, cache_dir: Path | None, brain_backend: str = "deepbet",
-                       registration_mm: float = 2.0) -> dict:
+def cached_preparation(
+    t1w: nib.Nifti1Image, cache_dir: Path | None, brain_backend: str = "deepbet", registration_mm: float = 2.0
+) -> dict:
     """:func:`prepare_subject`, read from ``cache_dir`` when it holds one for the same grid, else computed (and saved)."""
     if cache_dir is not None and (Path(cache_dir) / "preparation.json").exists():
         prep = load_preparation(cache_dir)
@@ -182,6 +195,7 @@ def cached_preparation(t1w: nib.Nifti1Image, cache_dir: Path | None, brain_backe
 
 # --- one image -----------------------------------------------------------------------------------------
 
+
 def _choice(options: dict, method: str, allowed: tuple[str, ...]) -> str:
     choice = str(options.get("backend", "auto"))
     if choice not in allowed:
@@ -189,9 +203,16 @@ def _choice(options: dict, method: str, allowed: tuple[str, ...]) -> str:
     return choice
 
 
-def deface_image(method: str, img: nib.Nifti1Image, *, brain_mask: np.ndarray | None = None,
-                 face_region: np.ndarray | None = None, options: dict | None = None,
-                 name: str = "input.nii.gz", command: str | None = None) -> tuple[nib.Nifti1Image, dict]:
+def deface_image(
+    method: str,
+    img: nib.Nifti1Image,
+    *,
+    brain_mask: np.ndarray | None = None,
+    face_region: np.ndarray | None = None,
+    options: dict | None = None,
+    name: str = "input.nii.gz",
+    command: str | None = None,
+) -> tuple[nib.Nifti1Image, dict]:
     """Deface one image; return the defaced image and what ran.
 
     The defaced image has the input's grid, affine and data type, and its
@@ -216,8 +237,10 @@ def deface_image(method: str, img: nib.Nifti1Image, *, brain_mask: np.ndarray | 
     info: dict = {"method": method}
     if command:
         defaced = common.run_command(command, img, name=name, timeout=float(options.get("timeout_s", 3600)))
-        info.update(backend=f"command: {command}", parameters={"command": command,
-                    "executable": common.executable_version(command.split()[0])})
+        info.update(
+            backend=f"command: {command}",
+            parameters={"command": command, "executable": common.executable_version(command.split()[0])},
+        )
     elif method == "quickshear":
         buffer_mm = float(options.get("buffer_mm", 10.0))
         defaced, params = quickshear.deface(img, common.need(brain_mask, "brain_mask", failures), buffer_mm)
@@ -236,33 +259,56 @@ def deface_image(method: str, img: nib.Nifti1Image, *, brain_mask: np.ndarray | 
         choice = _choice(options, method, ("auto", "freesurfer", "reimplementation"))
         setup = mri_deface.freesurfer_setup(options) if choice != "reimplementation" else None
         if choice == "freesurfer" and setup is None:
-            raise AnalysisFailure("deface", "FreeSurfer mri_deface requested but the command or its two atlases "
-                                            "(options brain_atlas, face_atlas) are missing")
+            raise AnalysisFailure(
+                "deface",
+                "FreeSurfer mri_deface requested but the command or its two atlases "
+                "(options brain_atlas, face_atlas) are missing",
+            )
         if setup is not None:
             defaced = mri_deface.deface_freesurfer(img, setup, name)
-            info.update(backend=mri_deface.BACKEND_FREESURFER,
-                        parameters={"command": setup[0], "brain_atlas": setup[1], "face_atlas": setup[2]})
+            info.update(
+                backend=mri_deface.BACKEND_FREESURFER,
+                parameters={"command": setup[0], "brain_atlas": setup[1], "face_atlas": setup[2]},
+            )
         else:
             protect_mm = float(options.get("protect_mm", 7.0))
-            defaced = mri_deface.deface(data, common.need(face_region, "face_region", failures),
-                                        common.need(brain_mask, "brain_mask", failures), zooms, protect_mm)
-            info.update(backend=mri_deface.BACKEND_REIMPLEMENTATION,
-                        parameters={"protect_mm": protect_mm, "face_atlas": "pydeface facemask (registered)",
-                                    "brain_atlas": "subject brain mask (dilated)"})
+            defaced = mri_deface.deface(
+                data,
+                common.need(face_region, "face_region", failures),
+                common.need(brain_mask, "brain_mask", failures),
+                zooms,
+                protect_mm,
+            )
+            info.update(
+                backend=mri_deface.BACKEND_REIMPLEMENTATION,
+                parameters={
+                    "protect_mm": protect_mm,
+                    "face_atlas": "pydeface facemask (registered)",
+                    "brain_atlas": "subject brain mask (dilated)",
+                },
+            )
     elif method == "facemasking":
-        defaced, params = facemasking.obscure(img, common.need(face_region, "face_region", failures),
-                                              common.need(brain_mask, "brain_mask", failures), **options)
+        defaced, params = facemasking.obscure(
+            img,
+            common.need(face_region, "face_region", failures),
+            common.need(brain_mask, "brain_mask", failures),
+            **options,
+        )
         info.update(backend=facemasking.BACKEND, parameters=params)
     else:
         raise ValueError(f"unknown defacing method {method!r} and no command template given")
     out = io.scrub_header(io.like(defaced, img))
     diff = changed(data, np.asanyarray(out.dataobj))
-    info.update(voxels_changed=int(diff.sum()), voxels_changed_fraction=float(diff.mean()),
-                voxels_zeroed=int((diff & (np.asanyarray(out.dataobj) == 0)).sum()))
+    info.update(
+        voxels_changed=int(diff.sum()),
+        voxels_changed_fraction=float(diff.mean()),
+        voxels_zeroed=int((diff & (np.asanyarray(out.dataobj) == 0)).sum()),
+    )
     return out, info
 
 
 # --- one subject ---------------------------------------------------------------------------------------
+
 
 def _sidecar(path: Path) -> Path:
     return path.with_name(path.name.removesuffix(".gz").removesuffix(".nii") + ".json")
@@ -272,8 +318,15 @@ def _stem(path: Path) -> str:
     return path.name.removesuffix(".gz").removesuffix(".nii")
 
 
-def deface_subject(method: str, images: dict[str, Path], out_dir: Path, *, options: dict | None = None,
-                   render_dir: Path | None = None, prep: dict | None = None) -> dict:
+def deface_subject(
+    method: str,
+    images: dict[str, Path],
+    out_dir: Path,
+    *,
+    options: dict | None = None,
+    render_dir: Path | None = None,
+    prep: dict | None = None,
+) -> dict:
     """Deface every image of a subject with ``method``; write them to ``out_dir`` under their BIDS names.
 
     ``images`` maps a modality key (``T1w``, ``ceT1w``, ``T2w``, ``FLAIR``) to
@@ -298,14 +351,24 @@ def deface_subject(method: str, images: dict[str, Path], out_dir: Path, *, optio
     apply_t1w_mask = bool(options.get("apply_t1w_mask", False))
     render = render_dir is not None and bool(options.get("render", True))
     out_dir = Path(out_dir)
-    record: dict = {"method": method, "status": "ok", "failed_stage": "", "message": "", "images": {},
-                    "tool_versions": package_versions(*TOOLS), "backend": "",
-                    "options": {k: v for k, v in options.items() if not k.startswith("_")}}
+    record: dict = {
+        "method": method,
+        "status": "ok",
+        "failed_stage": "",
+        "message": "",
+        "images": {},
+        "tool_versions": package_versions(*TOOLS),
+        "backend": "",
+        "options": {k: v for k, v in options.items() if not k.startswith("_")},
+    }
     out_dir.mkdir(parents=True, exist_ok=True)  # the job's declared output, whatever happens below
     if not images:
         why = (prep or {}).get("brain_mask_failure")
-        record.update(status="failed", failed_stage="input",
-                      message="no image to deface" + (f" ({why[1]})" if why and why[0] == "input" else ""))
+        record.update(
+            status="failed",
+            failed_stage="input",
+            message="no image to deface" + (f" ({why[1]})" if why and why[0] == "input" else ""),
+        )
         return record
     order = sorted(images, key=lambda m: (m != "T1w", m))
     reference_key = order[0]  # the T1w when there is one
@@ -313,19 +376,28 @@ def deface_subject(method: str, images: dict[str, Path], out_dir: Path, *, optio
         reference = io.validate_input_image(images[reference_key], allow_nonfinite=True)
     except io.BadInputImage as bad:
         # nothing can be defaced without the reference's masks, except by a command template
-        record["images"][reference_key] = {"input": Path(images[reference_key]).name, "status": "failed",
-                                           "failed_stage": bad.stage, "message": bad.reason}
+        record["images"][reference_key] = {
+            "input": Path(images[reference_key]).name,
+            "status": "failed",
+            "failed_stage": bad.stage,
+            "message": bad.reason,
+        }
         reference = None
         if prep is None:
             prep = {"brain_mask_failure": (bad.stage, bad.reason), "face_region_failure": (bad.stage, bad.reason)}
     start = time.perf_counter()
     if prep is None:
         cache = options.get("preparation_dir")
-        prep = cached_preparation(reference, Path(cache) if cache else None, options.get("brain_extraction", "deepbet"),
-                                  float(options.get("registration_mm", 2.0)))
+        prep = cached_preparation(
+            reference,
+            Path(cache) if cache else None,
+            options.get("brain_extraction", "deepbet"),
+            float(options.get("registration_mm", 2.0)),
+        )
     record["preparation_s"] = round(time.perf_counter() - start, 2)
-    record["preparation"] = {k: v for k, v in prep.items() if k.endswith("_info") or k.endswith("_failure")
-                             or k == "brain_extraction"}
+    record["preparation"] = {
+        k: v for k, v in prep.items() if k.endswith("_info") or k.endswith("_failure") or k == "brain_extraction"
+    }
     failures = {k: prep[k] for k in ("brain_mask_failure", "face_region_failure") if k in prep}
     reference_removed = None
     for modality in order:
@@ -340,18 +412,26 @@ def deface_subject(method: str, images: dict[str, Path], out_dir: Path, *, optio
             full = np.asanyarray(img.dataobj)  # read once for every check below
             if modality != reference_key and reference is not None and "brain_mask" in prep:
                 _check_covers(prep["brain_mask"], reference, img, path, reference_key)
-            on_grid = {k: (prep[k] if modality == reference_key else _resample(prep[k], reference, img))
-                       for k in ("brain_mask", "face_region") if k in prep and reference is not None}
+            on_grid = {
+                k: (prep[k] if modality == reference_key else _resample(prep[k], reference, img))
+                for k in ("brain_mask", "face_region")
+                if k in prep and reference is not None
+            }
             if apply_t1w_mask and modality != reference_key:
                 if reference_removed is None:
-                    raise AnalysisFailure("deface", f"the {reference_key} could not be defaced, so there is no mask to apply")
+                    raise AnalysisFailure(
+                        "deface", f"the {reference_key} could not be defaced, so there is no mask to apply"
+                    )
                 removed = resample_mask(reference_removed, reference, img)
                 defaced = io.scrub_header(io.like(np.where(removed, 0, full), img))
-                info = {"backend": record["images"][reference_key].get("backend", "") + f" ({reference_key} mask applied)",
-                        "parameters": {"apply_t1w_mask": True}}
+                info = {
+                    "backend": record["images"][reference_key].get("backend", "") + f" ({reference_key} mask applied)",
+                    "parameters": {"apply_t1w_mask": True},
+                }
             else:
-                defaced, info = deface_image(method, img, options={**options, "_prep_failures": failures},
-                                             name=path.name, **on_grid)
+                defaced, info = deface_image(
+                    method, img, options={**options, "_prep_failures": failures}, name=path.name, **on_grid
+                )
             if modality == reference_key:
                 reference_removed = changed(full, np.asanyarray(defaced.dataobj))
             entry.update(info)
@@ -360,14 +440,27 @@ def deface_subject(method: str, images: dict[str, Path], out_dir: Path, *, optio
             if _sidecar(path).exists():
                 io.write_json(io.scrub_sidecar(json.loads(_sidecar(path).read_text())), out_dir / _sidecar(path).name)
             entry["output"] = str(out_dir / path.name)
-            entry.update(integrity(full, np.asanyarray(defaced.dataobj), on_grid.get("brain_mask"),
-                                   common.face_region_mask(on_grid["face_region"]) if "face_region" in on_grid else None))
+            entry.update(
+                integrity(
+                    full,
+                    np.asanyarray(defaced.dataobj),
+                    on_grid.get("brain_mask"),
+                    common.face_region_mask(on_grid["face_region"]) if "face_region" in on_grid else None,
+                )
+            )
             if render:
-                entry.update(_render_pair(img, defaced, path, method, Path(render_dir),
-                                          prep.get("full_renders", {}).get(modality)))
+                entry.update(
+                    _render_pair(
+                        img, defaced, path, method, Path(render_dir), prep.get("full_renders", {}).get(modality)
+                    )
+                )
         except AnalysisFailure as failure:
-            entry.update(status="failed", failed_stage=failure.stage, message=failure.reason,
-                         runtime_s=round(time.perf_counter() - start, 2))
+            entry.update(
+                status="failed",
+                failed_stage=failure.stage,
+                message=failure.reason,
+                runtime_s=round(time.perf_counter() - start, 2),
+            )
     statuses = [e["status"] for e in record["images"].values()]
     record["backend"] = "; ".join(sorted({e["backend"] for e in record["images"].values() if e.get("backend")}))
     if all(s == "failed" for s in statuses):
@@ -375,8 +468,11 @@ def deface_subject(method: str, images: dict[str, Path], out_dir: Path, *, optio
         record.update(status="failed", failed_stage=first["failed_stage"], message=first["message"])
     elif any(s == "failed" for s in statuses):
         failed = [m for m in order if record["images"][m]["status"] == "failed"]
-        record.update(status="partial", failed_stage=record["images"][failed[0]]["failed_stage"],
-                      message="; ".join(f"{m}: {record['images'][m]['message']}" for m in failed))
+        record.update(
+            status="partial",
+            failed_stage=record["images"][failed[0]]["failed_stage"],
+            message="; ".join(f"{m}: {record['images'][m]['message']}" for m in failed),
+        )
     return record
 
 
@@ -384,8 +480,9 @@ def deface_subject(method: str, images: dict[str, Path], out_dir: Path, *, optio
 MIN_BRAIN_COVERED = 0.5
 
 
-def _check_covers(brain_mask: np.ndarray, reference: nib.Nifti1Image, img: nib.Nifti1Image, path: Path,
-                  reference_key: str) -> None:
+def _check_covers(
+    brain_mask: np.ndarray, reference: nib.Nifti1Image, img: nib.Nifti1Image, path: Path, reference_key: str
+) -> None:
     """Raise :class:`io.BadInputImage` when ``img``'s field of view misses most of the reference's brain.
 
     The reference's masks reach another modality through world coordinates,
@@ -400,9 +497,12 @@ def _check_covers(brain_mask: np.ndarray, reference: nib.Nifti1Image, img: nib.N
     mapped = voxels @ to_img[:3, :3].T + to_img[:3, 3]
     inside = np.all((mapped > -0.5) & (mapped < np.array(img.shape[:3]) - 0.5), axis=1).mean()
     if inside < MIN_BRAIN_COVERED:
-        raise io.BadInputImage(path, f"its field of view holds {100 * inside:.0f} % of the {reference_key}'s brain "
-                                     f"(at least {100 * MIN_BRAIN_COVERED:.0f} % needed): the two grids are not "
-                                     "in one scanner space, so the face cannot be located on it")
+        raise io.BadInputImage(
+            path,
+            f"its field of view holds {100 * inside:.0f} % of the {reference_key}'s brain "
+            f"(at least {100 * MIN_BRAIN_COVERED:.0f} % needed): the two grids are not "
+            "in one scanner space, so the face cannot be located on it",
+        )
 
 
 def _resample(array: np.ndarray, source: nib.Nifti1Image, target: nib.Nifti1Image) -> np.ndarray:
@@ -414,8 +514,14 @@ def _resample(array: np.ndarray, source: nib.Nifti1Image, target: nib.Nifti1Imag
     return resample_mask(array > 0.5, source, target).astype(np.float32)
 
 
-def _render_pair(full: nib.Nifti1Image, defaced: nib.Nifti1Image, path: Path, method: str, render_dir: Path,
-                 full_result: dict | None = None) -> dict:
+def _render_pair(
+    full: nib.Nifti1Image,
+    defaced: nib.Nifti1Image,
+    path: Path,
+    method: str,
+    render_dir: Path,
+    full_result: dict | None = None,
+) -> dict:
     """Frontal renders of the full and the defaced head, with face detection on each.
 
     ``full_result`` is the full head's render from the preparation
@@ -427,6 +533,12 @@ def _render_pair(full: nib.Nifti1Image, defaced: nib.Nifti1Image, path: Path, me
     if full_result is None or "render" not in full_result:
         full_result = render_and_detect(full, render_dir / f"{stem}_desc-full_render.png")
     mine = render_and_detect(defaced, render_dir / f"{stem}_desc-{method}_render.png")
-    return {"face_detected_full": full_result["face_detected"], "face_detected_defaced": mine["face_detected"],
-            "faces_detected_full": full_result["faces_detected"], "faces_detected_defaced": mine["faces_detected"],
-            "render_full": full_result["render"], "render_defaced": mine["render"], "face_detector": mine["detector"]}
+    return {
+        "face_detected_full": full_result["face_detected"],
+        "face_detected_defaced": mine["face_detected"],
+        "faces_detected_full": full_result["faces_detected"],
+        "faces_detected_defaced": mine["faces_detected"],
+        "render_full": full_result["render"],
+        "render_defaced": mine["render"],
+        "face_detector": mine["detector"],
+    }

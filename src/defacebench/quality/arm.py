@@ -35,8 +35,17 @@ BACKEND = "defacebench-iqms"
 TOOLS = ("antspyx", "deepbet", "torch", "nibabel", "numpy", "scipy")
 
 #: Variables carried by every IQM table row besides the IQMs themselves.
-ID_COLUMNS = ("cohort", "subject", "variant", "status", "failed_stage", "message", "backend", "brain_mask_source",
-              "runtime_s")
+ID_COLUMNS = (
+    "cohort",
+    "subject",
+    "variant",
+    "status",
+    "failed_stage",
+    "message",
+    "backend",
+    "brain_mask_source",
+    "runtime_s",
+)
 
 
 def _deface_failure(deface_record_path) -> str | None:
@@ -72,8 +81,17 @@ def brain_mask_from_tissue_labels(segmentation_dir, subject: str, variant: str, 
     return np.asarray(labels.dataobj) > 0
 
 
-def image_quality_record(t1w_path, *, cohort: str, subject: str, variant: str, deface_record_path=None,
-                         nbv_segmentation_dir=None, preparation_dir=None, threads: int = 1) -> dict:
+def image_quality_record(
+    t1w_path,
+    *,
+    cohort: str,
+    subject: str,
+    variant: str,
+    deface_record_path=None,
+    nbv_segmentation_dir=None,
+    preparation_dir=None,
+    threads: int = 1,
+) -> dict:
     """IQMs of one T1w image variant, as a record (dict): ``iqms`` and ``undefined`` on success.
 
     The brain mask comes, in order of preference, from the NBV arm's label map of the same image
@@ -86,9 +104,21 @@ def image_quality_record(t1w_path, *, cohort: str, subject: str, variant: str, d
     from .iqms import measure_image
 
     start = time.perf_counter()
-    record = {"cohort": cohort, "subject": subject, "variant": variant, "outcome": OUTCOME, "status": "ok",
-              "failed_stage": "", "message": "", "backend": BACKEND, "brain_mask_source": "",
-              "tool_versions": package_versions(*TOOLS), "iqms": {}, "undefined": {}, "details": {}}
+    record = {
+        "cohort": cohort,
+        "subject": subject,
+        "variant": variant,
+        "outcome": OUTCOME,
+        "status": "ok",
+        "failed_stage": "",
+        "message": "",
+        "backend": BACKEND,
+        "brain_mask_source": "",
+        "tool_versions": package_versions(*TOOLS),
+        "iqms": {},
+        "undefined": {},
+        "details": {},
+    }
     try:
         failed = _deface_failure(deface_record_path)
         if failed:
@@ -103,16 +133,23 @@ def image_quality_record(t1w_path, *, cohort: str, subject: str, variant: str, d
         else:
             with preparation_mask(preparation_dir if variant == "none" else None, t1w_path) as uses:
                 result = measure_image(img, None, threads=threads)
-            record["brain_mask_source"] = (f"the defacing preparation's mask ({'; '.join(sorted(set(uses)))})" if uses
-                                           else "brain extraction run on this image")
+            record["brain_mask_source"] = (
+                f"the defacing preparation's mask ({'; '.join(sorted(set(uses)))})"
+                if uses
+                else "brain extraction run on this image"
+            )
     except AnalysisFailure as failure:
         record.update(status="failed", failed_stage=failure.stage, message=failure.reason)
     else:
         record["iqms"] = result["iqms"]
         record["undefined"] = result["undefined"]
         record["backend"] = result.get("implementation", BACKEND)
-        record["details"] = {"version": result.get("version"), "reference": result.get("reference"),
-                             "stage_times_s": result.get("stage_times_s", {}), "provenance": result.get("provenance", {})}
+        record["details"] = {
+            "version": result.get("version"),
+            "reference": result.get("reference"),
+            "stage_times_s": result.get("stage_times_s", {}),
+            "provenance": result.get("provenance", {}),
+        }
     record["runtime_s"] = round(time.perf_counter() - start, 3)
     return record
 
@@ -123,7 +160,9 @@ def load_iqm_records(paths) -> pd.DataFrame:
     for path in paths:
         record = read_json(path)
         row = {key: record.get(key, "") for key in ID_COLUMNS}
-        row.update({name: (np.nan if value is None else float(value)) for name, value in record.get("iqms", {}).items()})
+        row.update(
+            {name: (np.nan if value is None else float(value)) for name, value in record.get("iqms", {}).items()}
+        )
         rows.append(row)
     table = pd.DataFrame(rows)
     for key in ("cohort", "subject", "variant"):
@@ -205,11 +244,17 @@ def iqm_multivariate(table: pd.DataFrame, methods, n_perm: int = 2000, seed: int
         both = pd.concat([full, defaced])
         usable = [c for c in both.columns if np.isfinite(both[c]).all() and both[c].std() > 0]
         if len(full) < 3 or not usable:
-            rows.append({"method": method, "group": "pooled", "n": len(full), "iqms_used": len(usable),
-                         "note": "fewer than 3 complete pairs" if len(full) < 3 else "no IQM varies"})
+            rows.append(
+                {
+                    "method": method,
+                    "group": "pooled",
+                    "n": len(full),
+                    "iqms_used": len(usable),
+                    "note": "fewer than 3 complete pairs" if len(full) < 3 else "no IQM varies",
+                }
+            )
             continue
-        result = multivariate_paired_test(full[usable].to_numpy(), defaced[usable].to_numpy(), n_perm=n_perm,
-                                          seed=seed)
+        result = multivariate_paired_test(full[usable].to_numpy(), defaced[usable].to_numpy(), n_perm=n_perm, seed=seed)
         result.insert(0, "method", method)
         result.insert(3, "iqms_used", len(usable))
         rows.extend(result.to_dict("records"))
@@ -235,15 +280,19 @@ def write_iqm_tables(record_paths, out_dir, cohort: str, methods) -> dict[str, P
     write_text(agreement.to_csv(sep="\t", index=False, na_rep="n/a"), paths["agreement"])
     write_text(multivariate.to_csv(sep="\t", index=False, na_rep="n/a"), paths["multivariate"])
     failed = table[table["status"] != "ok"] if "status" in table else table.iloc[0:0]
-    preamble = [f"Images measured: {len(table)}; failed: {len(failed)}"
-                + "".join(f"\n- sub-{r.subject} variant {r.variant}: {r.failed_stage}: {r.message}"
-                          for r in failed.itertuples()),
-                "Differences are full minus defaced (as Provins et al. 2025). IQMs by defacebench-iqms, a "
-                "re-implementation after MRIQC 24.0.2 (Esteban et al. 2017), on each image independently."]
-    legend = {**AGREEMENT_LEGEND, **IQM_AGREEMENT_LEGEND,
-              "bias": "Bland-Altman bias: mean of full minus defaced"}
-    write_text(_markdown(agreement, f"Image-quality metrics, defaced vs full: cohort {cohort}", legend, preamble),
-               paths["agreement_md"])
+    preamble = [
+        f"Images measured: {len(table)}; failed: {len(failed)}"
+        + "".join(
+            f"\n- sub-{r.subject} variant {r.variant}: {r.failed_stage}: {r.message}" for r in failed.itertuples()
+        ),
+        "Differences are full minus defaced (as Provins et al. 2025). IQMs by defacebench-iqms, a "
+        "re-implementation after MRIQC 24.0.2 (Esteban et al. 2017), on each image independently.",
+    ]
+    legend = {**AGREEMENT_LEGEND, **IQM_AGREEMENT_LEGEND, "bias": "Bland-Altman bias: mean of full minus defaced"}
+    write_text(
+        _markdown(agreement, f"Image-quality metrics, defaced vs full: cohort {cohort}", legend, preamble),
+        paths["agreement_md"],
+    )
     multivariate_legend = {
         "method": "defacing method compared with the full image",
         "group": "pairs tested (pooled: every subject measured on both images)",
@@ -253,13 +302,27 @@ def write_iqm_tables(record_paths, out_dir, cohort: str, methods) -> dict[str, P
         "p": "p of the F test of T^2 (assumes normality)",
         "p_signflip": "sign-flip permutation p value",
     }
-    write_text(_markdown(multivariate, f"Image-quality metrics, multivariate paired test: cohort {cohort}",
-                         multivariate_legend, preamble[1:]), paths["multivariate_md"])
+    write_text(
+        _markdown(
+            multivariate,
+            f"Image-quality metrics, multivariate paired test: cohort {cohort}",
+            multivariate_legend,
+            preamble[1:],
+        ),
+        paths["multivariate_md"],
+    )
     return paths
 
 
 def _markdown(table: pd.DataFrame, title: str, legend: dict, preamble: list[str]) -> str:
-    lines = [f"# {title}", "", *[p + "\n" for p in preamble],
-             table.to_markdown(index=False, floatfmt=".4g") if not table.empty else "(no rows)", "", "## Columns", ""]
+    lines = [
+        f"# {title}",
+        "",
+        *[p + "\n" for p in preamble],
+        table.to_markdown(index=False, floatfmt=".4g") if not table.empty else "(no rows)",
+        "",
+        "## Columns",
+        "",
+    ]
     lines += [f"- `{c}`: {legend[c]}" for c in table.columns if c in legend]
     return "\n".join(lines) + "\n"

@@ -113,7 +113,7 @@ def cnr(mu_wm: float, mu_gm: float, sigma_air: float, sigma_wm: float, sigma_gm:
 
     with :math:`\sigma_B` the s.d. in the air, as MRIQC 24 defines it.
     """
-    denominator = math.sqrt(sigma_air ** 2 + sigma_gm ** 2 + sigma_wm ** 2)
+    denominator = math.sqrt(sigma_air**2 + sigma_gm**2 + sigma_wm**2)
     if denominator <= 0:
         raise MetricUndefined("cnr", "no spread in the air or the tissues")
     return float(abs(mu_wm - mu_gm) / denominator)
@@ -131,8 +131,14 @@ def cjv(mu_wm: float, mu_gm: float, sigma_wm: float, sigma_gm: float) -> float:
     return float((sigma_wm + sigma_gm) / abs(mu_wm - mu_gm))
 
 
-def fber(image: np.ndarray, head_mask: np.ndarray, rotation_mask: np.ndarray | None = None, *,
-         decimals: int | None = REPORTED_DECIMALS, mriqc_sentinels: bool = False) -> float:
+def fber(
+    image: np.ndarray,
+    head_mask: np.ndarray,
+    rotation_mask: np.ndarray | None = None,
+    *,
+    decimals: int | None = REPORTED_DECIMALS,
+    mriqc_sentinels: bool = False,
+) -> float:
     r"""Foreground-background energy ratio (Shehzad et al. 2015, QAP; Esteban et al. 2017).
 
     .. math:: \text{FBER} = \frac{\operatorname{median}_{\text{head}} |x|^2}{\operatorname{median}_{\text{air}} |x|^2}
@@ -175,7 +181,7 @@ def efc(image: np.ndarray, frame_mask: np.ndarray | None = None, *, decimals: in
     n_vox = values.size
     if n_vox < 2:
         raise MetricUndefined("efc", f"{n_vox} voxels outside the frame mask")
-    energy = math.sqrt(float(np.sum(values ** 2)))
+    energy = math.sqrt(float(np.sum(values**2)))
     if energy == 0:
         raise MetricUndefined("efc", "the image is zero")
     efc_max = n_vox * (1.0 / math.sqrt(n_vox)) * math.log(1.0 / math.sqrt(n_vox))
@@ -235,7 +241,7 @@ def gaussian_kde_on_grid(samples: np.ndarray, grid: np.ndarray, bandwidth: float
     box_ids, start = np.unique(box, return_index=True)
     centres = (box_ids + 0.5) * bandwidth
     t = values / bandwidth - (box + 0.5)
-    weight = counts * np.exp(-0.5 * t ** 2)
+    weight = counts * np.exp(-0.5 * t**2)
     powers = np.cumprod(np.vstack([np.ones_like(t)] + [t] * (terms - 1)), axis=0)  # t^k, k = 0..terms-1
     moments = np.add.reduceat(powers * weight, start, axis=1)  # (terms, boxes)
     moments /= special.factorial(np.arange(terms))[:, None]
@@ -243,7 +249,7 @@ def gaussian_kde_on_grid(samples: np.ndarray, grid: np.ndarray, bandwidth: float
     series = np.zeros_like(d)
     for k in range(terms - 1, -1, -1):  # Horner's scheme in d
         series = series * d + moments[k][None, :]
-    density = np.sum(np.exp(-0.5 * d ** 2) * series, axis=1)
+    density = np.sum(np.exp(-0.5 * d**2) * series, axis=1)
     return density / (counts.sum() * bandwidth * math.sqrt(2 * math.pi))
 
 
@@ -299,8 +305,15 @@ def chi2_fit(samples: np.ndarray, df: float) -> tuple[float, float, float]:
 QI2_SEED = 1191935
 
 
-def qi2(image: np.ndarray, hat_mask: np.ndarray, *, min_voxels: int = 1000, max_voxels: int = 300_000,
-        coil_elements: int = 32, mriqc_sentinels: bool = False) -> float:
+def qi2(
+    image: np.ndarray,
+    hat_mask: np.ndarray,
+    *,
+    min_voxels: int = 1000,
+    max_voxels: int = 300_000,
+    coil_elements: int = 32,
+    mriqc_sentinels: bool = False,
+) -> float:
     r"""Mortamet's quality index 2 (Mortamet et al. 2009, MRM 62:365), as MRIQC 24 computes it.
 
     The air intensities in ``hat_mask`` (negatives and non-finite values set to
@@ -434,8 +447,9 @@ def _quantiles_of_ties(distinct: np.ndarray, tie_weights: np.ndarray, probabilit
     return out
 
 
-def summary_stats(image: np.ndarray, regions: dict[str, np.ndarray], *,
-                  decimals: int | None = REPORTED_DECIMALS) -> dict[str, dict[str, float]]:
+def summary_stats(
+    image: np.ndarray, regions: dict[str, np.ndarray], *, decimals: int | None = REPORTED_DECIMALS
+) -> dict[str, dict[str, float]]:
     """Weighted statistics of ``image`` in each region (a mask or partial-volume map), as MRIQC 24 reports them.
 
     Per region with weights w (the map): ``mean``, ``stdv`` (weighted, ddof 0)
@@ -476,17 +490,23 @@ def _region_summary(tied: tuple, label: str, region: np.ndarray, decimals: int |
         raise MetricUndefined(f"summary_{label}", f"region {label!r} is empty")
     mean = float(np.dot(rounded, weights) / total)
     stdv = math.sqrt(float(np.dot((rounded - mean) ** 2, weights) / total))
-    p05, median, p95 = _quantiles_of_ties(distinct, np.bincount(codes, weights=weights, minlength=distinct.size),
-                                          [0.05, 0.5, 0.95])
+    p05, median, p95 = _quantiles_of_ties(
+        distinct, np.bincount(codes, weights=weights, minlength=distinct.size), [0.05, 0.5, 0.95]
+    )
     core = data[region.reshape(-1) > 0.5 * region.max()]
     deviation = core - core.mean()
-    m2 = np.mean(deviation ** 2)
-    kurt = float(np.mean(deviation ** 4) / m2 ** 2 - 3.0) if m2 > 0 else float("nan")
+    m2 = np.mean(deviation**2)
+    kurt = float(np.mean(deviation**4) / m2**2 - 3.0) if m2 > 0 else float("nan")
     mad = float(np.median(np.abs(core - median) / MAD_TO_SD))
     return {
-        "k": _rounded(kurt, decimals), "mad": _rounded(mad, decimals), "mean": _rounded(mean, decimals),
-        "median": _rounded(median, decimals), "n": float(region.sum(dtype=np.float64)),
-        "p05": _rounded(p05, decimals), "p95": _rounded(p95, decimals), "stdv": _rounded(stdv, decimals),
+        "k": _rounded(kurt, decimals),
+        "mad": _rounded(mad, decimals),
+        "mean": _rounded(mean, decimals),
+        "median": _rounded(median, decimals),
+        "n": float(region.sum(dtype=np.float64)),
+        "p05": _rounded(p05, decimals),
+        "p95": _rounded(p95, decimals),
+        "stdv": _rounded(stdv, decimals),
     }
 
 
@@ -497,8 +517,9 @@ def harmonise(corrected: np.ndarray, wm_partial_volume: np.ndarray, threshold: f
     eroded once with the 18-neighbourhood; the result is float32, as MRIQC's
     file of it is.
     """
-    wm = ndimage.binary_erosion(np.asarray(wm_partial_volume) >= threshold,
-                                structure=ndimage.generate_binary_structure(3, 2))
+    wm = ndimage.binary_erosion(
+        np.asarray(wm_partial_volume) >= threshold, structure=ndimage.generate_binary_structure(3, 2)
+    )
     if not wm.any():
         raise MetricUndefined("harmonisation", f"no white matter with fraction >= {threshold} after erosion")
     median = float(np.median(corrected[wm]))
@@ -587,11 +608,14 @@ class IQMInputs:
 #: Every IQM name :func:`image_quality_metrics` returns, in S2 Data's order (Provins et al. 2025) plus size/spacing.
 IQM_NAMES = (
     ("cjv", "cnr", "efc", "fber", "fwhm_avg", "fwhm_x", "fwhm_y", "fwhm_z")
-    + tuple(f"icvs_{t}" for t in TISSUES) + ("inu_med", "inu_range", "qi_1", "qi_2")
-    + tuple(f"rpve_{t}" for t in TISSUES) + ("snr_csf", "snr_gm", "snr_total", "snr_wm")
+    + tuple(f"icvs_{t}" for t in TISSUES)
+    + ("inu_med", "inu_range", "qi_1", "qi_2")
+    + tuple(f"rpve_{t}" for t in TISSUES)
+    + ("snr_csf", "snr_gm", "snr_total", "snr_wm")
     + ("snrd_csf", "snrd_gm", "snrd_total", "snrd_wm")
     + tuple(f"summary_{r}_{s}" for r in ("bg",) + TISSUES for s in SUMMARY_STATISTICS)
-    + tuple(f"tpm_overlap_{t}" for t in TISSUES) + ("wm2max",)
+    + tuple(f"tpm_overlap_{t}" for t in TISSUES)
+    + ("wm2max",)
     + ("size_x", "size_y", "size_z", "spacing_x", "spacing_y", "spacing_z")
 )
 
@@ -652,8 +676,12 @@ def image_quality_metrics(inputs: IQMInputs, *, mriqc_sentinels: bool = False, o
     tied = _tied_intensities(corrected)
     for label, region in regions.items():
         names = [f"summary_{label}_{s}" for s in SUMMARY_STATISTICS]
-        values = attempt(names, lambda label=label, region=region: {
-            f"summary_{label}_{s}": v for s, v in _region_summary(tied, label, region, REPORTED_DECIMALS).items()})
+        values = attempt(
+            names,
+            lambda label=label, region=region: {
+                f"summary_{label}_{s}": v for s, v in _region_summary(tied, label, region, REPORTED_DECIMALS).items()
+            },
+        )
         if values is not None:
             stats_by_region[label] = {s: values[f"summary_{label}_{s}"] for s in SUMMARY_STATISTICS}
 
@@ -668,20 +696,35 @@ def image_quality_metrics(inputs: IQMInputs, *, mriqc_sentinels: bool = False, o
         if air_reason:
             iqms[f"snrd_{t}"], undefined[f"snrd_{t}"] = float("nan"), air_reason
         else:
-            attempt([f"snrd_{t}"], lambda t=t: snr_dietrich(summary[t]["median"], summary["bg"]["mad"], summary["bg"]["stdv"],
-                                                              mriqc_sentinels=mriqc_sentinels))
+            attempt(
+                [f"snrd_{t}"],
+                lambda t=t: snr_dietrich(
+                    summary[t]["median"], summary["bg"]["mad"], summary["bg"]["stdv"], mriqc_sentinels=mriqc_sentinels
+                ),
+            )
     mean_over_tissues("snrd")
     if air_reason:
         iqms["cnr"], undefined["cnr"] = float("nan"), air_reason
     else:
-        attempt(["cnr"], lambda: cnr(summary["wm"]["median"], summary["gm"]["median"], summary["bg"]["stdv"], summary["wm"]["stdv"],
-                                     summary["gm"]["stdv"]))
+        attempt(
+            ["cnr"],
+            lambda: cnr(
+                summary["wm"]["median"],
+                summary["gm"]["median"],
+                summary["bg"]["stdv"],
+                summary["wm"]["stdv"],
+                summary["gm"]["stdv"],
+            ),
+        )
     attempt(["fber"], lambda: fber(corrected, inputs.head, inputs.rotation, mriqc_sentinels=mriqc_sentinels))
     attempt(["efc"], lambda: efc(corrected, inputs.rotation))
     attempt(["wm2max"], lambda: wm2max(corrected, summary["wm"]["median"]))
     attempt(["qi_1"], lambda: qi1(inputs.air, inputs.artifact, mriqc_sentinels=mriqc_sentinels))
     attempt(["qi_2"], lambda: qi2(image, inputs.hat, mriqc_sentinels=mriqc_sentinels))
-    attempt(["cjv"], lambda: cjv(summary["wm"]["median"], summary["gm"]["median"], summary["wm"]["mad"], summary["gm"]["mad"]))
+    attempt(
+        ["cjv"],
+        lambda: cjv(summary["wm"]["median"], summary["gm"]["median"], summary["wm"]["mad"], summary["gm"]["mad"]),
+    )
 
     zooms = tuple(float(z) for z in inputs.zooms[:3])
 
@@ -690,16 +733,26 @@ def image_quality_metrics(inputs: IQMInputs, *, mriqc_sentinels: bool = False, o
         return {**{f"fwhm_{a}": v for a, v in zip("xyz", voxels)}, "fwhm_avg": float(np.mean(voxels))}
 
     attempt(["fwhm_x", "fwhm_y", "fwhm_z", "fwhm_avg"], smoothness_in_voxels)
-    attempt([f"icvs_{t}" for t in TISSUES], lambda: {f"icvs_{t}": v for t, v in icv_fractions(inputs.partial_volumes).items()})
+    attempt(
+        [f"icvs_{t}" for t in TISSUES],
+        lambda: {f"icvs_{t}": v for t, v in icv_fractions(inputs.partial_volumes).items()},
+    )
     attempt([f"rpve_{t}" for t in TISSUES], lambda: {f"rpve_{t}": v for t, v in rpve(inputs.partial_volumes).items()})
     if inputs.inu_field is not None:
-        attempt(["inu_med", "inu_range"], lambda: {f"inu_{k}": v for k, v in inu_stats(inputs.inu_field, inputs.labels).items()})
+        attempt(
+            ["inu_med", "inu_range"],
+            lambda: {f"inu_{k}": v for k, v in inu_stats(inputs.inu_field, inputs.labels).items()},
+        )
     else:
         for name in ("inu_med", "inu_range"):
             iqms[name], undefined[name] = float("nan"), "no bias field given"
     if inputs.template_priors is not None:
-        attempt([f"tpm_overlap_{t}" for t in TISSUES],
-                lambda: {f"tpm_overlap_{t}": v for t, v in tpm_overlap(inputs.partial_volumes, inputs.template_priors).items()})
+        attempt(
+            [f"tpm_overlap_{t}" for t in TISSUES],
+            lambda: {
+                f"tpm_overlap_{t}": v for t, v in tpm_overlap(inputs.partial_volumes, inputs.template_priors).items()
+            },
+        )
     else:
         for t in TISSUES:
             iqms[f"tpm_overlap_{t}"], undefined[f"tpm_overlap_{t}"] = float("nan"), "no template priors given"
@@ -716,8 +769,14 @@ def image_quality_metrics(inputs: IQMInputs, *, mriqc_sentinels: bool = False, o
     }
 
 
-def measure_image(img, brain_mask: np.ndarray | None = None, *, threads: int = 1,
-                  artifact_distance_kind: str = "mortamet", mriqc_sentinels: bool = False) -> dict:
+def measure_image(
+    img,
+    brain_mask: np.ndarray | None = None,
+    *,
+    threads: int = 1,
+    artifact_distance_kind: str = "mortamet",
+    mriqc_sentinels: bool = False,
+) -> dict:
     """Every IQM of a NIfTI image: its masks (:func:`defacebench.quality.masks.iqm_inputs`), then :func:`image_quality_metrics`.
 
     The entry point for an analysis arm. ``brain_mask``: on ``img``'s own grid

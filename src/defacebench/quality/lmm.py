@@ -85,8 +85,8 @@ class _Deviance:
         self.q1 = self.sizes[0] if self.sizes else 0
         ZtZ = Z.T @ Z
         self.counts1 = np.diag(ZtZ)[: self.q1].copy()
-        self.Z1tZ2 = ZtZ[: self.q1, self.q1:]
-        self.Z2tZ2 = ZtZ[self.q1:, self.q1:]
+        self.Z1tZ2 = ZtZ[: self.q1, self.q1 :]
+        self.Z2tZ2 = ZtZ[self.q1 :, self.q1 :]
         self.ZtXy = Z.T @ Xy
         self.XytXy = Xy.T @ Xy
 
@@ -95,12 +95,12 @@ class _Deviance:
         p = self.p
         if self.sizes:
             lam = np.repeat(theta, self.sizes)
-            lam1, lam2 = lam[: self.q1], lam[self.q1:]
-            a = lam1 ** 2 * self.counts1 + 1.0                       # the diagonal block A11
+            lam1, lam2 = lam[: self.q1], lam[self.q1 :]
+            a = lam1**2 * self.counts1 + 1.0  # the diagonal block A11
             A12 = lam1[:, None] * self.Z1tZ2 * lam2[None, :]
-            b = lam[:, None] * self.ZtXy                              # Lambda Z' [X y]
-            b1, b2 = b[: self.q1], b[self.q1:]
-            G = b1.T @ (b1 / a[:, None])                              # b1' A11^-1 b1
+            b = lam[:, None] * self.ZtXy  # Lambda Z' [X y]
+            b1, b2 = b[: self.q1], b[self.q1 :]
+            G = b1.T @ (b1 / a[:, None])  # b1' A11^-1 b1
             logdet = float(np.log(a).sum())
             if lam2.size:
                 S = np.eye(lam2.size) + lam2[:, None] * self.Z2tZ2 * lam2[None, :] - A12.T @ (A12 / a[:, None])
@@ -109,7 +109,7 @@ class _Deviance:
                 w = np.linalg.solve(chol, b2 - A12.T @ (b1 / a[:, None]))
                 G = G + w.T @ w
                 logdet += 2.0 * float(np.log(np.diag(chol)).sum())
-            M = self.XytXy - G                                        # [X y]' V^-1 [X y]
+            M = self.XytXy - G  # [X y]' V^-1 [X y]
         else:
             M, logdet = self.XytXy, 0.0
         XtVX, XtVy, ytVy = M[:p, :p], M[:p, p], M[p, p]
@@ -132,8 +132,9 @@ class _Deviance:
         return {self.names[i]: size for i, size in zip(self.order, self.sizes)}
 
 
-def fit_random_intercepts(y, X, factors: dict, names: list[str] | None = None, reml: bool = False,
-                          starts=(1.0,)) -> MixedFit:
+def fit_random_intercepts(
+    y, X, factors: dict, names: list[str] | None = None, reml: bool = False, starts=(1.0,)
+) -> MixedFit:
     """Fit ``y ~ X + (1|factor_1) + ... + (1|factor_K)`` by ML (default) or REML.
 
     ``y``: n responses; ``X``: n x p fixed-effects design (include the intercept column);
@@ -158,14 +159,19 @@ def fit_random_intercepts(y, X, factors: dict, names: list[str] | None = None, r
     names = list(names) if names is not None else [f"x{i}" for i in range(X.shape[1])]
     factors = {k: np.asarray(v) for k, v in factors.items()}
     if y.size <= X.shape[1] + len(factors):
-        raise ValueError(f"{y.size} observations cannot identify {X.shape[1]} fixed effects and "
-                         f"{len(factors)} variance component(s)")
+        raise ValueError(
+            f"{y.size} observations cannot identify {X.shape[1]} fixed effects and {len(factors)} variance component(s)"
+        )
     deviance = _Deviance(y, X, factors, reml)
     best = None
     for start in starts if factors else ():
-        res = optimize.minimize(deviance, np.full(len(factors), float(start)), method="Powell",
-                                bounds=[(0.0, None)] * len(factors),
-                                options={"xtol": 1e-6, "ftol": 1e-10, "maxfev": 20000})
+        res = optimize.minimize(
+            deviance,
+            np.full(len(factors), float(start)),
+            method="Powell",
+            bounds=[(0.0, None)] * len(factors),
+            options={"xtol": 1e-6, "ftol": 1e-10, "maxfev": 20000},
+        )
         if best is None or res.fun < best.fun:
             best = res
     theta = best.x if best is not None else np.zeros(0)
@@ -175,7 +181,7 @@ def fit_random_intercepts(y, X, factors: dict, names: list[str] | None = None, r
     return MixedFit(
         params=dict(zip(names, map(float, sol["beta"]))),
         bse=dict(zip(names, map(float, np.sqrt(np.diag(cov))))),
-        variances={k: float(sigma2 * t ** 2) for k, t in zip(deviance.names, theta)},
+        variances={k: float(sigma2 * t**2) for k, t in zip(deviance.names, theta)},
         residual_variance=float(sigma2),
         llf=-0.5 * sol["deviance"],
         n_obs=int(y.size),
@@ -205,7 +211,9 @@ def fit_statsmodels(y, X, factors: dict, names: list[str] | None = None, reml: b
     model = smf.mixedlm(
         "y ~ 0 + " + " + ".join(f"X{i}" for i in range(X.shape[1])),
         data.assign(y=y, g=1, **{f"X{i}": X[:, i] for i in range(X.shape[1])}),
-        groups="g", re_formula="0", vc_formula=vc,
+        groups="g",
+        re_formula="0",
+        vc_formula=vc,
     )
     res = model.fit(reml=reml)
     scale = float(res.scale)

@@ -84,9 +84,16 @@ def rotation_mask(image: np.ndarray) -> np.ndarray:
     return frame
 
 
-def head_mask(corrected: np.ndarray, brain: np.ndarray, wm_prior: np.ndarray, zooms, *,
-              sigma: float = HEAD_MASK_SETTINGS["sigma"], threshold: float = HEAD_MASK_SETTINGS["threshold"],
-              seed: int = HEAD_MASK_SETTINGS["seed"]) -> np.ndarray:
+def head_mask(
+    corrected: np.ndarray,
+    brain: np.ndarray,
+    wm_prior: np.ndarray,
+    zooms,
+    *,
+    sigma: float = HEAD_MASK_SETTINGS["sigma"],
+    threshold: float = HEAD_MASK_SETTINGS["threshold"],
+    seed: int = HEAD_MASK_SETTINGS["seed"],
+) -> np.ndarray:
     """The head (brain, skull, scalp, face) as MRIQC's ``headmsk_wf`` outlines it, after Mortamet et al. 2009.
 
     1. Intensities above the 99.98th percentile of the positive voxels (vessels,
@@ -130,8 +137,9 @@ def head_mask(corrected: np.ndarray, brain: np.ndarray, wm_prior: np.ndarray, zo
     return ndimage.binary_fill_holes(mask, ndimage.iterate_structure(STRUCTURE_18, 2))
 
 
-def landmark_planes(subject_to_mni: np.ndarray, affine: np.ndarray,
-                    glabella_mni=GLABELLA_MNI, inion_mni=INION_MNI) -> tuple[float, float]:
+def landmark_planes(
+    subject_to_mni: np.ndarray, affine: np.ndarray, glabella_mni=GLABELLA_MNI, inion_mni=INION_MNI
+) -> tuple[float, float]:
     """Superior-axis voxel coordinates (axis 2 of the canonical grid) of the glabella and the inion.
 
     ``subject_to_mni``: 4x4 RAS matrix mapping the subject's world points to
@@ -159,7 +167,7 @@ def hat_mask(head: np.ndarray, glabella_k: float, inion_k: float) -> np.ndarray:
     glabella = int(np.clip(int(glabella_k), 0, nz))
     filled = np.array(head, bool)
     filled[:, :, :inion] = True
-    filled[:, filled.shape[1] // 2:, :glabella] = True
+    filled[:, filled.shape[1] // 2 :, :glabella] = True
     return ~filled
 
 
@@ -241,7 +249,7 @@ def template_priors(subject_to_mni: np.ndarray, affine: np.ndarray, shape) -> np
     out = np.zeros((3,) + tuple(shape), np.float32)
     if np.any(high <= low):
         return out
-    grid = np.mgrid[low[0]:high[0], low[1]:high[1], low[2]:high[2]].reshape(3, -1).astype(np.float64)
+    grid = np.mgrid[low[0] : high[0], low[1] : high[1], low[2] : high[2]].reshape(3, -1).astype(np.float64)
     coords = subject_to_template[:3, :3] @ grid + subject_to_template[:3, 3:4]
     box = tuple(slice(a, b) for a, b in zip(low, high))
     for k, prior in enumerate((csf, gm, wm)):
@@ -250,8 +258,14 @@ def template_priors(subject_to_mni: np.ndarray, affine: np.ndarray, shape) -> np
     return out
 
 
-def iqm_inputs(img: nib.Nifti1Image, brain_mask: np.ndarray | None = None, *, threads: int = 1,
-               artifact_distance_kind: str = "mortamet", brain_backend: str = "deepbet") -> IQMInputs:
+def iqm_inputs(
+    img: nib.Nifti1Image,
+    brain_mask: np.ndarray | None = None,
+    *,
+    threads: int = 1,
+    artifact_distance_kind: str = "mortamet",
+    brain_backend: str = "deepbet",
+) -> IQMInputs:
     """Every mask and map the IQMs of ``img`` need (:class:`~defacebench.quality.iqms.IQMInputs`), on its canonical grid.
 
     ``brain_mask``: on ``img``'s own voxel grid (e.g. the defacing
@@ -294,7 +308,10 @@ def iqm_inputs(img: nib.Nifti1Image, brain_mask: np.ndarray | None = None, *, th
         brain = extract_brain(canonical, backend=brain_backend)
         brain_source = f"{brain_backend} (defacebench.brain.extract_brain)"
     else:
-        brain = np.asarray(nib.as_closest_canonical(nib.Nifti1Image(np.asarray(brain_mask, np.uint8), img.affine)).dataobj) > 0
+        brain = (
+            np.asarray(nib.as_closest_canonical(nib.Nifti1Image(np.asarray(brain_mask, np.uint8), img.affine)).dataobj)
+            > 0
+        )
         brain_source = "given by the caller"
     if brain.shape != image.shape:
         raise ValueError(f"brain mask shape {brain.shape} differs from the image's {image.shape}")
@@ -336,23 +353,41 @@ def iqm_inputs(img: nib.Nifti1Image, brain_mask: np.ndarray | None = None, *, th
         "implementation": "defacebench-iqms masks (after MRIQC 24.0.2 and Mortamet et al. 2009)",
         "grid": "RAS-canonical reorientation of the input (no resampling)",
         "brain": brain_source,
-        "inu_field": {"method": "N4 (antspyx) fitted in the brain mask", **{k: list(v) if isinstance(v, tuple) else v
-                                                                              for k, v in bias.N4_SETTINGS.items()}},
+        "inu_field": {
+            "method": "N4 (antspyx) fitted in the brain mask",
+            **{k: list(v) if isinstance(v, tuple) else v for k, v in bias.N4_SETTINGS.items()},
+        },
         "corrected": "image divided by the N4 field everywhere",
-        "tissues": {"method": "PV-HMRF after FAST (defacebench.analysis.segmentation)",
-                    "class_means": seg_params["class_means"]},
+        "tissues": {
+            "method": "PV-HMRF after FAST (defacebench.analysis.segmentation)",
+            "class_means": seg_params["class_means"],
+        },
         "template_priors": "nilearn MNI152 2009 GM, WM; CSF = intracranial - GM - WM; ANTs affine of the brain",
         "head": {"method": "gradient threshold after MRIQC's headmsk_wf", **HEAD_MASK_SETTINGS},
         "rotation": "voxels <= 0 opened, two largest components (after MRIQC's RotationMask)",
-        "hat": {"glabella_mni": list(GLABELLA_MNI), "inion_mni": list(INION_MNI),
-                "glabella_k": glabella_k, "inion_k": inion_k},
+        "hat": {
+            "glabella_mni": list(GLABELLA_MNI),
+            "inion_mni": list(INION_MNI),
+            "glabella_k": glabella_k,
+            "inion_k": inion_k,
+        },
         "artifact_distance": artifact_distance_kind,
         "stage_times_s": times,
         "stage_cpu_s": cpu_times,
     }
     return IQMInputs(
-        image=image, corrected=corrected, zooms=zooms, brain=brain, head=head, rotation=rotation, hat=hat,
-        artifact=artifacts, air=hat & ~artifacts, partial_volumes=pv, labels=labels, inu_field=field_map,
-        template_priors=priors, provenance=provenance,
+        image=image,
+        corrected=corrected,
+        zooms=zooms,
+        brain=brain,
+        head=head,
+        rotation=rotation,
+        hat=hat,
+        artifact=artifacts,
+        air=hat & ~artifacts,
+        partial_volumes=pv,
+        labels=labels,
+        inu_field=field_map,
+        template_priors=priors,
+        provenance=provenance,
     )
-

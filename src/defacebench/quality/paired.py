@@ -38,8 +38,23 @@ N_PERMUTATIONS = 10000
 #: Bland & Altman 1986 printed the rounded "d -/+ 2s").
 LOA_SD_MULTIPLIER = 1.96
 
-AGREEMENT_COLUMNS = ("n", "bias", "sd", "loa_low", "loa_high", "ci_low", "ci_high", "ci_low_bootstrap",
-                     "ci_high_bootstrap", "t", "p", "icc", "icc_ci_low", "icc_ci_high", "note")
+AGREEMENT_COLUMNS = (
+    "n",
+    "bias",
+    "sd",
+    "loa_low",
+    "loa_high",
+    "ci_low",
+    "ci_high",
+    "ci_low_bootstrap",
+    "ci_high_bootstrap",
+    "t",
+    "p",
+    "icc",
+    "icc_ci_low",
+    "icc_ci_high",
+    "note",
+)
 
 #: Meaning of every column of an agreement table (Markdown legends).
 AGREEMENT_LEGEND = {
@@ -88,8 +103,15 @@ def bootstrap_mean_ci(values, confidence: float = 0.95, n_boot: int = N_BOOTSTRA
     return low, high
 
 
-def bland_altman_agreement(first, second, sd_multiplier: float = LOA_SD_MULTIPLIER, confidence: float = 0.95,
-                           n_boot: int = N_BOOTSTRAP, seed: int = 0, icc_engine: str = "closed-form") -> dict:
+def bland_altman_agreement(
+    first,
+    second,
+    sd_multiplier: float = LOA_SD_MULTIPLIER,
+    confidence: float = 0.95,
+    n_boot: int = N_BOOTSTRAP,
+    seed: int = 0,
+    icc_engine: str = "closed-form",
+) -> dict:
     """Agreement of paired measurements, ``first - second``: every column of :data:`AGREEMENT_COLUMNS`.
 
     Bias, SD and limits from :func:`defacebench.stats.bland_altman` (limits rescaled to
@@ -101,8 +123,13 @@ def bland_altman_agreement(first, second, sd_multiplier: float = LOA_SD_MULTIPLI
     x, y, dropped = stats.complete_pairs(first, second)
     # defacebench.stats takes (full, defaced) and reports defaced - full: pass (second, first)
     ba = stats.bland_altman(y, x)
-    out = {"n": int(x.size), "bias": ba["bias"], "sd": ba["sd"],
-           "loa_low": ba["bias"] - sd_multiplier * ba["sd"], "loa_high": ba["bias"] + sd_multiplier * ba["sd"]}
+    out = {
+        "n": int(x.size),
+        "bias": ba["bias"],
+        "sd": ba["sd"],
+        "loa_low": ba["bias"] - sd_multiplier * ba["sd"],
+        "loa_high": ba["bias"] + sd_multiplier * ba["sd"],
+    }
     t = stats.paired_t(y, x, confidence)
     out.update({"ci_low": t["ci_low"], "ci_high": t["ci_high"], "t": t["t"], "p": t["pval"]})
     low, high = bootstrap_mean_ci(x - y, confidence, n_boot, seed)
@@ -114,9 +141,16 @@ def bland_altman_agreement(first, second, sd_multiplier: float = LOA_SD_MULTIPLI
     return out
 
 
-def agreement_table(first: pd.DataFrame, second: pd.DataFrame, key: str = "variable",
-                    sd_multiplier: float = LOA_SD_MULTIPLIER, confidence: float = 0.95,
-                    n_boot: int = N_BOOTSTRAP, seed: int = 0, icc_engine: str = "closed-form") -> pd.DataFrame:
+def agreement_table(
+    first: pd.DataFrame,
+    second: pd.DataFrame,
+    key: str = "variable",
+    sd_multiplier: float = LOA_SD_MULTIPLIER,
+    confidence: float = 0.95,
+    n_boot: int = N_BOOTSTRAP,
+    seed: int = 0,
+    icc_engine: str = "closed-form",
+) -> pd.DataFrame:
     """One :func:`bland_altman_agreement` row per column of two aligned DataFrames (rows = pairs).
 
     ``first`` and ``second`` must have the same index and columns (a bug otherwise). The
@@ -124,9 +158,21 @@ def agreement_table(first: pd.DataFrame, second: pd.DataFrame, key: str = "varia
     """
     if not first.index.equals(second.index) or list(first.columns) != list(second.columns):
         raise ValueError("first and second must have the same index (pairs) and columns (variables)")
-    rows = [{key: column, **bland_altman_agreement(first[column].to_numpy(float), second[column].to_numpy(float),
-                                                     sd_multiplier, confidence, 0, seed, icc_engine)}
-            for column in first.columns]
+    rows = [
+        {
+            key: column,
+            **bland_altman_agreement(
+                first[column].to_numpy(float),
+                second[column].to_numpy(float),
+                sd_multiplier,
+                confidence,
+                0,
+                seed,
+                icc_engine,
+            ),
+        }
+        for column in first.columns
+    ]
     table = pd.DataFrame(rows, columns=[key, *AGREEMENT_COLUMNS])
     differences = first.to_numpy(float) - second.to_numpy(float)
     complete = np.isfinite(differences).all(axis=0)
@@ -135,8 +181,9 @@ def agreement_table(first: pd.DataFrame, second: pd.DataFrame, key: str = "varia
     table.loc[complete, "ci_low_bootstrap"], table.loc[complete, "ci_high_bootstrap"] = low, high
     for i in np.flatnonzero(~complete):
         d = differences[:, i]
-        table.loc[i, ["ci_low_bootstrap", "ci_high_bootstrap"]] = bootstrap_mean_ci(d[np.isfinite(d)], confidence,
-                                                                                  n_boot, seed)
+        table.loc[i, ["ci_low_bootstrap", "ci_high_bootstrap"]] = bootstrap_mean_ci(
+            d[np.isfinite(d)], confidence, n_boot, seed
+        )
     return table
 
 
@@ -160,7 +207,7 @@ def standardised_pca(values, n_components="kaiser") -> tuple[np.ndarray, np.ndar
     kept = sd > 0
     z = (values[:, kept] - values[:, kept].mean(axis=0)) / sd[kept]
     u, s, _ = np.linalg.svd(z, full_matrices=False)
-    eigenvalues = s ** 2 / (z.shape[0] - 1)
+    eigenvalues = s**2 / (z.shape[0] - 1)
     ratio = eigenvalues / eigenvalues.sum()
     if n_components == "kaiser":
         k = int((eigenvalues > 1.0).sum())
@@ -186,8 +233,16 @@ def hotelling_paired(first, second) -> dict:
     if d.ndim == 1:
         d = d[:, None]
     n, k = d.shape
-    nan = {"T2": np.nan, "F": np.nan, "df1": float(k), "df2": float(n - k), "p": np.nan, "wilks_lambda": np.nan,
-           "n": n, "k": k}
+    nan = {
+        "T2": np.nan,
+        "F": np.nan,
+        "df1": float(k),
+        "df2": float(n - k),
+        "p": np.nan,
+        "wilks_lambda": np.nan,
+        "n": n,
+        "k": k,
+    }
     if n <= k:
         return {**nan, "note": f"{n} pairs cannot test {k} components (need n > k)"}
     mean = d.mean(axis=0)
@@ -197,8 +252,17 @@ def hotelling_paired(first, second) -> dict:
     except np.linalg.LinAlgError:
         return {**nan, "note": "the differences' covariance is singular"}
     f = (n - k) / (k * (n - 1)) * t2
-    return {"T2": t2, "F": f, "df1": float(k), "df2": float(n - k), "p": float(sps.f.sf(f, k, n - k)),
-            "wilks_lambda": 1.0 / (1.0 + t2 / (n - 1)), "n": n, "k": k, "note": ""}
+    return {
+        "T2": t2,
+        "F": f,
+        "df1": float(k),
+        "df2": float(n - k),
+        "p": float(sps.f.sf(f, k, n - k)),
+        "wilks_lambda": 1.0 / (1.0 + t2 / (n - 1)),
+        "n": n,
+        "k": k,
+        "note": "",
+    }
 
 
 def signflip_pvalue(first, second, n_perm: int = N_PERMUTATIONS, seed: int = 0) -> float:
@@ -228,8 +292,15 @@ def signflip_pvalue(first, second, n_perm: int = N_PERMUTATIONS, seed: int = 0) 
     return float((1 + np.sum(u >= u_observed * (1 - 1e-12))) / (1 + n_perm))
 
 
-def multivariate_paired_test(first, second, groups=None, n_components="kaiser", n_perm: int = N_PERMUTATIONS,
-                             seed: int = 0, pooled_label: str = "pooled") -> pd.DataFrame:
+def multivariate_paired_test(
+    first,
+    second,
+    groups=None,
+    n_components="kaiser",
+    n_perm: int = N_PERMUTATIONS,
+    seed: int = 0,
+    pooled_label: str = "pooled",
+) -> pd.DataFrame:
     """PCA on the standardised variables of both conditions, then :func:`hotelling_paired` per group and pooled.
 
     ``first`` and ``second``: n pairs x p variables (rows aligned, complete); ``groups``: n
@@ -252,8 +323,15 @@ def multivariate_paired_test(first, second, groups=None, n_components="kaiser", 
     for label, keep in selections:
         test = hotelling_paired(sa[keep], sb[keep])
         p_perm = signflip_pvalue(sa[keep], sb[keep], n_perm, seed) if np.isfinite(test["T2"]) else float("nan")
-        rows.append({"group": str(label), "n": int(keep.sum()), "k": scores.shape[1],
-                     "variance_explained": float(ratio.sum()),
-                     **{c: test[c] for c in ("T2", "F", "df1", "df2", "p", "wilks_lambda")},
-                     "p_signflip": p_perm, "note": test["note"]})
+        rows.append(
+            {
+                "group": str(label),
+                "n": int(keep.sum()),
+                "k": scores.shape[1],
+                "variance_explained": float(ratio.sum()),
+                **{c: test[c] for c in ("T2", "F", "df1", "df2", "p", "wilks_lambda")},
+                "p_signflip": p_perm,
+                "note": test["note"],
+            }
+        )
     return pd.DataFrame(rows)

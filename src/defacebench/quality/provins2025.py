@@ -19,8 +19,10 @@ import yaml
 from ..io import write_text
 from . import paired, published_iqms, ratings
 
-CITATION = ("Provins C, et al. (2025) Removing facial features from structural MRI images biases visual quality "
-            "assessment. PLoS Biol 23:e3003149")
+CITATION = (
+    "Provins C, et al. (2025) Removing facial features from structural MRI images biases visual quality "
+    "assessment. PLoS Biol 23:e3003149"
+)
 
 #: Column name of a published value beside ours.
 PUBLISHED_PREFIX = "published_"
@@ -55,7 +57,9 @@ def add_published(table: pd.DataFrame, name: str, published: dict) -> pd.DataFra
         for key, values in spec["rows"].items():
             rows = np.flatnonzero(_row_mask(out, {spec["key"]: key}))
             if len(values) != len(spec["columns"]):
-                raise ValueError(f"published table {name}, row {key}: {len(values)} values for {len(spec['columns'])} columns")
+                raise ValueError(
+                    f"published table {name}, row {key}: {len(values)} values for {len(spec['columns'])} columns"
+                )
             for i in rows:
                 cells.update({(i, column): float(v) for column, v in zip(spec["columns"], values)})
     for claim in published.get("claims") or []:
@@ -111,13 +115,28 @@ def claims_table(tables: dict[str, pd.DataFrame], published: dict) -> pd.DataFra
                     values = others[claim["column"]].astype(float)
                     extreme = values.min() if check["which"] == "min" else values.max()
                     is_extreme = bool(np.isclose(ours, extreme))
-                    note = "the claimed row holds the extreme" if is_extreme else f"the extreme is {extreme:.4g}, elsewhere"
+                    note = (
+                        "the claimed row holds the extreme"
+                        if is_extreme
+                        else f"the extreme is {extreme:.4g}, elsewhere"
+                    )
                     agrees = agrees and is_extreme
-        rows.append({"id": claim["id"], "claim": claim["claim"], "published": claim["published"], "ours": ours,
-                     "reproduced": agrees, "table": claim["table"], "column": claim["column"],
-                     "source": claim["source"], "note": note})
-    return pd.DataFrame(rows, columns=["id", "claim", "published", "ours", "reproduced", "table", "column", "source",
-                                       "note"])
+        rows.append(
+            {
+                "id": claim["id"],
+                "claim": claim["claim"],
+                "published": claim["published"],
+                "ours": ours,
+                "reproduced": agrees,
+                "table": claim["table"],
+                "column": claim["column"],
+                "source": claim["source"],
+                "note": note,
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["id", "claim", "published", "ours", "reproduced", "table", "column", "source", "note"]
+    )
 
 
 # --------------------------------------------------------------------------- writing
@@ -132,8 +151,10 @@ def _legend(table: pd.DataFrame, legend: dict) -> list[str]:
     for column in table.columns:
         if column in legend:
             lines.append(f"- `{column}`: {legend[column]}")
-        elif column.startswith(PUBLISHED_PREFIX) and column[len(PUBLISHED_PREFIX):] in legend:
-            lines.append(f"- `{column}`: the published value of `{column[len(PUBLISHED_PREFIX):]}` (n/a: not published)")
+        elif column.startswith(PUBLISHED_PREFIX) and column[len(PUBLISHED_PREFIX) :] in legend:
+            lines.append(
+                f"- `{column}`: the published value of `{column[len(PUBLISHED_PREFIX) :]}` (n/a: not published)"
+            )
     return lines
 
 
@@ -142,8 +163,19 @@ def markdown_table(table: pd.DataFrame, title: str, legend: dict, preamble: list
     # a "|" inside a cell (a model formula) would end the cell
     shown = table.map(lambda v: v.replace("|", "\\|") if isinstance(v, str) else v)
     body = shown.to_markdown(index=False, floatfmt=".4g") if not table.empty else "(no rows)"
-    lines = [f"# {title}", "", *preamble, "", body, "", "## Columns", "", *_legend(table, legend), "",
-             f"Data and published values: {CITATION}."]
+    lines = [
+        f"# {title}",
+        "",
+        *preamble,
+        "",
+        body,
+        "",
+        "## Columns",
+        "",
+        *_legend(table, legend),
+        "",
+        f"Data and published values: {CITATION}.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -152,8 +184,13 @@ def _write(table: pd.DataFrame, out_dir: Path, stem: str, title: str, legend: di
     write_text(markdown_table(table, title, legend, preamble), out_dir / f"{stem}.md")
 
 
-def write_ratings_lmm(ratings_path, out_dir, published: dict | None = None, engine: str = "dense-ml",
-                      poor_below: float = ratings.POOR_BELOW) -> pd.DataFrame:
+def write_ratings_lmm(
+    ratings_path,
+    out_dir,
+    published: dict | None = None,
+    engine: str = "dense-ml",
+    poor_below: float = ratings.POOR_BELOW,
+) -> pd.DataFrame:
     """``ratings_lmm.tsv`` and ``.md``: the likelihood-ratio test of defacing, on all raters and on subsets."""
     published = load_published() if published is None else published
     data = ratings.load_ratings(ratings_path)
@@ -167,19 +204,33 @@ def write_ratings_lmm(ratings_path, out_dir, published: dict | None = None, engi
         f"kept ({n_first} ratings in the all-raters model). `poor_nondefaced`: the (rater, subject) pairs whose "
         f"nondefaced image that rater rated below {poor_below:g} (poor or exclude), both conditions.",
     ]
-    _write(table, Path(out_dir), "ratings_lmm", "Defacing and manual quality ratings: mixed models", ratings.LMM_LEGEND,
-           preamble)
+    _write(
+        table,
+        Path(out_dir),
+        "ratings_lmm",
+        "Defacing and manual quality ratings: mixed models",
+        ratings.LMM_LEGEND,
+        preamble,
+    )
     return table
 
 
-AGREEMENT_PREAMBLE = ("Bland-Altman analysis (Bland & Altman 1986) of nondefaced minus defaced ratings, each rater's "
-                      "ratings of a subject paired in the order they were made (an image shown twice gives two pairs), "
-                      "and ICC(A,1) between the two conditions (McGraw & Wong 1996).")
+AGREEMENT_PREAMBLE = (
+    "Bland-Altman analysis (Bland & Altman 1986) of nondefaced minus defaced ratings, each rater's "
+    "ratings of a subject paired in the order they were made (an image shown twice gives two pairs), "
+    "and ICC(A,1) between the two conditions (McGraw & Wong 1996)."
+)
 
 
-def write_ratings_agreement(ratings_path, out_dir, experience_path=None, published: dict | None = None,
-                            sd_multiplier: float = paired.LOA_SD_MULTIPLIER, n_boot: int = paired.N_BOOTSTRAP,
-                            seed: int = 0) -> pd.DataFrame:
+def write_ratings_agreement(
+    ratings_path,
+    out_dir,
+    experience_path=None,
+    published: dict | None = None,
+    sd_multiplier: float = paired.LOA_SD_MULTIPLIER,
+    n_boot: int = paired.N_BOOTSTRAP,
+    seed: int = 0,
+) -> pd.DataFrame:
     """``ratings_agreement.tsv``, ``.md`` and ``ratings_bland_altman.png``: agreement per rater and pooled."""
     published = load_published() if published is None else published
     data = ratings.load_ratings(ratings_path)
@@ -189,35 +240,57 @@ def write_ratings_agreement(ratings_path, out_dir, experience_path=None, publish
     out_dir = Path(out_dir)
     ratings.plot_bland_altman(pairs, agreement, out_dir / "ratings_bland_altman.png")
     table = add_published(agreement, "ratings_agreement", published)
-    legend = {"rater": "rater id, or pooled (every pair of every rater)",
-              "experience": "the rater's experience (rater_experience.json)", **paired.AGREEMENT_LEGEND}
-    preamble = [AGREEMENT_PREAMBLE,
-                f"Limits of agreement: bias -/+ {sd_multiplier:g} SD; CIs 95 %; bootstrap: {n_boot} resamples of the "
-                f"pairs, seed {seed}. {len(pairs)} pairs" + (f"; {unpaired} rating(s) without a partner left out." if unpaired else ".")]
+    legend = {
+        "rater": "rater id, or pooled (every pair of every rater)",
+        "experience": "the rater's experience (rater_experience.json)",
+        **paired.AGREEMENT_LEGEND,
+    }
+    preamble = [
+        AGREEMENT_PREAMBLE,
+        f"Limits of agreement: bias -/+ {sd_multiplier:g} SD; CIs 95 %; bootstrap: {n_boot} resamples of the "
+        f"pairs, seed {seed}. {len(pairs)} pairs"
+        + (f"; {unpaired} rating(s) without a partner left out." if unpaired else "."),
+    ]
     _write(table, out_dir, "ratings_agreement", "Defacing and manual quality ratings: agreement", legend, preamble)
     return table
 
 
-def write_iqm_tables(iqms_path, out_dir, published: dict | None = None, sd_multiplier: float = paired.LOA_SD_MULTIPLIER,
-                     n_boot: int = paired.N_BOOTSTRAP, n_perm: int = paired.N_PERMUTATIONS, n_components="kaiser",
-                     seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+def write_iqm_tables(
+    iqms_path,
+    out_dir,
+    published: dict | None = None,
+    sd_multiplier: float = paired.LOA_SD_MULTIPLIER,
+    n_boot: int = paired.N_BOOTSTRAP,
+    n_perm: int = paired.N_PERMUTATIONS,
+    n_components="kaiser",
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``iqm_agreement.tsv/.md`` (one row per IQM) and ``iqm_multivariate.tsv/.md`` (per site and pooled)."""
     published = load_published() if published is None else published
     nondefaced, defaced, site = published_iqms.load_iqms(iqms_path)
-    agreement = add_published(published_iqms.iqm_agreement(nondefaced, defaced, sd_multiplier, n_boot, seed),
-                              "iqm_agreement", published)
+    agreement = add_published(
+        published_iqms.iqm_agreement(nondefaced, defaced, sd_multiplier, n_boot, seed), "iqm_agreement", published
+    )
     multivariate = published_iqms.iqm_multivariate(nondefaced, defaced, site, n_components, n_perm, seed)
     out_dir = Path(out_dir)
     legend = {"iqm": "MRIQC image-quality metric (Esteban et al. 2017)", **paired.AGREEMENT_LEGEND}
-    _write(agreement, out_dir, "iqm_agreement", "Defacing and MRIQC's image-quality metrics: agreement per IQM", legend, [
-        f"Bland-Altman analysis of nondefaced minus defaced IQMs, {len(nondefaced)} subjects "
-        f"(`{Path(iqms_path).name}`); limits bias -/+ {sd_multiplier:g} SD; CIs 95 %; bootstrap: {n_boot} "
-        f"resamples, seed {seed}. ICC(A,1) between the conditions."])
+    _write(
+        agreement,
+        out_dir,
+        "iqm_agreement",
+        "Defacing and MRIQC's image-quality metrics: agreement per IQM",
+        legend,
+        [
+            f"Bland-Altman analysis of nondefaced minus defaced IQMs, {len(nondefaced)} subjects "
+            f"(`{Path(iqms_path).name}`); limits bias -/+ {sd_multiplier:g} SD; CIs 95 %; bootstrap: {n_boot} "
+            f"resamples, seed {seed}. ICC(A,1) between the conditions."
+        ],
+    )
     multivariate_legend = {
         "sample": "site (as coded in the published table) or pooled",
         "n": "subjects (pairs of images)",
         "k": f"principal components tested ({n_components}: "
-             + ("eigenvalue > 1, Kaiser 1960)" if n_components == "kaiser" else "as configured)"),
+        + ("eigenvalue > 1, Kaiser 1960)" if n_components == "kaiser" else "as configured)"),
         "variance_explained": "fraction of the standardised IQMs' variance the k components explain (PCA of all images)",
         "T2": "Hotelling's T^2 of the paired differences of the component scores (Hotelling 1931)",
         "F": "T^2 as an F statistic, (n - k) / (k (n - 1)) T^2",
@@ -229,11 +302,18 @@ def write_iqm_tables(iqms_path, out_dir, published: dict | None = None, sd_multi
         "note": "why a statistic is missing",
         "n_iqms": "IQMs in the PCA (constant ones carry no information and are left out)",
     }
-    _write(multivariate, out_dir, "iqm_multivariate", "Defacing and MRIQC's image-quality metrics: multivariate test",
-           multivariate_legend, [
-               "The IQMs of all images (both conditions) are standardised and reduced by PCA; the paired differences "
-               "of the component scores are tested by Hotelling's T^2, per site and pooled (with two conditions, "
-               "the repeated-measures MANOVA). The paper does not print these statistics; no published column."])
+    _write(
+        multivariate,
+        out_dir,
+        "iqm_multivariate",
+        "Defacing and MRIQC's image-quality metrics: multivariate test",
+        multivariate_legend,
+        [
+            "The IQMs of all images (both conditions) are standardised and reduced by PCA; the paired differences "
+            "of the component scores are tested by Hotelling's T^2, per site and pooled (with two conditions, "
+            "the repeated-measures MANOVA). The paper does not print these statistics; no published column."
+        ],
+    )
     return agreement, multivariate
 
 
@@ -253,9 +333,17 @@ CLAIMS_LEGEND = {
 def write_claims(table_paths: dict[str, str | Path], out_dir, published: dict | None = None) -> pd.DataFrame:
     """``claims.tsv`` and ``.md``: every published claim, our value, and whether it reproduces."""
     published = load_published() if published is None else published
-    tables = {name: pd.read_csv(path, sep="\t", na_values=["n/a"], dtype={"rater": str, "model": str, "iqm": str})
-              for name, path in table_paths.items()}
+    tables = {
+        name: pd.read_csv(path, sep="\t", na_values=["n/a"], dtype={"rater": str, "model": str, "iqm": str})
+        for name, path in table_paths.items()
+    }
     claims = claims_table(tables, published)
-    _write(claims, Path(out_dir), "claims", "Provins et al. (2025): published claims against ours", CLAIMS_LEGEND, [
-        f"{int(claims['reproduced'].sum())} of {len(claims)} published values reproduced at the precision printed."])
+    _write(
+        claims,
+        Path(out_dir),
+        "claims",
+        "Provins et al. (2025): published claims against ours",
+        CLAIMS_LEGEND,
+        [f"{int(claims['reproduced'].sum())} of {len(claims)} published values reproduced at the precision printed."],
+    )
     return claims

@@ -61,45 +61,65 @@ def load_iqms(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
     if not_number.to_numpy().any():
         row, col = np.argwhere(not_number.to_numpy())[0]
         raise IQMTableError(f"{row_location(path, row, iqms[col])}: {raw[iqms[col]].iloc[row]!r} is not a number")
-    table = pd.concat([raw[["sub", "site"]].apply(lambda s: s.str.strip()), defaced.astype(int).rename("defaced"),
-                       values], axis=1)
+    table = pd.concat(
+        [raw[["sub", "site"]].apply(lambda s: s.str.strip()), defaced.astype(int).rename("defaced"), values], axis=1
+    )
     counts = table.groupby(["sub", "defaced"]).size().unstack(fill_value=0).reindex(columns=[0, 1], fill_value=0)
     wrong = counts[(counts[0] != 1) | (counts[1] != 1)]
     if not wrong.empty:
         subject = wrong.index[0]
         row = int(np.flatnonzero((table["sub"] == subject).to_numpy())[0])
-        raise IQMTableError(f"{row_location(path, row, 'sub')}: subject {subject!r} has {int(wrong.loc[subject, 0])} "
-                            f"nondefaced and {int(wrong.loc[subject, 1])} defaced row(s); need one of each "
-                            f"({len(wrong)} subject(s) like it)")
+        raise IQMTableError(
+            f"{row_location(path, row, 'sub')}: subject {subject!r} has {int(wrong.loc[subject, 0])} "
+            f"nondefaced and {int(wrong.loc[subject, 1])} defaced row(s); need one of each "
+            f"({len(wrong)} subject(s) like it)"
+        )
     sites = table.groupby("sub")["site"].nunique()
     if (sites > 1).any():
         subject = sites[sites > 1].index[0]
         row = int(np.flatnonzero((table["sub"] == subject).to_numpy())[0])
-        raise IQMTableError(f"{row_location(path, row, 'site')}: subject {subject!r} has a different site in each condition")
+        raise IQMTableError(
+            f"{row_location(path, row, 'site')}: subject {subject!r} has a different site in each condition"
+        )
     nondefaced = table[table["defaced"] == 0].set_index("sub")[iqms].sort_index()
     defaced_iqms = table[table["defaced"] == 1].set_index("sub")[iqms].sort_index()
     site = table[table["defaced"] == 0].set_index("sub")["site"].sort_index()
     return nondefaced, defaced_iqms, site
 
 
-def iqm_agreement(nondefaced: pd.DataFrame, defaced: pd.DataFrame, sd_multiplier: float = paired.LOA_SD_MULTIPLIER,
-                  n_boot: int = paired.N_BOOTSTRAP, seed: int = 0) -> pd.DataFrame:
+def iqm_agreement(
+    nondefaced: pd.DataFrame,
+    defaced: pd.DataFrame,
+    sd_multiplier: float = paired.LOA_SD_MULTIPLIER,
+    n_boot: int = paired.N_BOOTSTRAP,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Bland-Altman of every IQM, nondefaced minus defaced (one row per IQM; :func:`paired.agreement_table`)."""
-    return paired.agreement_table(nondefaced, defaced, key="iqm", sd_multiplier=sd_multiplier, n_boot=n_boot,
-                                  seed=seed)
+    return paired.agreement_table(nondefaced, defaced, key="iqm", sd_multiplier=sd_multiplier, n_boot=n_boot, seed=seed)
 
 
-def iqm_multivariate(nondefaced: pd.DataFrame, defaced: pd.DataFrame, site: pd.Series, n_components="kaiser",
-                     n_perm: int = paired.N_PERMUTATIONS, seed: int = 0) -> pd.DataFrame:
+def iqm_multivariate(
+    nondefaced: pd.DataFrame,
+    defaced: pd.DataFrame,
+    site: pd.Series,
+    n_components="kaiser",
+    n_perm: int = paired.N_PERMUTATIONS,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Hotelling's T^2 on principal components of the standardised IQMs, per site and pooled.
 
     Subjects with a missing IQM in either condition are left out (the PCA needs complete rows);
     IQMs constant over every image (e.g. ``qi_1``, always 0 in S2 Data) drop out of the PCA.
     """
     complete = nondefaced.notna().all(axis=1) & defaced.notna().all(axis=1)
-    table = paired.multivariate_paired_test(nondefaced[complete].to_numpy(), defaced[complete].to_numpy(),
-                                            groups=site[complete].to_numpy(), n_components=n_components,
-                                            n_perm=n_perm, seed=seed)
+    table = paired.multivariate_paired_test(
+        nondefaced[complete].to_numpy(),
+        defaced[complete].to_numpy(),
+        groups=site[complete].to_numpy(),
+        n_components=n_components,
+        n_perm=n_perm,
+        seed=seed,
+    )
     table["group"] = [g if g == "pooled" else f"site {g}" for g in table["group"]]
     table["n_iqms"] = int((np.vstack([nondefaced[complete], defaced[complete]]).std(axis=0) > 0).sum())
     return table.rename(columns={"group": "sample"})

@@ -67,15 +67,19 @@ def validate_ratings(raw: pd.DataFrame, path: str = "<ratings>") -> pd.DataFrame
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
     if missing:
-        raise RatingsError(f"{path}: line 1 (header): missing column(s) {', '.join(repr(c) for c in missing)}; "
-                           f"found {', '.join(map(repr, raw.columns))}")
+        raise RatingsError(
+            f"{path}: line 1 (header): missing column(s) {', '.join(repr(c) for c in missing)}; "
+            f"found {', '.join(map(repr, raw.columns))}"
+        )
     if raw.empty:
         raise RatingsError(f"{path}: no ratings (the table has a header only)")
     table = raw.reset_index(drop=True)
     for column in ("rater_id", "subject"):
         text = table[column].fillna("").astype(str).str.strip()
         if (text == "").any():
-            raise _first_bad(path, text == "", table[column], column, "is empty: every rating needs a rater and a subject")
+            raise _first_bad(
+                path, text == "", table[column], column, "is empty: every rating needs a rater and a subject"
+            )
     defaced = table["defaced"].fillna("").astype(str).str.strip()
     bad = ~defaced.isin(["0", "1"])
     if bad.any():
@@ -88,13 +92,15 @@ def validate_ratings(raw: pd.DataFrame, path: str = "<ratings>") -> pd.DataFrame
     bad = (rating < low) | (rating > high)
     if bad.any():
         raise _first_bad(path, bad, table["rating"], "rating", f"is outside the rating scale {low:g}-{high:g}")
-    out = pd.DataFrame({
-        "rater": table["rater_id"].astype(str).str.strip(),
-        "subject": table["subject"].astype(str).str.strip(),
-        "defaced": defaced.astype(int),
-        "rating": rating.astype(float),
-        "order": np.arange(len(table)),
-    })
+    out = pd.DataFrame(
+        {
+            "rater": table["rater_id"].astype(str).str.strip(),
+            "subject": table["subject"].astype(str).str.strip(),
+            "defaced": defaced.astype(int),
+            "rating": rating.astype(float),
+            "order": np.arange(len(table)),
+        }
+    )
     for rater, group in out.groupby("rater", sort=True):
         conditions = set(group["defaced"])
         if len(conditions) < 2:
@@ -102,7 +108,8 @@ def validate_ratings(raw: pd.DataFrame, path: str = "<ratings>") -> pd.DataFrame
             raise RatingsError(
                 f"{row_location(path, int(group['order'].iloc[0]), 'defaced')}: rater {rater!r} rated {only} images "
                 f"only ({len(group)} rating(s), every one with defaced = {conditions.pop()}); the analysis compares "
-                "each rater's ratings of both conditions")
+                "each rater's ratings of both conditions"
+            )
     return out
 
 
@@ -118,7 +125,9 @@ def load_ratings(path: str | Path) -> pd.DataFrame:
     except pd.errors.EmptyDataError as exc:
         raise RatingsError(f"{path}: empty file, expected a header with {', '.join(REQUIRED_COLUMNS)}") from exc
     except pd.errors.ParserError as exc:
-        raise RatingsError(f"{path}: not a readable {'tab' if sep == chr(9) else 'comma'}-separated table: {exc}") from exc
+        raise RatingsError(
+            f"{path}: not a readable {'tab' if sep == chr(9) else 'comma'}-separated table: {exc}"
+        ) from exc
     return validate_ratings(raw, str(path))
 
 
@@ -166,8 +175,9 @@ def rating_pairs(ratings: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """
     ordered = ratings.sort_values("order", kind="stable").copy()
     ordered["occurrence"] = ordered.groupby(["rater", "subject", "defaced"]).cumcount()
-    wide = ordered.pivot_table(index=["rater", "subject", "occurrence"], columns="defaced", values="rating",
-                               aggfunc="first")
+    wide = ordered.pivot_table(
+        index=["rater", "subject", "occurrence"], columns="defaced", values="rating", aggfunc="first"
+    )
     wide = wide.reindex(columns=[0, 1])
     complete = wide.notna().all(axis=1)
     unpaired = int(wide.notna().sum().sum() - 2 * complete.sum())
@@ -210,12 +220,21 @@ def defacing_lrt(ratings: pd.DataFrame, engine: str = "dense-ml") -> dict:
     reduced = fit(y, X0, factors, names0)
     test = lmm.likelihood_ratio_test(full, reduced, df=1)
     return {
-        "estimate": full.params["defaced"], "se": full.bse["defaced"], **test,
-        "intercept": full.params["Intercept"], "intercept_se": full.bse["Intercept"],
-        "n_ratings": full.n_obs, "n_subjects": full.n_groups["subject"], "n_raters": int(ratings["rater"].nunique()),
-        "var_subject": full.variances["subject"], "var_rater": full.variances.get("rater", np.nan),
-        "var_residual": full.residual_variance, "llf": full.llf, "llf_null": reduced.llf,
-        "converged": bool(full.converged and reduced.converged), "engine": full.engine,
+        "estimate": full.params["defaced"],
+        "se": full.bse["defaced"],
+        **test,
+        "intercept": full.params["Intercept"],
+        "intercept_se": full.bse["Intercept"],
+        "n_ratings": full.n_obs,
+        "n_subjects": full.n_groups["subject"],
+        "n_raters": int(ratings["rater"].nunique()),
+        "var_subject": full.variances["subject"],
+        "var_rater": full.variances.get("rater", np.nan),
+        "var_residual": full.residual_variance,
+        "llf": full.llf,
+        "llf_null": reduced.llf,
+        "converged": bool(full.converged and reduced.converged),
+        "engine": full.engine,
     }
 
 
@@ -249,8 +268,26 @@ def lmm_subsets(first_rated: pd.DataFrame, poor_below: float = POOR_BELOW) -> li
     return subsets
 
 
-LMM_COLUMNS = ("model", "description", "term", "estimate", "se", "chi2", "df", "p", "n_ratings", "n_subjects",
-               "n_raters", "var_subject", "var_rater", "var_residual", "llf", "llf_null", "converged", "engine")
+LMM_COLUMNS = (
+    "model",
+    "description",
+    "term",
+    "estimate",
+    "se",
+    "chi2",
+    "df",
+    "p",
+    "n_ratings",
+    "n_subjects",
+    "n_raters",
+    "var_subject",
+    "var_rater",
+    "var_residual",
+    "llf",
+    "llf_null",
+    "converged",
+    "engine",
+)
 
 LMM_LEGEND = {
     "model": "which ratings: all_raters (the preregistered test), without_<rater>, poor_nondefaced, only_<rater>",
@@ -279,21 +316,61 @@ def lmm_table(ratings: pd.DataFrame, engine: str = "dense-ml", poor_below: float
     rows = []
     for name, description, subset in lmm_subsets(first_ratings(ratings), poor_below):
         result = defacing_lrt(subset, engine)
-        shared = {k: result[k] for k in ("n_ratings", "n_subjects", "n_raters", "var_subject", "var_rater",
-                                          "var_residual", "llf", "llf_null", "converged", "engine")}
-        rows.append({"model": name, "description": description, "term": "Intercept", "estimate": result["intercept"],
-                     "se": result["intercept_se"], "chi2": np.nan, "df": np.nan, "p": np.nan, **shared})
-        rows.append({"model": name, "description": description, "term": "defaced", "estimate": result["estimate"],
-                     "se": result["se"], "chi2": result["chi2"], "df": result["df"], "p": result["p"], **shared})
+        shared = {
+            k: result[k]
+            for k in (
+                "n_ratings",
+                "n_subjects",
+                "n_raters",
+                "var_subject",
+                "var_rater",
+                "var_residual",
+                "llf",
+                "llf_null",
+                "converged",
+                "engine",
+            )
+        }
+        rows.append(
+            {
+                "model": name,
+                "description": description,
+                "term": "Intercept",
+                "estimate": result["intercept"],
+                "se": result["intercept_se"],
+                "chi2": np.nan,
+                "df": np.nan,
+                "p": np.nan,
+                **shared,
+            }
+        )
+        rows.append(
+            {
+                "model": name,
+                "description": description,
+                "term": "defaced",
+                "estimate": result["estimate"],
+                "se": result["se"],
+                "chi2": result["chi2"],
+                "df": result["df"],
+                "p": result["p"],
+                **shared,
+            }
+        )
     return pd.DataFrame(rows, columns=list(LMM_COLUMNS))
 
 
 # --------------------------------------------------------------------------- agreement
 
 
-def agreement_by_rater(pairs: pd.DataFrame, experience: dict[str, str] | None = None,
-                       sd_multiplier: float = paired.LOA_SD_MULTIPLIER, n_boot: int = paired.N_BOOTSTRAP,
-                       seed: int = 0, icc_engine: str = "closed-form") -> pd.DataFrame:
+def agreement_by_rater(
+    pairs: pd.DataFrame,
+    experience: dict[str, str] | None = None,
+    sd_multiplier: float = paired.LOA_SD_MULTIPLIER,
+    n_boot: int = paired.N_BOOTSTRAP,
+    seed: int = 0,
+    icc_engine: str = "closed-form",
+) -> pd.DataFrame:
     """Bland-Altman (nondefaced minus defaced) and ICC(A,1) per rater, then pooled over all raters.
 
     ``pairs`` from :func:`rating_pairs`. Columns: ``rater``, ``experience``, then
@@ -304,11 +381,15 @@ def agreement_by_rater(pairs: pd.DataFrame, experience: dict[str, str] | None = 
     groups = [(r, g) for r, g in pairs.groupby("rater", sort=True)] + [(POOLED, pairs)]
     rows = []
     for rater, group in groups:
-        row = paired.bland_altman_agreement(group["nondefaced"].to_numpy(), group["defaced"].to_numpy(),
-                                            sd_multiplier=sd_multiplier, n_boot=n_boot, seed=seed,
-                                            icc_engine=icc_engine)
-        rows.append({"rater": rater, "experience": experience_of(rater, experience) if rater != POOLED else "",
-                     **row})
+        row = paired.bland_altman_agreement(
+            group["nondefaced"].to_numpy(),
+            group["defaced"].to_numpy(),
+            sd_multiplier=sd_multiplier,
+            n_boot=n_boot,
+            seed=seed,
+            icc_engine=icc_engine,
+        )
+        rows.append({"rater": rater, "experience": experience_of(rater, experience) if rater != POOLED else "", **row})
     return pd.DataFrame(rows, columns=["rater", "experience", *paired.AGREEMENT_COLUMNS])
 
 
@@ -338,8 +419,15 @@ def plot_bland_altman(pairs: pd.DataFrame, agreement: pd.DataFrame, out_png: str
         ax.axhline(row["bias"], color="tab:blue", lw=1.2, label=f"bias {row['bias']:.3f}")
         for limit in ("loa_low", "loa_high"):
             ax.axhline(row[limit], color="tab:red", lw=0.9, ls="--")
-            ax.annotate(f"{row[limit]:.2f}", (1, row[limit]), xycoords=("axes fraction", "data"), fontsize=7,
-                        color="tab:red", ha="right", va="bottom")
+            ax.annotate(
+                f"{row[limit]:.2f}",
+                (1, row[limit]),
+                xycoords=("axes fraction", "data"),
+                fontsize=7,
+                color="tab:red",
+                ha="right",
+                va="bottom",
+            )
         ax.axhline(0, color="0.6", lw=0.6)
         title = "all raters" if panel == POOLED else panel
         if row.get("experience"):
@@ -349,8 +437,11 @@ def plot_bland_altman(pairs: pd.DataFrame, agreement: pd.DataFrame, out_png: str
         ax.legend(fontsize=7, loc="lower left")
         ax.tick_params(labelsize=7)
     axes[0][0].set_ylabel("nondefaced - defaced rating", fontsize=8)
-    fig.suptitle("Manual ratings, nondefaced vs defaced (Provins et al. 2025 data): bias with 95 % CI, "
-                 "limits of agreement dashed", fontsize=9)
+    fig.suptitle(
+        "Manual ratings, nondefaced vs defaced (Provins et al. 2025 data): bias with 95 % CI, "
+        "limits of agreement dashed",
+        fontsize=9,
+    )
     fig.tight_layout()
     with atomic_path(out_png) as tmp:
         fig.savefig(tmp, dpi=110)

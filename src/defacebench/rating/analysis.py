@@ -48,19 +48,30 @@ def unblind(ratings_path: str | Path, key_path: str | Path) -> list[dict]:
     for number, row in enumerate(rows, start=2):
         entry = key.get(row["randomized_id"])
         if entry is None:
-            raise RatingsAnalysisError(f"{ratings_path}: line {number}, column 'randomized_id': "
-                                       f"{row['randomized_id']!r} is not in the key {key_path}; were the ratings "
-                                       "made on reports built with another key?")
+            raise RatingsAnalysisError(
+                f"{ratings_path}: line {number}, column 'randomized_id': "
+                f"{row['randomized_id']!r} is not in the key {key_path}; were the ratings "
+                "made on reports built with another key?"
+            )
         try:
             rating = float(row["rating"])
         except ValueError:
             rating = float("nan")
         low, high = rating_stats.RATING_SCALE
         if not low <= rating <= high:  # the server never writes one; a hand-edited file might
-            raise RatingsAnalysisError(f"{ratings_path}: line {number}, column 'rating': {row['rating']!r} is not a "
-                                       f"number from {low:g} to {high:g}")
-        unblinded.append({**row, "subject": entry["subject"], "defaced": entry["defaced"],
-                          "dataset": entry["dataset"], "method": entry["method"]})
+            raise RatingsAnalysisError(
+                f"{ratings_path}: line {number}, column 'rating': {row['rating']!r} is not a "
+                f"number from {low:g} to {high:g}"
+            )
+        unblinded.append(
+            {
+                **row,
+                "subject": entry["subject"],
+                "defaced": entry["defaced"],
+                "dataset": entry["dataset"],
+                "method": entry["method"],
+            }
+        )
     return unblinded
 
 
@@ -78,8 +89,9 @@ def method_ratings(unblinded: pd.DataFrame, method: str) -> tuple[pd.DataFrame, 
     return rating_stats.validate_ratings(rows, f"ratings of method {method}"), left_out
 
 
-def analyse(ratings_path: str | Path, key_path: str | Path, out_dir: str | Path, n_boot: int = 10000,
-            seed: int = 0) -> dict[str, Path]:
+def analyse(
+    ratings_path: str | Path, key_path: str | Path, out_dir: str | Path, n_boot: int = 10000, seed: int = 0
+) -> dict[str, Path]:
     """Un-blind and analyse; write :data:`OUTPUTS` to ``out_dir`` (atomically) and return their paths.
 
     ``ratings_lmm.tsv``: :data:`~defacebench.quality.ratings.LMM_COLUMNS` per method and model;
@@ -100,8 +112,9 @@ def analyse(ratings_path: str | Path, key_path: str | Path, out_dir: str | Path,
         try:
             lmm = rating_stats.lmm_table(ratings)
         except ValueError as exc:
-            raise RatingsAnalysisError(f"{ratings_path}: method {method}: the mixed model cannot be fitted "
-                                       f"({exc})") from exc
+            raise RatingsAnalysisError(
+                f"{ratings_path}: method {method}: the mixed model cannot be fitted ({exc})"
+            ) from exc
         pairs, unpaired = rating_stats.rating_pairs(ratings)
         agreement = rating_stats.agreement_by_rater(pairs, n_boot=n_boot, seed=seed) if len(pairs) else None
         lmm.insert(0, "method", method)
@@ -129,4 +142,3 @@ def defacing_effects(lmm: pd.DataFrame) -> pd.DataFrame:
     """The preregistered test's rows (all raters, term ``defaced``) of a ``ratings_lmm.tsv`` table, one per method."""
     rows = lmm[(lmm["model"] == "all_raters") & (lmm["term"] == "defaced")]
     return rows[["method", "estimate", "se", "chi2", "p", "n_ratings", "n_subjects", "n_raters"]].reset_index(drop=True)
-

@@ -88,8 +88,9 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def build_reports(variants: list[ImageVariant], reports_dir: str | Path, key_path: str | Path,
-                  study_seed: int, repeats: int = 0) -> Path:
+def build_reports(
+    variants: list[ImageVariant], reports_dir: str | Path, key_path: str | Path, study_seed: int, repeats: int = 0
+) -> Path:
     """Draw every variant's views under a random identifier; write the manifest and the key. Returns the key path.
 
     ``study_seed`` and ``repeats`` (reports each rater sees twice) go to the manifest for
@@ -98,8 +99,10 @@ def build_reports(variants: list[ImageVariant], reports_dir: str | Path, key_pat
     """
     reports_dir, key_path = Path(reports_dir), Path(key_path)
     if _inside(key_path, reports_dir):
-        raise BlindingError(f"key {key_path}: lies inside the reports folder {reports_dir}, which the rating "
-                            "server serves; write the key elsewhere")
+        raise BlindingError(
+            f"key {key_path}: lies inside the reports folder {reports_dir}, which the rating "
+            "server serves; write the key elsewhere"
+        )
     if not variants:
         raise BlindingError(f"{reports_dir}: no image variants to report")
     seen = set()
@@ -117,18 +120,38 @@ def build_reports(variants: list[ImageVariant], reports_dir: str | Path, key_pat
     views: dict[str, list[str]] = {}
     for index in drawing_order:
         variant, report_id = variants[index], ids[index]
-        out = {view: report_file(reports_dir, report_id, view) for view in VIEWS
-               if view != "mask" or variant.brain_mask is not None}
-        written = render_views(variant.image, out, brain_mask=variant.brain_mask,
-                               layout_reference=variant.layout_reference)
+        out = {
+            view: report_file(reports_dir, report_id, view)
+            for view in VIEWS
+            if view != "mask" or variant.brain_mask is not None
+        }
+        written = render_views(
+            variant.image, out, brain_mask=variant.brain_mask, layout_reference=variant.layout_reference
+        )
         views[report_id] = [view for view in VIEWS if view in written]
-    manifest = {"format": 1, "study_seed": int(study_seed), "repeats": int(repeats),
-                "reports": [{"id": report_id, "views": views[report_id]} for report_id in sorted(views)]}
+    manifest = {
+        "format": 1,
+        "study_seed": int(study_seed),
+        "repeats": int(repeats),
+        "reports": [{"id": report_id, "views": views[report_id]} for report_id in sorted(views)],
+    }
     io.write_json(manifest, reports_dir / MANIFEST)
     rows = sorted(zip(ids, variants), key=lambda pair: (pair[1].subject, pair[1].variant))
-    write_key([{"randomized_id": report_id, "subject": v.subject, "variant": v.variant, "defaced": v.defaced,
-                "method": "" if v.variant == NONDEFACED else v.variant, "dataset": v.dataset, "image": str(v.image)}
-               for report_id, v in rows], key_path)
+    write_key(
+        [
+            {
+                "randomized_id": report_id,
+                "subject": v.subject,
+                "variant": v.variant,
+                "defaced": v.defaced,
+                "method": "" if v.variant == NONDEFACED else v.variant,
+                "dataset": v.dataset,
+                "image": str(v.image),
+            }
+            for report_id, v in rows
+        ],
+        key_path,
+    )
     return key_path
 
 
@@ -148,8 +171,10 @@ def read_manifest(reports_dir: str | Path) -> dict:
     """The reports folder's manifest, checked: identifiers, their views, the study seed and repeats."""
     path = Path(reports_dir) / MANIFEST
     if not path.is_file():
-        raise BlindingError(f"{path}: no manifest; build the reports first (defacebench-rate build, or the "
-                            "workflow with rating: {reports: true})")
+        raise BlindingError(
+            f"{path}: no manifest; build the reports first (defacebench-rate build, or the "
+            "workflow with rating: {reports: true})"
+        )
     try:
         manifest = io.read_json(path)
     except json.JSONDecodeError as exc:
@@ -187,15 +212,20 @@ def read_key(key_path: str | Path) -> list[dict]:
     seen = set()
     for number, row in enumerate(rows, start=2):
         if not REPORT_ID.match(row["randomized_id"] or ""):
-            raise BlindingError(f"{key_path}: line {number}, column 'randomized_id': {row['randomized_id']!r} "
-                                "is not a report identifier")
+            raise BlindingError(
+                f"{key_path}: line {number}, column 'randomized_id': {row['randomized_id']!r} "
+                "is not a report identifier"
+            )
         if row["randomized_id"] in seen:
-            raise BlindingError(f"{key_path}: line {number}, column 'randomized_id': {row['randomized_id']} "
-                                "appears twice")
+            raise BlindingError(
+                f"{key_path}: line {number}, column 'randomized_id': {row['randomized_id']} appears twice"
+            )
         seen.add(row["randomized_id"])
         if row["defaced"] not in ("0", "1") or int(row["defaced"]) != int(row["variant"] != NONDEFACED):
-            raise BlindingError(f"{key_path}: line {number}, column 'defaced': {row['defaced']!r} does not match "
-                                f"variant {row['variant']!r} (0 for '{NONDEFACED}', 1 otherwise)")
+            raise BlindingError(
+                f"{key_path}: line {number}, column 'defaced': {row['defaced']!r} does not match "
+                f"variant {row['variant']!r} (0 for '{NONDEFACED}', 1 otherwise)"
+            )
     return rows
 
 

@@ -46,10 +46,16 @@ def read_variants(path: str | Path) -> list[ImageVariant]:
             if not (row.get(column) or "").strip():
                 raise BlindingError(f"{path}: line {number}, column '{column}': empty")
         reference = row.get("layout_reference") or nondefaced.get(row["subject"])
-        variants.append(ImageVariant(
-            subject=row["subject"], variant=row["variant"], image=resolve(row["image"], number, "image"),
-            brain_mask=resolve(row.get("brain_mask"), number, "brain_mask"),
-            layout_reference=resolve(reference, number, "layout_reference"), dataset=row.get("dataset") or ""))
+        variants.append(
+            ImageVariant(
+                subject=row["subject"],
+                variant=row["variant"],
+                image=resolve(row["image"], number, "image"),
+                brain_mask=resolve(row.get("brain_mask"), number, "brain_mask"),
+                layout_reference=resolve(reference, number, "layout_reference"),
+                dataset=row.get("dataset") or "",
+            )
+        )
     return variants
 
 
@@ -70,17 +76,22 @@ def run_simulation(args) -> None:
     count = simulate_ratings(args.reports, args.key, args.ratings, raters, bias, seed=args.seed)
     print(f"{count} simulated ratings in {args.ratings} (a validation of the analysis, not a finding)")
     for method, found in bias_recovered(args.ratings, args.key, bias).items():
-        print(f"{method}: set {found['set']:+.3f}, estimated {found['estimate']:+.3f} "
-              f"(95 % CI {found['ci_low']:+.3f} to {found['ci_high']:+.3f}, p {found['p']:.3g}); "
-              f"{'covered' if found['covered'] else 'NOT covered'}")
+        print(
+            f"{method}: set {found['set']:+.3f}, estimated {found['estimate']:+.3f} "
+            f"(95 % CI {found['ci_low']:+.3f} to {found['ci_high']:+.3f}, p {found['p']:.3g}); "
+            f"{'covered' if found['covered'] else 'NOT covered'}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="defacebench-rate", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="draw blinded reports of image variants and write the key")
-    build.add_argument("--variants", required=True, help="TSV: subject, variant (none or a method), image, "
-                                                         "[brain_mask], [layout_reference], [dataset]")
+    build.add_argument(
+        "--variants",
+        required=True,
+        help="TSV: subject, variant (none or a method), image, [brain_mask], [layout_reference], [dataset]",
+    )
     build.add_argument("--reports", required=True, help="folder the rating server will serve")
     build.add_argument("--key", required=True, help="key file (outside the reports folder)")
     build.add_argument("--seed", type=int, default=0, help="study seed of the raters' orders")
@@ -91,21 +102,33 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--rater", required=True, help="the rater's name (also seeds their order)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8765)
-    serve.add_argument("--allow-remote", action="store_true",
-                       help="allow an address other than 127.0.0.1 (requests then need a printed token)")
+    serve.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow an address other than 127.0.0.1 (requests then need a printed token)",
+    )
     analyse = commands.add_parser("analyse", help="un-blind the ratings and test for a defacing bias")
     analyse.add_argument("--ratings", required=True)
     analyse.add_argument("--key", required=True)
-    analyse.add_argument("--out", required=True, help="folder for ratings_lmm.tsv, ratings_agreement.tsv, "
-                                                      "ratings_unblinded.tsv")
-    simulate = commands.add_parser("simulate", help="validation: simulated raters with a set bias rate through the "
-                                                    "server's API, and the model must recover it")
+    analyse.add_argument(
+        "--out", required=True, help="folder for ratings_lmm.tsv, ratings_agreement.tsv, ratings_unblinded.tsv"
+    )
+    simulate = commands.add_parser(
+        "simulate",
+        help="validation: simulated raters with a set bias rate through the "
+        "server's API, and the model must recover it",
+    )
     simulate.add_argument("--reports", required=True)
     simulate.add_argument("--key", required=True)
     simulate.add_argument("--ratings", required=True, help="a new ratings file for the simulated ratings")
     simulate.add_argument("--raters", type=int, default=4)
-    simulate.add_argument("--bias", action="append", default=[], metavar="METHOD=VALUE",
-                          help="change of the rating when defaced by METHOD (repeatable; others 0)")
+    simulate.add_argument(
+        "--bias",
+        action="append",
+        default=[],
+        metavar="METHOD=VALUE",
+        help="change of the rating when defaced by METHOD (repeatable; others 0)",
+    )
     simulate.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
@@ -115,8 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "serve":
             from .server import serve as run_server
 
-            run_server(args.reports, args.ratings, args.rater, host=args.host, port=args.port,
-                       allow_remote=args.allow_remote)
+            run_server(
+                args.reports, args.ratings, args.rater, host=args.host, port=args.port, allow_remote=args.allow_remote
+            )
         elif args.command == "simulate":
             run_simulation(args)
         else:

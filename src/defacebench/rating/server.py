@@ -83,10 +83,10 @@ def validate_submission(payload) -> dict:
     low, high = RATING_SCALE
     anchors = ", ".join(f"{k} {v}" for k, v in RATING_ANCHORS.items())
     rating = _number(payload, "rating", low, high, f"the rating scale: {anchors}")
-    confidence = _number({"confidence": payload.get("confidence", 2.0)}, "confidence", *CONFIDENCE_RANGE,
-                         "0 doubtful to 4 confident")
-    time_sec = _number({"time_sec": payload.get("time_sec", 0.0)}, "time_sec", 0.0, MAX_TIME_SEC,
-                       "seconds on the page")
+    confidence = _number(
+        {"confidence": payload.get("confidence", 2.0)}, "confidence", *CONFIDENCE_RANGE, "0 doubtful to 4 confident"
+    )
+    time_sec = _number({"time_sec": payload.get("time_sec", 0.0)}, "time_sec", 0.0, MAX_TIME_SEC, "seconds on the page")
     artifacts = payload.get("artifacts", [])
     if not isinstance(artifacts, list) or not all(isinstance(a, str) for a in artifacts):
         raise BadRating("artifacts: must be a list of artefact keys")
@@ -96,9 +96,15 @@ def validate_submission(payload) -> dict:
     comments = payload.get("comments", "")
     if not isinstance(comments, str) or len(comments) > MAX_COMMENT_CHARS:
         raise BadRating(f"comments: must be text of at most {MAX_COMMENT_CHARS} characters")
-    return {"randomized_id": report_id, "position": position, "rating": rating, "confidence": confidence,
-            "time_sec": time_sec, "artifacts": sorted(set(artifacts), key=list(ARTIFACTS).index),
-            "comments": comments}
+    return {
+        "randomized_id": report_id,
+        "position": position,
+        "rating": rating,
+        "confidence": confidence,
+        "time_sec": time_sec,
+        "artifacts": sorted(set(artifacts), key=list(ARTIFACTS).index),
+        "comments": comments,
+    }
 
 
 class RatingSession:
@@ -106,8 +112,9 @@ class RatingSession:
 
     def __init__(self, reports_dir: str | Path, ratings_path: str | Path, rater: str):
         if not rater or any(ch in rater for ch in "\t\n\r") or len(rater) > 100:
-            raise ValueError(f"rater: {rater!r} must be a non-empty name without tabs or line breaks "
-                             "(at most 100 characters)")
+            raise ValueError(
+                f"rater: {rater!r} must be a non-empty name without tabs or line breaks (at most 100 characters)"
+            )
         self.reports_dir = Path(reports_dir)
         self.rater = rater
         manifest = read_manifest(self.reports_dir)
@@ -125,7 +132,8 @@ class RatingSession:
                 raise ValueError(
                     f"{self.store.path}: rater {self.rater!r} rated {report_id} at position {position + 1}, but this "
                     f"reports folder ({self.reports_dir}) puts another report there; were the reports rebuilt? "
-                    "Use a new ratings file for new reports")
+                    "Use a new ratings file for new reports"
+                )
 
     def next_position(self) -> int | None:
         return next((p for p in range(len(self.order)) if p not in self.rated), None)
@@ -137,10 +145,14 @@ class RatingSession:
             return {"done": True, "total": total, "rated": total}
         report_id = self.order[position]
         return {
-            "done": False, "total": total, "position": position, "rated": len(self.rated),
+            "done": False,
+            "total": total,
+            "position": position,
+            "rated": len(self.rated),
             "report_id": report_id,
-            "views": [{"url": f"/image/{report_id}/{view}", "caption": VIEW_CAPTIONS[view]}
-                      for view in self.views[report_id]],
+            "views": [
+                {"url": f"/image/{report_id}/{view}", "caption": VIEW_CAPTIONS[view]} for view in self.views[report_id]
+            ],
         }
 
     def image(self, report_id: str, view: str) -> bytes | None:
@@ -152,8 +164,10 @@ class RatingSession:
         rating = validate_submission(payload)
         position = rating.pop("position")
         if position >= len(self.order) or self.order[position] != rating["randomized_id"]:
-            raise BadRating(f"report_id: {rating['randomized_id']} is not the report at position {position + 1} "
-                            "of this rater's sequence")
+            raise BadRating(
+                f"report_id: {rating['randomized_id']} is not the report at position {position + 1} "
+                "of this rater's sequence"
+            )
         expected = self.next_position()
         if expected is not None and position != expected and position not in self.rated:
             raise BadRating(f"position: {position + 1} is not the report being shown ({expected + 1})")
@@ -183,7 +197,9 @@ def create_app(reports_dir: str | Path, ratings_path: str | Path, rater: str, to
             # a local server answers local names only: a web page whose name was re-pointed at
             # 127.0.0.1 (DNS rebinding) would otherwise read the reports and post ratings
             if urlsplit("//" + request.host).hostname not in LOCAL_HOSTS:
-                return error(403, f"this rating server answers requests to 127.0.0.1 or localhost only, not {request.host}")
+                return error(
+                    403, f"this rating server answers requests to 127.0.0.1 or localhost only, not {request.host}"
+                )
         else:
             offered = request.args.get("token") or request.cookies.get(TOKEN_COOKIE) or ""
             if not secrets.compare_digest(offered, token):
@@ -197,9 +213,11 @@ def create_app(reports_dir: str | Path, ratings_path: str | Path, rater: str, to
         response.headers["Cache-Control"] = "no-store"
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers["Content-Security-Policy"] = ("default-src 'self'; img-src 'self'; "
-                                                       "style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
-                                                       "connect-src 'self'; frame-ancestors 'none'")
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'self'; img-src 'self'; "
+            "style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
+            "connect-src 'self'; frame-ancestors 'none'"
+        )
         for name in ("Last-Modified", "ETag"):
             response.headers.pop(name, None)
         if token is not None and request.args.get("token") == token:
@@ -208,8 +226,11 @@ def create_app(reports_dir: str | Path, ratings_path: str | Path, rater: str, to
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        messages = {413: f"the request body is larger than {MAX_BODY_BYTES} bytes",
-                    404: "no such page", 405: "method not allowed here"}
+        messages = {
+            413: f"the request body is larger than {MAX_BODY_BYTES} bytes",
+            404: "no such page",
+            405: "method not allowed here",
+        }
         return error(exc.code or 500, messages.get(exc.code, exc.description or exc.name))
 
     @app.get("/")
@@ -245,20 +266,26 @@ def create_app(reports_dir: str | Path, ratings_path: str | Path, rater: str, to
     return app
 
 
-def serve(reports_dir, ratings_path, rater: str, host: str = "127.0.0.1", port: int = 8765,
-          allow_remote: bool = False) -> None:
+def serve(
+    reports_dir, ratings_path, rater: str, host: str = "127.0.0.1", port: int = 8765, allow_remote: bool = False
+) -> None:
     """Run the rating server until interrupted; prints the address to open."""
     token = None
     if host not in LOCAL_HOSTS:
         if not allow_remote:
-            raise ValueError(f"host {host}: binding to an address other than 127.0.0.1 exposes the reports and "
-                             "the rating form to the network; pass --allow-remote to do it (a token is then required)")
+            raise ValueError(
+                f"host {host}: binding to an address other than 127.0.0.1 exposes the reports and "
+                "the rating form to the network; pass --allow-remote to do it (a token is then required)"
+            )
         token = secrets.token_urlsafe(24)
     app = create_app(reports_dir, ratings_path, rater, token=token)
     address = f"http://{host}:{port}/" + (f"?token={token}" if token else "")
     session = app.config["rating_session"]
-    print(f"Rating server for {rater}: {len(session.order)} reports, resuming at "
-          f"{(session.next_position() or 0) + 1}. Open {address} (Ctrl+C to stop).", flush=True)
+    print(
+        f"Rating server for {rater}: {len(session.order)} reports, resuming at "
+        f"{(session.next_position() or 0) + 1}. Open {address} (Ctrl+C to stop).",
+        flush=True,
+    )
     app.run(host=host, port=port, debug=False, use_reloader=False, threaded=True)
 
 

@@ -34,9 +34,16 @@ RATER_SD = 0.2
 NOISE_SD = 0.15
 
 
-def simulate_ratings(reports_dir: str | Path, key_path: str | Path, ratings_path: str | Path, raters: list[str],
-                     bias: dict[str, float], seed: int = 0, noise_sd: float = NOISE_SD,
-                     rater_sd: float = RATER_SD) -> int:
+def simulate_ratings(
+    reports_dir: str | Path,
+    key_path: str | Path,
+    ratings_path: str | Path,
+    raters: list[str],
+    bias: dict[str, float],
+    seed: int = 0,
+    noise_sd: float = NOISE_SD,
+    rater_sd: float = RATER_SD,
+) -> int:
     """Rate every report of every rater through the server's HTTP API; returns the number of ratings stored.
 
     ``bias``: method -> change of the rating when defaced by it (methods not named: 0).
@@ -54,19 +61,30 @@ def simulate_ratings(reports_dir: str | Path, key_path: str | Path, ratings_path
             entry = key[state["report_id"]]
             shift = bias.get(entry["method"], 0.0) if entry["variant"] != NONDEFACED else 0.0
             value = float(np.clip(quality[entry["subject"]] + offset + shift + rng.normal(0.0, noise_sd), 1.0, 4.0))
-            response = client.post("/api/ratings", json={
-                "report_id": state["report_id"], "position": state["position"], "rating": round(value, 4),
-                "artifacts": [], "confidence": 3.0, "comments": "simulated rater", "time_sec": 1.0})
+            response = client.post(
+                "/api/ratings",
+                json={
+                    "report_id": state["report_id"],
+                    "position": state["position"],
+                    "rating": round(value, 4),
+                    "artifacts": [],
+                    "confidence": 3.0,
+                    "comments": "simulated rater",
+                    "time_sec": 1.0,
+                },
+            )
             if response.status_code != 200:
-                raise RuntimeError(f"simulated rater {rater}: the server refused a rating: "
-                                   f"{response.get_json().get('error')}")
+                raise RuntimeError(
+                    f"simulated rater {rater}: the server refused a rating: {response.get_json().get('error')}"
+                )
             state = response.get_json()
             stored += 1
     return stored
 
 
-def bias_recovered(ratings_path: str | Path, key_path: str | Path, bias: dict[str, float],
-                   z: float = 1.959964) -> dict[str, dict]:
+def bias_recovered(
+    ratings_path: str | Path, key_path: str | Path, bias: dict[str, float], z: float = 1.959964
+) -> dict[str, dict]:
     """Per method: the set bias, the preregistered model's estimate with its Wald 95 % CI and p, and whether the CI covers it.
 
     The model is the one :func:`defacebench.rating.analysis.analyse` reports as ``all_raters``:
@@ -79,6 +97,12 @@ def bias_recovered(ratings_path: str | Path, key_path: str | Path, bias: dict[st
         result = rating_stats.defacing_lrt(rating_stats.first_ratings(ratings))
         truth = bias.get(method, 0.0)
         low, high = result["estimate"] - z * result["se"], result["estimate"] + z * result["se"]
-        out[method] = {"set": truth, "estimate": result["estimate"], "ci_low": low, "ci_high": high,
-                       "p": result["p"], "covered": bool(low <= truth <= high)}
+        out[method] = {
+            "set": truth,
+            "estimate": result["estimate"],
+            "ci_low": low,
+            "ci_high": high,
+            "p": result["p"],
+            "covered": bool(low <= truth <= high),
+        }
     return out

@@ -29,8 +29,18 @@ from pathlib import Path
 from .. import io
 
 #: The published table's columns, in its order (Provins et al. 2025, S1 Data).
-S1_COLUMNS = ("randomized_id", "rater_id", "dataset", "rating", "time_sec", "artifacts", "confidence", "comments",
-              "defaced", "subject")
+S1_COLUMNS = (
+    "randomized_id",
+    "rater_id",
+    "dataset",
+    "rating",
+    "time_sec",
+    "artifacts",
+    "confidence",
+    "comments",
+    "defaced",
+    "subject",
+)
 
 #: Columns added here: the method after un-blinding, the place in the rater's sequence, the time of submission.
 EXTRA_COLUMNS = ("method", "position", "submitted_at")
@@ -100,9 +110,11 @@ class RatingsStore:
     def _check_header(self) -> None:
         with open(self.path, newline="") as fh:
             header = fh.readline().rstrip("\n").split("\t")
-        if tuple(header[:len(S1_COLUMNS)]) != S1_COLUMNS or not set(EXTRA_COLUMNS) <= set(header):
-            raise StoreError(f"{self.path}: line 1 (header): expected the columns {', '.join(RATINGS_COLUMNS)}, "
-                             f"found {', '.join(header)}; is this a ratings file of defacebench-rate?")
+        if tuple(header[: len(S1_COLUMNS)]) != S1_COLUMNS or not set(EXTRA_COLUMNS) <= set(header):
+            raise StoreError(
+                f"{self.path}: line 1 (header): expected the columns {', '.join(RATINGS_COLUMNS)}, "
+                f"found {', '.join(header)}; is this a ratings file of defacebench-rate?"
+            )
 
     def rows(self) -> list[dict]:
         """Every stored row, as text, in the order of submission."""
@@ -120,21 +132,40 @@ class RatingsStore:
             try:
                 done[int(row["position"])] = row["randomized_id"]
             except ValueError as exc:
-                raise StoreError(f"{self.path}: line {number}, column 'position': {row['position']!r} is not "
-                                 "a whole number") from exc
+                raise StoreError(
+                    f"{self.path}: line {number}, column 'position': {row['position']!r} is not a whole number"
+                ) from exc
         return done
 
-    def append(self, *, randomized_id: str, rater_id: str, rating: float, time_sec: float, artifacts: list[str],
-               confidence: float, comments: str, position: int) -> dict:
+    def append(
+        self,
+        *,
+        randomized_id: str,
+        rater_id: str,
+        rating: float,
+        time_sec: float,
+        artifacts: list[str],
+        confidence: float,
+        comments: str,
+        position: int,
+    ) -> dict:
         """Store one submitted rating (blinded: no subject or condition); returns the row written.
 
         Raises :class:`DuplicateRating` when the rater already has a rating at ``position``.
         """
         row = {
-            "randomized_id": randomized_id, "rater_id": rater_id, "dataset": "", "rating": f"{rating:.6g}",
-            "time_sec": f"{time_sec:.3f}", "artifacts": json.dumps(list(artifacts), separators=(",", ":")),
-            "confidence": f"{confidence:.6g}", "comments": _one_line(comments), "defaced": "", "subject": "",
-            "method": "", "position": str(int(position)),
+            "randomized_id": randomized_id,
+            "rater_id": rater_id,
+            "dataset": "",
+            "rating": f"{rating:.6g}",
+            "time_sec": f"{time_sec:.3f}",
+            "artifacts": json.dumps(list(artifacts), separators=(",", ":")),
+            "confidence": f"{confidence:.6g}",
+            "comments": _one_line(comments),
+            "defaced": "",
+            "subject": "",
+            "method": "",
+            "position": str(int(position)),
             "submitted_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
         }
         with _locked(self.path):
@@ -150,8 +181,9 @@ class RatingsStore:
 def format_rows(rows: list[dict], columns=RATINGS_COLUMNS, header: bool = True) -> str:
     """Rows as tab-separated text (fields with quotes quoted as the published table is)."""
     buffer = _text_io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), delimiter="\t", lineterminator="\n",
-                            extrasaction="ignore")
+    writer = csv.DictWriter(
+        buffer, fieldnames=list(columns), delimiter="\t", lineterminator="\n", extrasaction="ignore"
+    )
     if header:
         writer.writeheader()
     writer.writerows(rows)

@@ -98,7 +98,9 @@ class Layout:
 def _canonical_data(img: nib.Nifti1Image) -> tuple[np.ndarray, tuple[float, float, float]]:
     canonical = io.to_canonical(img)
     data = np.asarray(canonical.dataobj, dtype=np.float32)
-    return np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0), tuple(float(z) for z in canonical.header.get_zooms()[:3])
+    return np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0), tuple(
+        float(z) for z in canonical.header.get_zooms()[:3]
+    )
 
 
 def _spaced(first: int, last: int, count: int) -> tuple[int, ...]:
@@ -154,12 +156,14 @@ def _panel(plane: np.ndarray, spacing: tuple[float, float], order: int) -> np.nd
     """A slice resampled to :data:`PANEL_PX` columns with square pixels (``spacing``: mm per row, per column)."""
     rows_mm, cols_mm = plane.shape[0] * spacing[0], plane.shape[1] * spacing[1]
     shape = (max(1, int(round(PANEL_PX * rows_mm / cols_mm))), PANEL_PX)
-    return ndimage.zoom(plane, (shape[0] / plane.shape[0], shape[1] / plane.shape[1]), order=order,
-                        grid_mode=True, mode="nearest")
+    return ndimage.zoom(
+        plane, (shape[0] / plane.shape[0], shape[1] / plane.shape[1]), order=order, grid_mode=True, mode="nearest"
+    )
 
 
-def _mosaic(data: np.ndarray, zooms, view_axis: int, indices, grid, *, cmap: str, window,
-            outline: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _mosaic(
+    data: np.ndarray, zooms, view_axis: int, indices, grid, *, cmap: str, window, outline: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The slices at ``indices`` tiled row by row, 2 black pixels apart: a palette image and its palette.
 
     Drawn as an array (matplotlib's colour maps, no figure or axes: the same pixels as an
@@ -190,7 +194,7 @@ def _mosaic(data: np.ndarray, zooms, view_axis: int, indices, grid, *, cmap: str
     for number, panel in enumerate(panels):
         row, col = divmod(number, cols)
         top, left = row * (height + gap), col * (PANEL_PX + gap)
-        mosaic[top:top + height, left:left + PANEL_PX] = panel
+        mosaic[top : top + height, left : left + PANEL_PX] = panel
     return mosaic, palette
 
 
@@ -205,8 +209,8 @@ def strip_png_metadata(data: bytes) -> bytes:
     out = [PNG_SIGNATURE]
     position = len(PNG_SIGNATURE)
     while position < len(data):
-        (length,) = struct.unpack(">I", data[position:position + 4])
-        kind = data[position + 4:position + 8]
+        (length,) = struct.unpack(">I", data[position : position + 4])
+        kind = data[position + 4 : position + 8]
         end = position + 12 + length
         if kind in PNG_CRITICAL_CHUNKS:
             out.append(data[position:end])
@@ -218,8 +222,8 @@ def png_chunk_types(data: bytes) -> list[bytes]:
     """The chunk types of a PNG stream, in order (for checks that a report carries no metadata)."""
     kinds, position = [], len(PNG_SIGNATURE)
     while position < len(data):
-        (length,) = struct.unpack(">I", data[position:position + 4])
-        kinds.append(data[position + 4:position + 8])
+        (length,) = struct.unpack(">I", data[position : position + 4])
+        kinds.append(data[position + 4 : position + 8])
         position += 12 + length
     return kinds
 
@@ -253,8 +257,13 @@ def _read_volume(path: Path, what: str) -> nib.Nifti1Image:
         raise ReportError(f"{what} {exc.path}: {exc.defect}") from exc
 
 
-def render_views(image: str | Path, out_paths: dict[str, str | Path], *, brain_mask: str | Path | None = None,
-                 layout_reference: str | Path | None = None) -> dict[str, Path]:
+def render_views(
+    image: str | Path,
+    out_paths: dict[str, str | Path],
+    *,
+    brain_mask: str | Path | None = None,
+    layout_reference: str | Path | None = None,
+) -> dict[str, Path]:
     """Draw the views of one image variant to the PNG paths given per view name; return those written.
 
     ``out_paths`` maps view names (:data:`VIEWS`) to files; ``mask`` is drawn only when
@@ -272,15 +281,18 @@ def render_views(image: str | Path, out_paths: dict[str, str | Path], *, brain_m
     if brain_mask is not None:
         mask_img = _read_volume(Path(brain_mask), "brain mask")
         if mask_img.shape[:3] != img.shape[:3]:
-            raise ReportError(f"brain mask {brain_mask}: shape {mask_img.shape[:3]} differs from the image "
-                              f"{image}'s {img.shape[:3]}")
+            raise ReportError(
+                f"brain mask {brain_mask}: shape {mask_img.shape[:3]} differs from the image {image}'s {img.shape[:3]}"
+            )
         mask = _canonical_data(mask_img)[0] > 0
     reference = data
     if layout_reference is not None and Path(layout_reference) != image:
         ref_img = _read_volume(Path(layout_reference), "layout reference")
         if ref_img.shape[:3] != img.shape[:3]:
-            raise ReportError(f"layout reference {layout_reference}: shape {ref_img.shape[:3]} differs from the "
-                              f"image {image}'s {img.shape[:3]}")
+            raise ReportError(
+                f"layout reference {layout_reference}: shape {ref_img.shape[:3]} differs from the "
+                f"image {image}'s {img.shape[:3]}"
+            )
         reference = _canonical_data(ref_img)[0]
     layout = slice_layout(reference, mask)
     anatomy = _window(data, ANATOMY_PERCENTILES)
@@ -291,12 +303,20 @@ def render_views(image: str | Path, out_paths: dict[str, str | Path], *, brain_m
         elif view == "sagittal":
             image = _mosaic(data, zooms, 0, layout.sagittal, GRIDS["sagittal"], cmap="gray", window=anatomy)
         elif view == "background":
-            image = _mosaic(data, zooms, 2, layout.axial, GRIDS["background"], cmap="viridis_r",
-                             window=_window(data, NOISE_PERCENTILES))
+            image = _mosaic(
+                data,
+                zooms,
+                2,
+                layout.axial,
+                GRIDS["background"],
+                cmap="viridis_r",
+                window=_window(data, NOISE_PERCENTILES),
+            )
         else:  # mask
             if mask is None or layout.brain_axial is None:
                 continue
-            image = _mosaic(data, zooms, 2, layout.brain_axial, GRIDS["mask"], cmap="gray", window=anatomy,
-                             outline=mask)
+            image = _mosaic(
+                data, zooms, 2, layout.brain_axial, GRIDS["mask"], cmap="gray", window=anatomy, outline=mask
+            )
         written[view] = _save_png(image, Path(path))
     return written

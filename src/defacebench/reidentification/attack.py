@@ -38,8 +38,11 @@ def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
 
 def descriptors(record: dict) -> dict[str, np.ndarray]:
     """View name -> 128-d descriptor of one privacy record (views without one are left out)."""
-    return {name: np.asarray(view["descriptor"], float) for name, view in record.get("views", {}).items()
-            if view.get("descriptor") is not None}
+    return {
+        name: np.asarray(view["descriptor"], float)
+        for name, view in record.get("views", {}).items()
+        if view.get("descriptor") is not None
+    }
 
 
 def nearest_other_views(view: str, available) -> list[str]:
@@ -93,8 +96,12 @@ def identification(ranks: np.ndarray, k: int) -> dict:
     n = int(len(ranks))
     hits = int(np.sum(np.asarray(ranks) <= k))
     low, high = clopper_pearson(hits, n)
-    return {f"rank{k}_hits": hits, f"rank{k}_rate": hits / n if n else float("nan"),
-            f"rank{k}_ci_low": low, f"rank{k}_ci_high": high}
+    return {
+        f"rank{k}_hits": hits,
+        f"rank{k}_rate": hits / n if n else float("nan"),
+        f"rank{k}_ci_low": low,
+        f"rank{k}_ci_high": high,
+    }
 
 
 def attack(records: dict[tuple[str, str], dict], variants: list[str]) -> dict[str, dict]:
@@ -110,6 +117,12 @@ def attack(records: dict[tuple[str, str], dict], variants: list[str]) -> dict[st
         probes = {s: descriptors(r) for (s, v), r in records.items() if v == variant}
         probe_ids, gallery_ids, d = distance_matrix(probes, gallery)
         ranks = true_ranks(probe_ids, gallery_ids, d)
-        out[variant] = {"subjects": probe_ids, "gallery": gallery_ids, "distances": d, "ranks": ranks,
-                        **identification(ranks, 1), **identification(ranks, 5)}
+        out[variant] = {
+            "subjects": probe_ids,
+            "gallery": gallery_ids,
+            "distances": d,
+            "ranks": ranks,
+            **identification(ranks, 1),
+            **identification(ranks, 5),
+        }
     return out

@@ -38,8 +38,9 @@ def haar_faces(rgb: np.ndarray) -> list[Box]:
     import cv2
 
     grey = cv2.equalizeHist(cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY))
-    faces = _haar().detectMultiScale(grey, scaleFactor=1.05, minNeighbors=3,
-                                       minSize=(grey.shape[0] // 5, grey.shape[0] // 5))
+    faces = _haar().detectMultiScale(
+        grey, scaleFactor=1.05, minNeighbors=3, minSize=(grey.shape[0] // 5, grey.shape[0] // 5)
+    )
     return [(int(x), int(y), int(x + w), int(y + h)) for x, y, w, h in faces]
 
 
@@ -59,9 +60,12 @@ def hog_faces(rgb: np.ndarray, scale: int = 2) -> list[tuple[Box, float]]:
     """
     import cv2
 
-    small = cv2.resize(np.ascontiguousarray(rgb), (rgb.shape[1] // scale, rgb.shape[0] // scale),
-                       interpolation=cv2.INTER_AREA)
+    small = cv2.resize(
+        np.ascontiguousarray(rgb), (rgb.shape[1] // scale, rgb.shape[0] // scale), interpolation=cv2.INTER_AREA
+    )
     boxes, scores, _ = _hog().run(small, 0, 0.0)
-    found = [((b.left() * scale, b.top() * scale, b.right() * scale, b.bottom() * scale), float(s))
-             for b, s in zip(boxes, scores)]
+    found = [
+        ((b.left() * scale, b.top() * scale, b.right() * scale, b.bottom() * scale), float(s))
+        for b, s in zip(boxes, scores)
+    ]
     return sorted(found, key=lambda item: -item[1])

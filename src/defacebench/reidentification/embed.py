@@ -39,7 +39,8 @@ def _models():
     import dlib
 
     return dlib.shape_predictor(str(model_file(LANDMARK_MODEL))), dlib.face_recognition_model_v1(
-        str(model_file(DESCRIPTOR_MODEL)))
+        str(model_file(DESCRIPTOR_MODEL))
+    )
 
 
 def face_descriptor(rgb: np.ndarray, box: Box) -> np.ndarray:

@@ -37,8 +37,13 @@ def face_box(hog: list, expected: detect.Box) -> tuple[str, detect.Box]:
     return "expected", expected
 
 
-def privacy_record(img: nib.Nifti1Image, render_dir: str | Path | None = None, viewpoints: dict | None = None,
-                   embed_faces: bool = True, size: int = surface.RENDER_SIZE) -> dict:
+def privacy_record(
+    img: nib.Nifti1Image,
+    render_dir: str | Path | None = None,
+    viewpoints: dict | None = None,
+    embed_faces: bool = True,
+    size: int = surface.RENDER_SIZE,
+) -> dict:
     """Render, detect and describe one image; returns the JSON-ready record (timings in seconds).
 
     ``render_dir``: where to write ``view-<name>.png`` (nothing written when None).
@@ -53,8 +58,12 @@ def privacy_record(img: nib.Nifti1Image, render_dir: str | Path | None = None, v
         haar = detect.haar_faces(rgb)
         hog = detect.hog_faces(rgb) if embed_faces else []
         t1 = time.perf_counter()
-        view = {"haar_faces": len(haar), "hog_faces": len(hog) if embed_faces else None,
-                "hog_score": hog[0][1] if hog else None, "expected_box": list(expected[name])}
+        view = {
+            "haar_faces": len(haar),
+            "hog_faces": len(hog) if embed_faces else None,
+            "hog_score": hog[0][1] if hog else None,
+            "expected_box": list(expected[name]),
+        }
         if embed_faces:
             source, box = face_box(hog, expected[name])
             view.update(box_source=source, box=list(box), descriptor=embed.face_descriptor(rgb, box).tolist())
@@ -65,10 +74,17 @@ def privacy_record(img: nib.Nifti1Image, render_dir: str | Path | None = None, v
             _write_png(rgb, png)
             view["render"] = str(png)
         views[name] = view
-    record = {"record_version": RECORD_VERSION, "views": views,
-              "detectors": {"haar": "opencv haarcascade_frontalface_alt2",
-                            "hog": "dlib get_frontal_face_detector" if embed_faces else None},
-              "descriptor": f"dlib {embed.DESCRIPTOR_MODEL} on {embed.LANDMARK_MODEL}" if embed_faces else None,
-              "render_s": rendered - started, "detect_s": t_detect, "embed_s": t_embed,
-              "total_s": time.perf_counter() - started}
+    record = {
+        "record_version": RECORD_VERSION,
+        "views": views,
+        "detectors": {
+            "haar": "opencv haarcascade_frontalface_alt2",
+            "hog": "dlib get_frontal_face_detector" if embed_faces else None,
+        },
+        "descriptor": f"dlib {embed.DESCRIPTOR_MODEL} on {embed.LANDMARK_MODEL}" if embed_faces else None,
+        "render_s": rendered - started,
+        "detect_s": t_detect,
+        "embed_s": t_embed,
+        "total_s": time.perf_counter() - started,
+    }
     return record

@@ -68,13 +68,19 @@ def privacy_table(records: list[dict], methods: list[str], defacing: pd.DataFram
         # every image of the variant is a probe: failed ones count as not identified (the last rank)
         ranks = np.concatenate([result[variant]["ranks"], np.full(len(mine) - len(good), max(n_gallery, 1))])
         n = len(mine)
-        row = {"method": variant, "n_images": n, "n_failed": n - len(good), "n_views": len(views),
-               "haar_view_rate": _rate(v["haar_faces"] > 0 for v in views),
-               "hog_view_rate": _rate((v.get("hog_faces") or 0) > 0 for v in views),
-               "frontal_haar_rate": _rate(v["haar_faces"] > 0 for v in frontal),
-               "frontal_hog_rate": _rate((v.get("hog_faces") or 0) > 0 for v in frontal),
-               "expected_box_rate": _rate(v.get("box_source") == "expected" for v in views),
-               "n_gallery": n_gallery, "chance_rank1": 1 / n_gallery if n_gallery else float("nan")}
+        row = {
+            "method": variant,
+            "n_images": n,
+            "n_failed": n - len(good),
+            "n_views": len(views),
+            "haar_view_rate": _rate(v["haar_faces"] > 0 for v in views),
+            "hog_view_rate": _rate((v.get("hog_faces") or 0) > 0 for v in views),
+            "frontal_haar_rate": _rate(v["haar_faces"] > 0 for v in frontal),
+            "frontal_hog_rate": _rate((v.get("hog_faces") or 0) > 0 for v in frontal),
+            "expected_box_rate": _rate(v.get("box_source") == "expected" for v in views),
+            "n_gallery": n_gallery,
+            "chance_rank1": 1 / n_gallery if n_gallery else float("nan"),
+        }
         row.update(identification(ranks, 1))
         row.update(identification(ranks, 5))
         rows.append(row)
@@ -89,13 +95,21 @@ def privacy_table(records: list[dict], methods: list[str], defacing: pd.DataFram
 def to_markdown(table: pd.DataFrame, cohort: str, viewpoints: list[str]) -> str:
     """The privacy table as Markdown, with what it measures and what it does not prove."""
     body = table.to_markdown(index=False, floatfmt=".3g") if not table.empty else "(no rows)"
-    lines = [f"# Privacy: re-identification attack, cohort {cohort}", "",
-             f"Each image's skin surface is rendered from {len(viewpoints)} viewpoints ({', '.join(viewpoints)}); "
-             "each render is described by dlib's face model; each image (the probe) is ranked against the "
-             "full-head renders of every subject from the other viewpoints. The full image (`none`) is the "
-             "positive control: an attack that cannot identify full heads proves nothing about defaced ones. "
-             "Renders and an open face model make this a lower bound on what an attacker with photographs "
-             "and a commercial model can do (Schwarz et al. 2019, 2021).", "", body, "", "## Columns", ""]
+    lines = [
+        f"# Privacy: re-identification attack, cohort {cohort}",
+        "",
+        f"Each image's skin surface is rendered from {len(viewpoints)} viewpoints ({', '.join(viewpoints)}); "
+        "each render is described by dlib's face model; each image (the probe) is ranked against the "
+        "full-head renders of every subject from the other viewpoints. The full image (`none`) is the "
+        "positive control: an attack that cannot identify full heads proves nothing about defaced ones. "
+        "Renders and an open face model make this a lower bound on what an attacker with photographs "
+        "and a commercial model can do (Schwarz et al. 2019, 2021).",
+        "",
+        body,
+        "",
+        "## Columns",
+        "",
+    ]
     lines += [f"- `{c}`: {PRIVACY_COLUMNS[c]}" for c in table.columns]
     return "\n".join(lines) + "\n"
 
@@ -107,8 +121,9 @@ def worst_costs(agreement: pd.DataFrame | None, failures: pd.DataFrame | None) -
         loss = agreement.assign(icc_loss=(1 - agreement["icc_a1"]).abs())
         parts.append(loss.groupby("method")["icc_loss"].max())
     if failures is not None and not failures.empty and "failed_defaced" in failures:
-        rate = failures.assign(failure_rate=failures["failed_defaced"] / failures["n_subjects"].where(
-            failures["n_subjects"] > 0))
+        rate = failures.assign(
+            failure_rate=failures["failed_defaced"] / failures["n_subjects"].where(failures["n_subjects"] > 0)
+        )
         parts.append(rate.groupby("method")["failure_rate"].max())
     if not parts:
         return pd.DataFrame(columns=["method", "icc_loss", "failure_rate"])
@@ -125,8 +140,10 @@ def plot_tradeoff(table: pd.DataFrame, costs: pd.DataFrame, out_png: str | Path,
     merged = table[table["method"] != FULL].merge(costs, on="method", how="left")
     control = table[table["method"] == FULL]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
-    for ax, column, label in ((axes[0], "icc_loss", "worst |ICC(A,1) loss| over outcomes"),
-                              (axes[1], "failure_rate", "worst failure rate on defaced images")):
+    for ax, column, label in (
+        (axes[0], "icc_loss", "worst |ICC(A,1) loss| over outcomes"),
+        (axes[1], "failure_rate", "worst failure rate on defaced images"),
+    ):
         for _, row in merged.iterrows():
             x = row.get(column, np.nan)
             if not np.isfinite(x):
@@ -150,10 +167,18 @@ def plot_tradeoff(table: pd.DataFrame, costs: pd.DataFrame, out_png: str | Path,
     return Path(out_png)
 
 
-def write_privacy_outputs(records: list[dict], methods: list[str], viewpoints: list[str], cohort: str,
-                          out_tsv: str | Path, out_md: str | Path, out_png: str | Path,
-                          defacing: pd.DataFrame | None = None, agreement: pd.DataFrame | None = None,
-                          failures: pd.DataFrame | None = None) -> pd.DataFrame:
+def write_privacy_outputs(
+    records: list[dict],
+    methods: list[str],
+    viewpoints: list[str],
+    cohort: str,
+    out_tsv: str | Path,
+    out_md: str | Path,
+    out_png: str | Path,
+    defacing: pd.DataFrame | None = None,
+    agreement: pd.DataFrame | None = None,
+    failures: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Write the privacy table (TSV, Markdown) and the trade-off figure; return the table."""
     table = privacy_table(records, methods, defacing)
     write_text(table.to_csv(sep="\t", index=False, na_rep="n/a"), out_tsv)

@@ -24,8 +24,14 @@ def image_for_render(images: dict[str, str]) -> tuple[str, str]:
     return modality, images[modality]
 
 
-def image_record(image: str | Path, render_dir: str | Path, viewpoints: list[str] | None = None,
-                 deface_record: str | Path | None = None, modality: str = "T1w", size: int | None = None) -> dict:
+def image_record(
+    image: str | Path,
+    render_dir: str | Path,
+    viewpoints: list[str] | None = None,
+    deface_record: str | Path | None = None,
+    modality: str = "T1w",
+    size: int | None = None,
+) -> dict:
     """The privacy record of one image (:func:`.image.privacy_record`), or a failure with its reason.
 
     ``deface_record``: the defacing record of a defaced image (its ``images[modality]`` entry says
@@ -58,13 +64,31 @@ def _table(path: str | Path | None) -> pd.DataFrame | None:
     return pd.read_csv(path, sep="\t")
 
 
-def cohort_privacy(record_paths: list[str], methods: list[str], viewpoints: list[str], cohort: str,
-                   out_tsv: str | Path, out_md: str | Path, out_png: str | Path, defacing_tsv=None,
-                   agreement_tsv=None, failures_tsv=None) -> pd.DataFrame:
+def cohort_privacy(
+    record_paths: list[str],
+    methods: list[str],
+    viewpoints: list[str],
+    cohort: str,
+    out_tsv: str | Path,
+    out_md: str | Path,
+    out_png: str | Path,
+    defacing_tsv=None,
+    agreement_tsv=None,
+    failures_tsv=None,
+) -> pd.DataFrame:
     """Read a cohort's privacy records and write its privacy table and trade-off figure."""
     from .report import write_privacy_outputs
 
     records = [io.read_json(p) for p in record_paths]
-    return write_privacy_outputs(records, methods, viewpoints, cohort, out_tsv, out_md, out_png,
-                                 defacing=_table(defacing_tsv), agreement=_table(agreement_tsv),
-                                 failures=_table(failures_tsv))
+    return write_privacy_outputs(
+        records,
+        methods,
+        viewpoints,
+        cohort,
+        out_tsv,
+        out_md,
+        out_png,
+        defacing=_table(defacing_tsv),
+        agreement=_table(agreement_tsv),
+        failures=_table(failures_tsv),
+    )

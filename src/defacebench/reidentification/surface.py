@@ -26,8 +26,13 @@ from ..integrity import head_mask
 #: Viewpoints: name -> (yaw, pitch) in degrees. Positive yaw moves the camera towards +x (in RAS the
 #: subject's right), positive pitch raises it. Frontal and +-30 deg yaw, +-15 deg pitch
 #: span the poses of face photographs that recognition models are trained on.
-VIEWPOINTS = {"frontal": (0.0, 0.0), "yaw+30": (30.0, 0.0), "yaw-30": (-30.0, 0.0),
-              "pitch+15": (0.0, 15.0), "pitch-15": (0.0, -15.0)}
+VIEWPOINTS = {
+    "frontal": (0.0, 0.0),
+    "yaw+30": (30.0, 0.0),
+    "yaw-30": (-30.0, 0.0),
+    "pitch+15": (0.0, 15.0),
+    "pitch-15": (0.0, -15.0),
+}
 #: Render size (pixels, square).
 RENDER_SIZE = 512
 #: Gaussian smoothing (mm, s.d.) of the head mask before marching cubes: removes the voxel steps that
@@ -130,9 +135,15 @@ def cameras(points: np.ndarray, viewpoints: dict | None = None) -> dict[str, Cam
     viewpoints = VIEWPOINTS if viewpoints is None else viewpoints
     mid, width, top, front = head_frame(points)
     focal = np.array([mid, front - FOCAL_BEHIND_VAULT_W * width, top - FOCAL_BELOW_TOP_W * width])
-    return {name: Camera(focal + CAMERA_DISTANCE_W * width * view_direction(yaw, pitch), focal,
-                         np.array([0.0, 0.0, 1.0]), VIEW_ANGLE_DEG)
-            for name, (yaw, pitch) in viewpoints.items()}
+    return {
+        name: Camera(
+            focal + CAMERA_DISTANCE_W * width * view_direction(yaw, pitch),
+            focal,
+            np.array([0.0, 0.0, 1.0]),
+            VIEW_ANGLE_DEG,
+        )
+        for name, (yaw, pitch) in viewpoints.items()
+    }
 
 
 def view_direction(yaw_deg: float, pitch_deg: float) -> np.ndarray:

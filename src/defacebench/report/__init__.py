@@ -32,9 +32,15 @@ def figure_file_name(alt: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", alt.lower()).strip("_") + ".png"
 
 
-def write_report(results: str | Path, config: dict, out_html: str | Path, figure_dir: str | Path | None = None,
-                 quality_dir: str | Path | None = None, claims_yaml: str | Path | None = None,
-                 provins_yaml: str | Path | None = None) -> Path:
+def write_report(
+    results: str | Path,
+    config: dict,
+    out_html: str | Path,
+    figure_dir: str | Path | None = None,
+    quality_dir: str | Path | None = None,
+    claims_yaml: str | Path | None = None,
+    provins_yaml: str | Path | None = None,
+) -> Path:
     """Write the study report of the run in ``results`` (configured by ``config``) to ``out_html``.
 
     ``quality_dir``: where the quality arm's tables are (default ``<results>/tables``);

@@ -86,8 +86,10 @@ def load_published_entries(path: str | Path | None = None) -> list[dict]:
         if listed is not None:
             content = listed
         else:
-            content = [{"id": key, **value} if isinstance(value, dict) else {"id": key, "published": value}
-                       for key, value in content.items()]
+            content = [
+                {"id": key, **value} if isinstance(value, dict) else {"id": key, "published": value}
+                for key, value in content.items()
+            ]
     return [entry for entry in content if isinstance(entry, dict)]
 
 
@@ -124,16 +126,26 @@ def _rows(cohorts, table: str) -> pd.DataFrame:
 
 
 def _result(entry: dict, paper: str, scope: str, data: str, obtained: str, verdict: str, why: str) -> ClaimResult:
-    return ClaimResult(paper=paper, claim_id=str(entry.get("id", "")), claim=str(entry.get("claim", "")),
-                       published=str(entry.get("published", "")), source=str(entry.get("source", "")),
-                       scope=scope, data=data, obtained=obtained, verdict=verdict, why=why)
+    return ClaimResult(
+        paper=paper,
+        claim_id=str(entry.get("id", "")),
+        claim=str(entry.get("claim", "")),
+        published=str(entry.get("published", "")),
+        source=str(entry.get("source", "")),
+        scope=scope,
+        data=data,
+        obtained=obtained,
+        verdict=verdict,
+        why=why,
+    )
 
 
 def _missing_reason(cohorts, methods: list[str], outcome: str | None, method: str | None) -> str:
     """Why no row exists for an outcome and method: not configured, or no paired record."""
-    if outcome and not any(outcome in c.outcomes or (not c.table("records").empty
-                                                      and outcome in set(c.table("records")["outcome"]))
-                           for c in cohorts):
+    if outcome and not any(
+        outcome in c.outcomes or (not c.table("records").empty and outcome in set(c.table("records")["outcome"]))
+        for c in cohorts
+    ):
         return f"outcome {outcome} was not run in this study"
     if method and method not in methods:
         return f"method {method} was not run in this study"
@@ -149,8 +161,11 @@ def _failure_rate_range(entry, check, cohorts, methods):
     failures = _rows(cohorts, "failures")
     column = "failed_defaced" if side == "defaced" else "failed_full"
     if failures.empty or column not in failures or "n_subjects" not in failures:
-        return [_result(entry, DESITTER, "study", _data_label(cohorts), "n/a", NOT_TESTABLE,
-                        "no failure table: no analysis ran")]
+        return [
+            _result(
+                entry, DESITTER, "study", _data_label(cohorts), "n/a", NOT_TESTABLE, "no failure table: no analysis ran"
+            )
+        ]
     failures = failures[pd.to_numeric(failures["n_subjects"], errors="coerce") > 0]
     if side == "full":  # one full image per subject and outcome, repeated on every method's row
         failures = failures.drop_duplicates(["cohort", "outcome"])
@@ -160,14 +175,35 @@ def _failure_rate_range(entry, check, cohorts, methods):
     if rates.empty:
         return [_result(entry, DESITTER, "study", _data_label(cohorts), "n/a", NOT_TESTABLE, "no subject was analysed")]
     obtained = f"{100 * rates.min():.0f}-{_pct(rates.max())} over {len(rates)} {'outcome' if side == 'full' else 'outcome x method'} row(s)"
-    outside = [f"{label}: {_pct(rate)} ({count})" for label, rate, count in zip(labels, rates, counts)
-               if not low - 1e-12 <= rate <= high + 1e-12]
+    outside = [
+        f"{label}: {_pct(rate)} ({count})"
+        for label, rate, count in zip(labels, rates, counts)
+        if not low - 1e-12 <= rate <= high + 1e-12
+    ]
     if outside:
-        return [_result(entry, DESITTER, "study", _data_label(cohorts), obtained, DIFFERS,
-                        "outside the published range: " + "; ".join(outside))]
+        return [
+            _result(
+                entry,
+                DESITTER,
+                "study",
+                _data_label(cohorts),
+                obtained,
+                DIFFERS,
+                "outside the published range: " + "; ".join(outside),
+            )
+        ]
     n = failures["n_subjects"].astype(int)
-    return [_result(entry, DESITTER, "study", _data_label(cohorts), obtained, WITHIN_INTERVAL,
-                    f"every rate in {100 * low:.0f}-{_pct(high)} (n = {n.min()}-{n.max()} subjects per row)")]
+    return [
+        _result(
+            entry,
+            DESITTER,
+            "study",
+            _data_label(cohorts),
+            obtained,
+            WITHIN_INTERVAL,
+            f"every rate in {100 * low:.0f}-{_pct(high)} (n = {n.min()}-{n.max()} subjects per row)",
+        )
+    ]
 
 
 def _finite_icc_rows(cohorts) -> pd.DataFrame:
@@ -182,16 +218,38 @@ def _icc_range(entry, check, cohorts, methods):
     low, high = (float(v) for v in check["interval"])
     rows = _finite_icc_rows(cohorts)
     if rows.empty:
-        return [_result(entry, DESITTER, "study", _data_label(cohorts), "n/a", NOT_TESTABLE,
-                        "no ICC(A,1) could be computed (too few complete cases or no agreement table)")]
+        return [
+            _result(
+                entry,
+                DESITTER,
+                "study",
+                _data_label(cohorts),
+                "n/a",
+                NOT_TESTABLE,
+                "no ICC(A,1) could be computed (too few complete cases or no agreement table)",
+            )
+        ]
     obtained = f"{_num(rows['icc_a1'].min())}-{_num(rows['icc_a1'].max())} over {len(rows)} outcome x method row(s)"
-    outside = [f"{r.cohort} {r.outcome} {r.method}: {_num(r.icc_a1)}" for r in rows.itertuples()
-               if not low <= r.icc_a1 <= high]
+    outside = [
+        f"{r.cohort} {r.outcome} {r.method}: {_num(r.icc_a1)}" for r in rows.itertuples() if not low <= r.icc_a1 <= high
+    ]
     if outside:
-        return [_result(entry, DESITTER, "study", _data_label(cohorts), obtained, DIFFERS,
-                        "outside the published range: " + "; ".join(outside))]
-    return [_result(entry, DESITTER, "study", _data_label(cohorts), obtained, WITHIN_INTERVAL,
-                    f"every ICC(A,1) in {low}-{high}")]
+        return [
+            _result(
+                entry,
+                DESITTER,
+                "study",
+                _data_label(cohorts),
+                obtained,
+                DIFFERS,
+                "outside the published range: " + "; ".join(outside),
+            )
+        ]
+    return [
+        _result(
+            entry, DESITTER, "study", _data_label(cohorts), obtained, WITHIN_INTERVAL, f"every ICC(A,1) in {low}-{high}"
+        )
+    ]
 
 
 def _icc_extreme(entry, check, cohorts, methods):
@@ -199,21 +257,57 @@ def _icc_extreme(entry, check, cohorts, methods):
     rows = _finite_icc_rows(cohorts)
     target = rows[(rows["outcome"] == outcome) & (rows["method"] == method)] if not rows.empty else rows
     if target.empty:
-        return [_result(entry, DESITTER, "study", _data_label(cohorts), "n/a", NOT_TESTABLE,
-                        _icc_missing(cohorts, methods, outcome, method))]
+        return [
+            _result(
+                entry,
+                DESITTER,
+                "study",
+                _data_label(cohorts),
+                "n/a",
+                NOT_TESTABLE,
+                _icc_missing(cohorts, methods, outcome, method),
+            )
+        ]
     if len(rows) < 2:
-        return [_result(entry, DESITTER, "study", _data_label(cohorts), "n/a", NOT_TESTABLE,
-                        "a ranking needs at least two ICC(A,1) values")]
+        return [
+            _result(
+                entry,
+                DESITTER,
+                "study",
+                _data_label(cohorts),
+                "n/a",
+                NOT_TESTABLE,
+                "a ranking needs at least two ICC(A,1) values",
+            )
+        ]
     extreme = rows.loc[rows["icc_a1"].idxmin() if which == "min" else rows["icc_a1"].idxmax()]
     word = "lowest" if which == "min" else "highest"
     obtained = f"{word}: {extreme['outcome']} {extreme['method']} ({extreme['cohort']}), {_num(extreme['icc_a1'])}"
     mine = target["icc_a1"].min() if which == "min" else target["icc_a1"].max()
     if np.isclose(mine, extreme["icc_a1"]):
-        return [_result(entry, DESITTER, "study", _data_label(cohorts), obtained, SAME_DIRECTION,
-                        f"{outcome} {method} holds the {word} of {len(rows)} ICC(A,1) values")]
+        return [
+            _result(
+                entry,
+                DESITTER,
+                "study",
+                _data_label(cohorts),
+                obtained,
+                SAME_DIRECTION,
+                f"{outcome} {method} holds the {word} of {len(rows)} ICC(A,1) values",
+            )
+        ]
     rank = int((rows["icc_a1"] < mine).sum() + 1) if which == "min" else int((rows["icc_a1"] > mine).sum() + 1)
-    return [_result(entry, DESITTER, "study", _data_label(cohorts), obtained, DIFFERS,
-                    f"{outcome} {method}: {_num(mine)}, rank {rank} of {len(rows)} counting from the {word}")]
+    return [
+        _result(
+            entry,
+            DESITTER,
+            "study",
+            _data_label(cohorts),
+            obtained,
+            DIFFERS,
+            f"{outcome} {method}: {_num(mine)}, rank {rank} of {len(rows)} counting from the {word}",
+        )
+    ]
 
 
 def _icc_missing(cohorts, methods, outcome, method) -> str:
@@ -247,26 +341,49 @@ def _icc_value(entry, check, cohorts, methods):
     outcome, method, value = check["outcome"], check["method"], float(check["value"])
     out = []
     for cohort, row in _per_cohort_rows(cohorts, outcome, method):
-        icc, low, high = (float(pd.to_numeric(row.get(k), errors="coerce")) for k in ("icc_a1", "icc_a1_ci_low", "icc_a1_ci_high"))
+        icc, low, high = (
+            float(pd.to_numeric(row.get(k), errors="coerce")) for k in ("icc_a1", "icc_a1_ci_low", "icc_a1_ci_high")
+        )
         n = int(row.get("n_complete", 0) or 0)
         data = _data_label([cohort])
         if not np.isfinite(icc):
-            out.append(_result(entry, DESITTER, cohort.name, data, "n/a", NOT_TESTABLE,
-                               f"ICC(A,1) not computed (n = {n} complete cases){': ' + _note(row) if _note(row) else ''}"))
+            out.append(
+                _result(
+                    entry,
+                    DESITTER,
+                    cohort.name,
+                    data,
+                    "n/a",
+                    NOT_TESTABLE,
+                    f"ICC(A,1) not computed (n = {n} complete cases){': ' + _note(row) if _note(row) else ''}",
+                )
+            )
             continue
         obtained = f"{_num(icc)} (95 % CI {_num(low)}-{_num(high)}), n = {n}"
         if np.isfinite(low) and np.isfinite(high) and low <= value <= high:
-            out.append(_result(entry, DESITTER, cohort.name, data, obtained, WITHIN_OUR_CI,
-                               f"{value} lies inside our 95 % CI"))
+            out.append(
+                _result(entry, DESITTER, cohort.name, data, obtained, WITHIN_OUR_CI, f"{value} lies inside our 95 % CI")
+            )
         elif not (np.isfinite(low) and np.isfinite(high)):
-            out.append(_result(entry, DESITTER, cohort.name, data, obtained, NOT_TESTABLE,
-                               "our 95 % CI could not be computed"))
+            out.append(
+                _result(entry, DESITTER, cohort.name, data, obtained, NOT_TESTABLE, "our 95 % CI could not be computed")
+            )
         else:
             side = "above" if value > high else "below"
-            out.append(_result(entry, DESITTER, cohort.name, data, obtained, DIFFERS,
-                               f"{value} lies {side} our 95 % CI"))
-    return out or [_result(entry, DESITTER, "study", _data_label(cohorts), "n/a", NOT_TESTABLE,
-                           _missing_reason(cohorts, methods, outcome, method))]
+            out.append(
+                _result(entry, DESITTER, cohort.name, data, obtained, DIFFERS, f"{value} lies {side} our 95 % CI")
+            )
+    return out or [
+        _result(
+            entry,
+            DESITTER,
+            "study",
+            _data_label(cohorts),
+            "n/a",
+            NOT_TESTABLE,
+            _missing_reason(cohorts, methods, outcome, method),
+        )
+    ]
 
 
 def _paired_difference(entry, check, cohorts, methods):
@@ -279,8 +396,17 @@ def _paired_difference(entry, check, cohorts, methods):
         n = int(row.get("n_complete", 0) or 0)
         data = _data_label([cohort])
         if n < 2 or not np.isfinite(diff):
-            out.append(_result(entry, DESITTER, cohort.name, data, "n/a", NOT_TESTABLE,
-                               f"n = {n} complete cases; a paired comparison needs at least 2"))
+            out.append(
+                _result(
+                    entry,
+                    DESITTER,
+                    cohort.name,
+                    data,
+                    "n/a",
+                    NOT_TESTABLE,
+                    f"n = {n} complete cases; a paired comparison needs at least 2",
+                )
+            )
             continue
         word = "higher" if diff > 0 else "lower" if diff < 0 else "unchanged"
         obtained = f"{word}: mean defaced - full {diff:+.3g} ml, paired t p = {_p(p)}, n = {n}"
@@ -292,8 +418,17 @@ def _paired_difference(entry, check, cohorts, methods):
             verdict = DIFFERS
             why = f"published {check.get('direction')}, ours {word}" + (f" (p = {_p(p)})" if np.isfinite(p) else "")
         out.append(_result(entry, DESITTER, cohort.name, data, obtained, verdict, why))
-    return out or [_result(entry, DESITTER, "study", _data_label(cohorts), "n/a", NOT_TESTABLE,
-                           _missing_reason(cohorts, methods, outcome, method))]
+    return out or [
+        _result(
+            entry,
+            DESITTER,
+            "study",
+            _data_label(cohorts),
+            "n/a",
+            NOT_TESTABLE,
+            _missing_reason(cohorts, methods, outcome, method),
+        )
+    ]
 
 
 CHECKS = {
@@ -318,8 +453,9 @@ def evaluate_claims(claims: list[dict], cohorts, methods: list[str]) -> list[Cla
     return out
 
 
-def provins_results(entries: list[dict], quality_tables: dict, quality_claims: pd.DataFrame | None = None
-                    ) -> list[ClaimResult]:
+def provins_results(
+    entries: list[dict], quality_tables: dict, quality_claims: pd.DataFrame | None = None
+) -> list[ClaimResult]:
     """Rows for the Provins et al. (2025) published values (``provins2025_published.yaml``).
 
     The quality arm owns the published values, the tables and the check
@@ -344,8 +480,11 @@ def provins_results(entries: list[dict], quality_tables: dict, quality_claims: p
     for entry in entries:
         row = by_id.get(str(entry.get("id")))
         if row is None:
-            why = ("the quality arm did not run in this study" if not quality_tables
-                   else "the quality arm's tables hold no check of this value")
+            why = (
+                "the quality arm did not run in this study"
+                if not quality_tables
+                else "the quality arm's tables hold no check of this value"
+            )
             out.append(_result(entry, PROVINS, "study", "", "n/a", NOT_TESTABLE, why))
             continue
         ours = pd.to_numeric(row.get("ours"), errors="coerce")
@@ -356,7 +495,7 @@ def provins_results(entries: list[dict], quality_tables: dict, quality_claims: p
             continue
         obtained = f"{ours:.4g} ({where})"
         reproduced = str(row.get("reproduced")).strip().lower() in ("true", "1", "yes")
-        extreme = ((entry.get("check") or {}).get("kind") == "row_extreme")
+        extreme = (entry.get("check") or {}).get("kind") == "row_extreme"
         if reproduced:
             verdict = SAME_DIRECTION if extreme else WITHIN_INTERVAL
             why = note or f"equal to {entry.get('published')} at the decimals the paper printed"
@@ -372,5 +511,4 @@ def _is_blank(value) -> bool:
 
 def results_frame(results: list[ClaimResult]) -> pd.DataFrame:
     """The claim results as a table, in the order they were checked."""
-    return pd.DataFrame([r.__dict__ for r in results],
-                        columns=list(ClaimResult.__dataclass_fields__))
+    return pd.DataFrame([r.__dict__ for r in results], columns=list(ClaimResult.__dataclass_fields__))

@@ -123,12 +123,16 @@ def load_benchmarks(results: Path) -> pd.DataFrame:
         if BENCHMARK_SECONDS not in bench or bench.empty:
             continue
         rel = path.relative_to(root)
-        rows.append({
-            "stage": rel.parts[0] if len(rel.parts) > 1 else path.stem,
-            "job": str(rel.with_suffix("")),
-            "seconds": float(pd.to_numeric(bench[BENCHMARK_SECONDS], errors="coerce").mean()),
-            "max_rss_mb": float(pd.to_numeric(bench.get(BENCHMARK_RSS, pd.Series([np.nan])), errors="coerce").max()),
-        })
+        rows.append(
+            {
+                "stage": rel.parts[0] if len(rel.parts) > 1 else path.stem,
+                "job": str(rel.with_suffix("")),
+                "seconds": float(pd.to_numeric(bench[BENCHMARK_SECONDS], errors="coerce").mean()),
+                "max_rss_mb": float(
+                    pd.to_numeric(bench.get(BENCHMARK_RSS, pd.Series([np.nan])), errors="coerce").max()
+                ),
+            }
+        )
     return pd.DataFrame(rows, columns=["stage", "job", "seconds", "max_rss_mb"])
 
 
@@ -144,14 +148,26 @@ def load_study(results: str | Path, config: dict, quality_dir: str | Path | None
     for entry in _cohort_configs(config):
         name = str(entry["name"])
         tables = {suffix: read_tsv(tables_dir / f"{name}_{suffix}.tsv") for suffix in COHORT_TABLES}
-        cohorts.append(CohortResults(
-            name=name, source=str(entry.get("source", "")), kind=str(entry.get("kind", "") or ""),
-            n_subjects_configured=entry.get("n_subjects"), outcomes=list(entry.get("outcomes", [])),
-            tables=tables, deface_records=load_deface_records(results, name),
-        ))
+        cohorts.append(
+            CohortResults(
+                name=name,
+                source=str(entry.get("source", "")),
+                kind=str(entry.get("kind", "") or ""),
+                n_subjects_configured=entry.get("n_subjects"),
+                outcomes=list(entry.get("outcomes", [])),
+                tables=tables,
+                deface_records=load_deface_records(results, name),
+            )
+        )
     if quality_dir is None:
-        quality_dir = next((results / d for d in QUALITY_DIRS
-                            if any((results / d / f"{name}.tsv").is_file() for name in QUALITY_TABLES)), tables_dir)
+        quality_dir = next(
+            (
+                results / d
+                for d in QUALITY_DIRS
+                if any((results / d / f"{name}.tsv").is_file() for name in QUALITY_TABLES)
+            ),
+            tables_dir,
+        )
     quality_dir = Path(quality_dir)
     quality = {}
     for name in QUALITY_TABLES:
@@ -160,7 +176,13 @@ def load_study(results: str | Path, config: dict, quality_dir: str | Path | None
             quality[name] = table
     figures = sorted(p for p in quality_dir.glob("*.png") if p.name.startswith(("ratings_", "iqm_"))) if quality else []
     rating = {name: read_tsv(results / RATING_DIR / f"{name}.tsv") for name in RATING_TABLES}
-    return StudyResults(results=results, config=config, cohorts=cohorts, benchmarks=load_benchmarks(results),
-                        rating={name: table for name, table in rating.items() if not table.empty},
-                        quality=quality, quality_claims=read_tsv(quality_dir / f"{QUALITY_CLAIMS}.tsv") if quality
-                        else pd.DataFrame(), quality_figures=figures)
+    return StudyResults(
+        results=results,
+        config=config,
+        cohorts=cohorts,
+        benchmarks=load_benchmarks(results),
+        rating={name: table for name, table in rating.items() if not table.empty},
+        quality=quality,
+        quality_claims=read_tsv(quality_dir / f"{QUALITY_CLAIMS}.tsv") if quality else pd.DataFrame(),
+        quality_figures=figures,
+    )

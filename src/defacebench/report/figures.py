@@ -109,8 +109,9 @@ def agreement_figure(records: pd.DataFrame, outcome: str, methods: list[str], co
 
 def dice_columns(overlap: pd.DataFrame) -> list[str]:
     """The per-subject Dice columns present (against the full image, the truth, a reference)."""
-    return [c for c in overlap.columns if c.startswith("dice_")
-            and pd.to_numeric(overlap[c], errors="coerce").notna().any()]
+    return [
+        c for c in overlap.columns if c.startswith("dice_") and pd.to_numeric(overlap[c], errors="coerce").notna().any()
+    ]
 
 
 def dice_figure(overlap: pd.DataFrame, cohort: str) -> bytes:
@@ -131,11 +132,18 @@ def dice_figure(overlap: pd.DataFrame, cohort: str) -> bytes:
                     continue  # the full image's Dice does not depend on the method: drawn once
                 pos = len(positions)
                 positions.append(pos)
-                labels.append(("full" if column == "dice_full_vs_truth" else method) + "\n" + column.replace("dice_", ""))
+                labels.append(
+                    ("full" if column == "dice_full_vs_truth" else method) + "\n" + column.replace("dice_", "")
+                )
                 if values.size:
                     ax.boxplot([values], positions=[pos], widths=0.5, showfliers=False)
-                    ax.scatter(pos + rng.uniform(-0.12, 0.12, values.size), values, s=12,
-                               color=METHOD_COLOURS[c % len(METHOD_COLOURS)], zorder=3)
+                    ax.scatter(
+                        pos + rng.uniform(-0.12, 0.12, values.size),
+                        values,
+                        s=12,
+                        color=METHOD_COLOURS[c % len(METHOD_COLOURS)],
+                        zorder=3,
+                    )
         ax.set_xticks(positions, labels, fontsize=6, rotation=45, ha="right")
         ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.02)
         ax.set_ylabel("Dice", fontsize=8)
@@ -188,14 +196,24 @@ def defacing_chart(defacing: pd.DataFrame, cohort: str) -> bytes:
     axes = fig.subplots(2, 1)
     labels = [f"{r.method}\n{r.modality}" for r in rows.itertuples()]
     x = np.arange(len(rows))
-    for ax, column, title in ((axes[0], "face_region_changed_mean", "face region changed (mean fraction)"),
-                              (axes[1], "brain_voxels_changed_mean", "brain voxels changed (mean fraction)")):
+    for ax, column, title in (
+        (axes[0], "face_region_changed_mean", "face region changed (mean fraction)"),
+        (axes[1], "brain_voxels_changed_mean", "brain voxels changed (mean fraction)"),
+    ):
         values = pd.to_numeric(rows.get(column, pd.Series(np.nan, index=rows.index)), errors="coerce").to_numpy()
         ax.bar(x, np.nan_to_num(values), color="tab:purple")
         for i, v in enumerate(values):
-            ax.text(i, (0 if not np.isfinite(v) else v), "n/a" if not np.isfinite(v) else f"{v:.3g}",
-                    ha="center", va="bottom", fontsize=7)
-        ax.set_xticks(x, labels, fontsize=7, rotation=45 if len(rows) > 6 else 0, ha="right" if len(rows) > 6 else "center")
+            ax.text(
+                i,
+                (0 if not np.isfinite(v) else v),
+                "n/a" if not np.isfinite(v) else f"{v:.3g}",
+                ha="center",
+                va="bottom",
+                fontsize=7,
+            )
+        ax.set_xticks(
+            x, labels, fontsize=7, rotation=45 if len(rows) > 6 else 0, ha="right" if len(rows) > 6 else "center"
+        )
         ax.set_title(title, fontsize=9)
         ax.tick_params(labelsize=7)
     fig.suptitle(f"What defacing changed, cohort {cohort}", fontsize=10)
@@ -219,5 +237,12 @@ def runtime_chart(benchmarks: pd.DataFrame) -> bytes:
     return to_png(fig)
 
 
-__all__ = ["agreement_figure", "defacing_chart", "dice_figure", "failure_chart", "render_montage",
-           "runtime_chart", "to_png"]
+__all__ = [
+    "agreement_figure",
+    "defacing_chart",
+    "dice_figure",
+    "failure_chart",
+    "render_montage",
+    "runtime_chart",
+    "to_png",
+]

@@ -40,36 +40,50 @@ SECTIONS = {
 
 #: The two or three sentences that open each section: what it shows and how to read it (HTML).
 LEADS = {
-    "study": ("What this run was: the configuration, the cohorts it analysed (simulated cohorts are marked; their "
+    "study": (
+        "What this run was: the configuration, the cohorts it analysed (simulated cohorts are marked; their "
         "results test the pipeline on synthetic heads, not patients), which backend actually ran each step "
         "(a re-implementation says so in its name), the tool versions the records carry, and the wall time "
-        "of each workflow stage from Snakemake's benchmark files."),
-    "failures": ("How often an analysis failed on the full image and on each defaced image, per outcome and method. "
+        "of each workflow stage from Snakemake's benchmark files."
+    ),
+    "failures": (
+        "How often an analysis failed on the full image and on each defaced image, per outcome and method. "
         "Grey bars are the full images, red the defaced ones; McNemar's exact p (above each pair) tests "
         "whether the failure rates differ on the same subjects, and the table lists why analyses failed "
-        "(the failed stage and its count)."),
-    "agreement": ("How close each outcome on a defaced image is to the same outcome on the full image, over complete "
+        "(the failed stage and its count)."
+    ),
+    "agreement": (
+        "How close each outcome on a defaced image is to the same outcome on the full image, over complete "
         "cases (subjects whose analysis succeeded on every variant). ICC(A,1) near 1 means near-identical "
         "values; the paired t test and Bland-Altman bias show a systematic shift. In the plots, points on the "
         "grey identity line (bottom) or on zero (top) mean defacing changed nothing; the dashed lines are the "
-        "95 % limits of agreement. The worst-agreeing subjects link to their defaced images and renders."),
-    "overlap": ("Two equal volumes can lie in different places, so each defaced image's label map is compared voxel by "
+        "95 % limits of agreement. The worst-agreeing subjects link to their defaced images and renders."
+    ),
+    "overlap": (
+        "Two equal volumes can lie in different places, so each defaced image's label map is compared voxel by "
         "voxel with the full image's (Dice 1 = the same voxels). For simulated cohorts the full and the defaced "
         "label maps are also compared with the simulated truth: the distance between the two boxes is the "
-        "accuracy that defacing cost. Each point is a subject."),
-    "defacing": ("What each method did to the head. The montage shows frontal surface renders of the full head and of "
+        "accuracy that defacing cost. Each point is a subject."
+    ),
+    "defacing": (
+        "What each method did to the head. The montage shows frontal surface renders of the full head and of "
         "each defaced head (the view a re-identification attack starts from); the caption under each says "
         "whether OpenCV's face detector still found a face (red: found on a defaced head). The table and chart "
         "give the fraction of the template face region changed (higher hides more) and of brain voxels changed "
-        "(should be 0)."),
-    "quality": ("Whether defacing changes image quality assessment (Provins et al. 2025): experts' ratings of full and "
+        "(should be 0)."
+    ),
+    "quality": (
+        "Whether defacing changes image quality assessment (Provins et al. 2025): experts' ratings of full and "
         "defaced images (linear mixed model and agreement) and image quality metrics (IQMs) computed on both. "
-        "A rating or metric that defacing leaves unchanged shows an effect near zero and high agreement."),
-    "claims": ("Every published finding this run can check, beside the value this run obtained and a verdict: "
+        "A rating or metric that defacing leaves unchanged shows an effect near zero and high agreement."
+    ),
+    "claims": (
+        "Every published finding this run can check, beside the value this run obtained and a verdict: "
         "<em>same direction</em> (same sign and significant), <em>within the published interval</em>, "
         "<em>differs</em>, or <em>not testable</em> (with why). Verdicts from "
         '<span class="badge sim">simulated</span> cohorts test the pipeline on synthetic heads, not the '
-        "paper's patients; with a few subjects a significance test has little power."),
+        "paper's patients; with a few subjects a significance test has little power."
+    ),
 }
 
 #: Config keys the study section shows in its own rows (cohorts get their own table).
@@ -181,8 +195,10 @@ def table_html(df: pd.DataFrame, columns: list[str] | None = None, links: dict |
 def section(section_id: str, body: str) -> str:
     """A section: its heading, its lead (:data:`LEADS`), then ``body``."""
     body = body or '<p class="note">No image cohort in this study.</p>'
-    return (f'<section id="{section_id}" data-section="{section_id}"><h2>{esc(SECTIONS[section_id])}</h2>'
-            f'<p class="lead">{LEADS[section_id]}</p>{body}</section>')
+    return (
+        f'<section id="{section_id}" data-section="{section_id}"><h2>{esc(SECTIONS[section_id])}</h2>'
+        f'<p class="lead">{LEADS[section_id]}</p>{body}</section>'
+    )
 
 
 def sim_badge(cohort: CohortResults) -> str:
@@ -253,22 +269,43 @@ def _backends(study: StudyResults) -> pd.DataFrame:
     """Per step, what was configured and what the records say actually ran."""
     rows = []
     deface_config = study.config.get("deface", {}) or {}
-    rows.append({"step": "brain extraction (defacing preparation)", "cohort": "all",
-                 "configured": deface_config.get("brain_extraction", "deepbet"), "ran": _brain_extraction(study)})
+    rows.append(
+        {
+            "step": "brain extraction (defacing preparation)",
+            "cohort": "all",
+            "configured": deface_config.get("brain_extraction", "deepbet"),
+            "ran": _brain_extraction(study),
+        }
+    )
     for cohort in study.cohorts:
         defacing = cohort.table("defacing")
         if not defacing.empty:
             for method, group in defacing.groupby("method", sort=False):
-                rows.append({"step": f"defacing: {method}", "cohort": cohort.name,
-                             "configured": method, "ran": "; ".join(sorted({str(b) for b in group["backend"].dropna()}))})
+                rows.append(
+                    {
+                        "step": f"defacing: {method}",
+                        "cohort": cohort.name,
+                        "configured": method,
+                        "ran": "; ".join(sorted({str(b) for b in group["backend"].dropna()})),
+                    }
+                )
         records = cohort.table("records")
         analysis_config = study.config.get("analysis", {}) or {}
         for outcome in _outcomes(records):
-            backends = sorted({str(b) for b in records.loc[records["outcome"] == outcome, "backend"].dropna() if str(b)})
-            rows.append({"step": f"analysis: {outcome}", "cohort": cohort.name,
-                         # WTV is read from the GBV arm's label map: its backend is GBV's
-                         "configured": (analysis_config.get(SOURCE_OUTCOME.get(outcome, outcome)) or {}).get("backend", "default"),
-                         "ran": "; ".join(backends) or "n/a (no record)"})
+            backends = sorted(
+                {str(b) for b in records.loc[records["outcome"] == outcome, "backend"].dropna() if str(b)}
+            )
+            rows.append(
+                {
+                    "step": f"analysis: {outcome}",
+                    "cohort": cohort.name,
+                    # WTV is read from the GBV arm's label map: its backend is GBV's
+                    "configured": (analysis_config.get(SOURCE_OUTCOME.get(outcome, outcome)) or {}).get(
+                        "backend", "default"
+                    ),
+                    "ran": "; ".join(backends) or "n/a (no record)",
+                }
+            )
     return pd.DataFrame(rows, columns=["step", "cohort", "configured", "ran"])
 
 
@@ -284,42 +321,68 @@ def _brain_extraction(study: StudyResults) -> str:
 
 def study_section(study: StudyResults) -> str:
     config = study.config
-    settings = pd.DataFrame([
-        {"setting": "study", "value": config.get("study", "")},
-        {"setting": "results folder", "value": str(study.results)},
-        {"setting": "defacing methods", "value": ", ".join(study.methods) or "none"},
-        {"setting": "defacing options", "value": json.dumps(config.get("deface", {}), sort_keys=True)},
-        {"setting": "method options", "value": json.dumps(config.get("method_options", {}), sort_keys=True)},
-        {"setting": "analysis", "value": json.dumps(config.get("analysis", {}), sort_keys=True)},
-        {"setting": "simulation", "value": json.dumps(config.get("simulation", {}), sort_keys=True)},
-    ] + [{"setting": key, "value": json.dumps(value, sort_keys=True, default=str)}  # other arms' blocks
-         for key, value in config.items() if key not in SHOWN_CONFIG_KEYS])
+    settings = pd.DataFrame(
+        [
+            {"setting": "study", "value": config.get("study", "")},
+            {"setting": "results folder", "value": str(study.results)},
+            {"setting": "defacing methods", "value": ", ".join(study.methods) or "none"},
+            {"setting": "defacing options", "value": json.dumps(config.get("deface", {}), sort_keys=True)},
+            {"setting": "method options", "value": json.dumps(config.get("method_options", {}), sort_keys=True)},
+            {"setting": "analysis", "value": json.dumps(config.get("analysis", {}), sort_keys=True)},
+            {"setting": "simulation", "value": json.dumps(config.get("simulation", {}), sort_keys=True)},
+        ]
+        + [
+            {"setting": key, "value": json.dumps(value, sort_keys=True, default=str)}  # other arms' blocks
+            for key, value in config.items()
+            if key not in SHOWN_CONFIG_KEYS
+        ]
+    )
     cohort_rows = []
     for c in study.cohorts:
         records = c.table("records")
-        cohort_rows.append({
-            "cohort": c.name, "source": c.source + (f" ({c.kind})" if c.kind else ""),
-            "subjects configured": c.n_subjects_configured if c.n_subjects_configured is not None else "all",
-            "subjects with records": len(c.subjects), "modalities": _modalities(c),
-            "outcomes": ", ".join(_outcomes(records)) or ", ".join(map(str, c.outcomes)),
-            "records": len(records),
-        })
-    body = ["<h3>Configuration</h3>", table_html(settings), "<h3>Cohorts</h3>",
-            table_html(pd.DataFrame(cohort_rows)),
-            "<h3>What actually ran</h3>", table_html(_backends(study)),
-            "<h3>Tool versions</h3>", table_html(_tool_versions(study))]
+        cohort_rows.append(
+            {
+                "cohort": c.name,
+                "source": c.source + (f" ({c.kind})" if c.kind else ""),
+                "subjects configured": c.n_subjects_configured if c.n_subjects_configured is not None else "all",
+                "subjects with records": len(c.subjects),
+                "modalities": _modalities(c),
+                "outcomes": ", ".join(_outcomes(records)) or ", ".join(map(str, c.outcomes)),
+                "records": len(records),
+            }
+        )
+    body = [
+        "<h3>Configuration</h3>",
+        table_html(settings),
+        "<h3>Cohorts</h3>",
+        table_html(pd.DataFrame(cohort_rows)),
+        "<h3>What actually ran</h3>",
+        table_html(_backends(study)),
+        "<h3>Tool versions</h3>",
+        table_html(_tool_versions(study)),
+    ]
     bench = study.benchmarks
     body.append("<h3>Wall time per stage</h3>")
     if bench.empty:
         body.append('<p class="note">No benchmark files were found.</p>')
     else:
-        per_stage = bench.groupby("stage").agg(jobs=("seconds", "size"), total_min=("seconds", lambda s: s.sum() / 60),
-                                               mean_s=("seconds", "mean"), max_s=("seconds", "max"),
-                                               max_rss_mb=("max_rss_mb", "max")).reset_index()
+        per_stage = (
+            bench.groupby("stage")
+            .agg(
+                jobs=("seconds", "size"),
+                total_min=("seconds", lambda s: s.sum() / 60),
+                mean_s=("seconds", "mean"),
+                max_s=("seconds", "max"),
+                max_rss_mb=("max_rss_mb", "max"),
+            )
+            .reset_index()
+        )
         body.append(png_img(figures.runtime_chart(bench), "wall time per stage"))
         body.append(table_html(per_stage.sort_values("total_min", ascending=False)))
-        body.append(f'<p class="note">Summed over {len(bench)} jobs: {bench["seconds"].sum() / 60:.1f} min of job wall '
-                    f"time (jobs run in parallel, so the run's elapsed time is shorter).</p>")
+        body.append(
+            f'<p class="note">Summed over {len(bench)} jobs: {bench["seconds"].sum() / 60:.1f} min of job wall '
+            f"time (jobs run in parallel, so the run's elapsed time is shorter).</p>"
+        )
     return section("study", "".join(body))
 
 
@@ -332,10 +395,26 @@ def failures_section(study: StudyResults) -> str:
         failures = cohort.table("failures")
         if failures.empty:
             return []
-        return [png_img(figures.failure_chart(failures, cohort.name), f"failure rates, cohort {cohort.name}"),
-                table_html(failures, ["outcome", "method", "backend", "n_subjects", "failed_full", "failed_defaced",
-                                      "both_failed", "mcnemar_b", "mcnemar_c", "mcnemar_p", "failure_reasons",
-                                      "failure_reasons_full"])]
+        return [
+            png_img(figures.failure_chart(failures, cohort.name), f"failure rates, cohort {cohort.name}"),
+            table_html(
+                failures,
+                [
+                    "outcome",
+                    "method",
+                    "backend",
+                    "n_subjects",
+                    "failed_full",
+                    "failed_defaced",
+                    "both_failed",
+                    "mcnemar_b",
+                    "mcnemar_c",
+                    "mcnemar_p",
+                    "failure_reasons",
+                    "failure_reasons_full",
+                ],
+            ),
+        ]
 
     return section("failures", per_cohort(study, draw, "No failure table: no analysis ran for this cohort."))
 
@@ -343,7 +422,9 @@ def failures_section(study: StudyResults) -> str:
 # --------------------------------------------------------------------------- agreement
 
 
-def worst_subjects(records: pd.DataFrame, cohort: str, outcome: str, method: str, n: int = WORST_SUBJECTS) -> pd.DataFrame:
+def worst_subjects(
+    records: pd.DataFrame, cohort: str, outcome: str, method: str, n: int = WORST_SUBJECTS
+) -> pd.DataFrame:
     """The complete cases whose defaced value differs most from the full one (largest |defaced - full|)."""
     subjects, full, defaced, _ = paired_values(records, outcome, method, cohort)
     if not len(subjects):
@@ -359,23 +440,54 @@ def agreement_section(study: StudyResults, links: Links) -> str:
         agreement, records = cohort.table("agreement"), cohort.table("records")
         if agreement.empty or records.empty:
             return []
-        body = [table_html(agreement, ["outcome", "method", "backend", "n_complete", "mean_full", "mean_defaced",
-                                       "mean_diff", "diff_ci_low", "diff_ci_high", "icc_a1", "icc_a1_ci_low",
-                                       "icc_a1_ci_high", "t", "t_df", "t_p", "ba_bias", "ba_loa_low", "ba_loa_high",
-                                       "wilcoxon_p", "mape_full_vs_truth_pct", "mape_defaced_vs_truth_pct", "note"])]
+        body = [
+            table_html(
+                agreement,
+                [
+                    "outcome",
+                    "method",
+                    "backend",
+                    "n_complete",
+                    "mean_full",
+                    "mean_defaced",
+                    "mean_diff",
+                    "diff_ci_low",
+                    "diff_ci_high",
+                    "icc_a1",
+                    "icc_a1_ci_low",
+                    "icc_a1_ci_high",
+                    "t",
+                    "t_df",
+                    "t_p",
+                    "ba_bias",
+                    "ba_loa_low",
+                    "ba_loa_high",
+                    "wilcoxon_p",
+                    "mape_full_vs_truth_pct",
+                    "mape_defaced_vs_truth_pct",
+                    "note",
+                ],
+            )
+        ]
         for outcome in _outcomes(records):
             methods = _methods(records[records["outcome"] == outcome])
             body.append(f"<h4>{esc(outcome)}</h4>")
-            body.append(png_img(figures.agreement_figure(records, outcome, methods, cohort.name),
-                                f"Bland-Altman and scatter, {outcome}, cohort {cohort.name}"))
+            body.append(
+                png_img(
+                    figures.agreement_figure(records, outcome, methods, cohort.name),
+                    f"Bland-Altman and scatter, {outcome}, cohort {cohort.name}",
+                )
+            )
             worst = []
             for method in methods:
                 frame = worst_subjects(records, cohort.name, outcome, method)
                 worst += [{"method": method, **row} for row in frame.to_dict("records")]
             if worst:
                 frame = pd.DataFrame(worst)
-                body.append(f'<p class="note">Worst-agreeing subjects for {esc(outcome)} '
-                            f"(largest |defaced - full| per method, ml):</p>")
+                body.append(
+                    f'<p class="note">Worst-agreeing subjects for {esc(outcome)} '
+                    f"(largest |defaced - full| per method, ml):</p>"
+                )
                 body.append(table_html(frame, ["method", "subject", "full", "defaced", "difference", "difference_pct"]))
                 body.append(_worst_links(frame, cohort.name, outcome, links))
         return body
@@ -388,10 +500,12 @@ def _worst_links(frame: pd.DataFrame, cohort: str, outcome: str, links: Links) -
     items = []
     for row in frame.itertuples():
         subject = f"sub-{row.subject}"
-        targets = [("defaced images", links.to("defaced", cohort, row.method, subject, "anat")),
-                   ("full-image label map", links.to("segmentations", cohort, outcome, f"{subject}_variant-none")),
-                   ("defaced label map", links.to("segmentations", cohort, outcome, f"{subject}_variant-{row.method}")),
-                   ("renders", links.to("renders", cohort, subject))]
+        targets = [
+            ("defaced images", links.to("defaced", cohort, row.method, subject, "anat")),
+            ("full-image label map", links.to("segmentations", cohort, outcome, f"{subject}_variant-none")),
+            ("defaced label map", links.to("segmentations", cohort, outcome, f"{subject}_variant-{row.method}")),
+            ("renders", links.to("renders", cohort, subject)),
+        ]
         found = [f'<a href="{esc(t)}">{esc(name)}</a>' for name, t in targets if t]
         items.append(f"<li>{esc(subject)} ({esc(row.method)}): {', '.join(found) or 'no image files found'}</li>")
     return f'<ul class="note">{"".join(items)}</ul>'
@@ -411,11 +525,14 @@ def overlap_section(study: StudyResults) -> str:
         summary.columns = [f"{c}_{how}" for c, how in summary.columns]
         summary = summary.reset_index()
         summary.insert(2, "n", overlap.groupby(["outcome", "method"], sort=False).size().to_numpy())
-        return [png_img(figures.dice_figure(overlap, cohort.name), f"Dice distributions, cohort {cohort.name}"),
-                table_html(summary)]
+        return [
+            png_img(figures.dice_figure(overlap, cohort.name), f"Dice distributions, cohort {cohort.name}"),
+            table_html(summary),
+        ]
 
-    return section("overlap",
-                   per_cohort(study, draw, "No overlap values: no label maps were compared for this cohort."))
+    return section(
+        "overlap", per_cohort(study, draw, "No overlap values: no label maps were compared for this cohort.")
+    )
 
 
 # --------------------------------------------------------------------------- defacing and privacy
@@ -442,9 +559,13 @@ def _montage_rows(study: StudyResults, cohort: CohortResults):
             continue
         info = images[modality]
         entry = by_subject.setdefault(str(record.get("subject")), {"modality": modality, "tiles": {}})
-        entry["tiles"].setdefault("full", (_render_path(study.results, info.get("render_full")), info.get("face_detected_full")))
-        entry["tiles"][str(record.get("method"))] = (_render_path(study.results, info.get("render_defaced")),
-                                                     info.get("face_detected_defaced"))
+        entry["tiles"].setdefault(
+            "full", (_render_path(study.results, info.get("render_full")), info.get("face_detected_full"))
+        )
+        entry["tiles"][str(record.get("method"))] = (
+            _render_path(study.results, info.get("render_defaced")),
+            info.get("face_detected_defaced"),
+        )
     return by_subject
 
 
@@ -465,19 +586,35 @@ def defacing_section(study: StudyResults) -> str:
             tiles = []
             for subject in shown:
                 renders = rows[subject]["tiles"]
-                tiles.append([(variant, renders.get(variant, (None, None))[0],
-                               _face_caption(renders.get(variant, (None, None))[1])) for variant in ["full"] + methods])
+                tiles.append(
+                    [
+                        (
+                            variant,
+                            renders.get(variant, (None, None))[0],
+                            _face_caption(renders.get(variant, (None, None))[1]),
+                        )
+                        for variant in ["full"] + methods
+                    ]
+                )
             labels = [f"sub-{s} ({rows[s]['modality']})" for s in shown]
-            body.append(png_img(figures.render_montage(tiles, labels, f"Frontal renders, cohort {cohort.name}"),
-                                f"render montage, cohort {cohort.name}"))
+            body.append(
+                png_img(
+                    figures.render_montage(tiles, labels, f"Frontal renders, cohort {cohort.name}"),
+                    f"render montage, cohort {cohort.name}",
+                )
+            )
             if len(rows) > len(shown):
-                body.append(f'<p class="note">{len(shown)} of {len(rows)} subjects shown; every render is in '
-                            f"renders/{esc(cohort.name)}/.</p>")
+                body.append(
+                    f'<p class="note">{len(shown)} of {len(rows)} subjects shown; every render is in '
+                    f"renders/{esc(cohort.name)}/.</p>"
+                )
         else:
             body.append('<p class="note">No renders (defacing did not run or rendering was switched off).</p>')
         defacing = cohort.table("defacing")
         if not defacing.empty:
-            body.append(png_img(figures.defacing_chart(defacing, cohort.name), f"defacing changes, cohort {cohort.name}"))
+            body.append(
+                png_img(figures.defacing_chart(defacing, cohort.name), f"defacing changes, cohort {cohort.name}")
+            )
             body.append(table_html(defacing))
         return body
 
@@ -504,13 +641,17 @@ def iqm_summary(agreement: pd.DataFrame, multivariate: pd.DataFrame) -> pd.DataF
         defined["relative"] = (defined["bias"] / defined["mean_full"]).abs()
         largest = defined[defined["relative"] > 0].nlargest(IQM_LARGEST, "relative")
         joint = multivariate[(multivariate.get("method") == method)] if "method" in multivariate else pd.DataFrame()
-        rows.append({
-            "method": method, "n_pairs": int(part["n"].max()), "iqms": len(part),
-            "iqms_changed_holm_p<0.05": int((part["p_holm"] < 0.05).sum()),
-            "largest_relative_change": ", ".join(f"{r.iqm} {100 * r.relative:.1f} %" for r in largest.itertuples())
-            or "none: every IQM equal on both images",
-            "joint_test_p": joint["p"].iloc[-1] if len(joint) and "p" in joint else float("nan"),
-        })
+        rows.append(
+            {
+                "method": method,
+                "n_pairs": int(part["n"].max()),
+                "iqms": len(part),
+                "iqms_changed_holm_p<0.05": int((part["p_holm"] < 0.05).sum()),
+                "largest_relative_change": ", ".join(f"{r.iqm} {100 * r.relative:.1f} %" for r in largest.itertuples())
+                or "none: every IQM equal on both images",
+                "joint_test_p": joint["p"].iloc[-1] if len(joint) and "p" in joint else float("nan"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -523,19 +664,25 @@ def _study_iqms(study: StudyResults) -> list[str]:
         body.append(f"<h4>Cohort {esc(cohort.name)}{sim_badge(cohort)}</h4>")
         body.append(table_html(iqm_summary(agreement, cohort.table("iqm_multivariate"))))
     if body:
-        body.insert(0, "<h3>Image-quality metrics of this study's images</h3><p>Per defacing method: the IQMs "
-                       "(defacebench-iqms, after MRIQC) whose paired difference from the full image is significant "
-                       "after Holm's correction, the largest changes relative to the full images' mean, and the "
-                       "joint test's p. Every IQM is in each cohort's iqm_agreement table.</p>")
+        body.insert(
+            0,
+            "<h3>Image-quality metrics of this study's images</h3><p>Per defacing method: the IQMs "
+            "(defacebench-iqms, after MRIQC) whose paired difference from the full image is significant "
+            "after Holm's correction, the largest changes relative to the full images' mean, and the "
+            "joint test's p. Every IQM is in each cohort's iqm_agreement table.</p>",
+        )
     return body
 
 
 def quality_section(study: StudyResults) -> str:
     own_iqms = _study_iqms(study)
     if not study.quality and not study.rating and not own_iqms:
-        return section("quality", '<p class="note">The quality and ratings arms did not run in this study '
-                                        "(no ratings_lmm, ratings_agreement, iqm_agreement or iqm_multivariate table, "
-                                        "and no ratings of this study's images).</p>")
+        return section(
+            "quality",
+            '<p class="note">The quality and ratings arms did not run in this study '
+            "(no ratings_lmm, ratings_agreement, iqm_agreement or iqm_multivariate table, "
+            "and no ratings of this study's images).</p>",
+        )
     body = [png_img(path.read_bytes(), f"quality arm figure {path.stem}") for path in study.quality_figures]
     groups = [("Provins et al. (2025) data", study.quality), ("Blinded ratings of this study's images", study.rating)]
     for title, group in groups:
@@ -545,7 +692,9 @@ def quality_section(study: StudyResults) -> str:
             body.append(f"<h4>{esc(name.replace('_', ' '))}</h4>")
             body.append(table_html(table.head(QUALITY_ROWS)))
             if len(table) > QUALITY_ROWS:
-                body.append(f'<p class="note">First {QUALITY_ROWS} of {len(table)} rows; all are in {esc(name)}.tsv.</p>')
+                body.append(
+                    f'<p class="note">First {QUALITY_ROWS} of {len(table)} rows; all are in {esc(name)}.tsv.</p>'
+                )
     body += own_iqms
     return section("quality", "".join(body))
 
@@ -568,12 +717,15 @@ def claims_section(results: list[claim_checks.ClaimResult]) -> str:
     for r in results:
         data = f' <span class="badge sim">{esc(r.data)}</span>' if r.data and r.data != "real" else ""
         rows.append(
-            f"<tr><td>{esc(r.paper)}</td><td>{esc(r.claim)}<br><span class=\"note\">{esc(r.source)}</span></td>"
+            f'<tr><td>{esc(r.paper)}</td><td>{esc(r.claim)}<br><span class="note">{esc(r.source)}</span></td>'
             f"<td>{esc(r.published)}</td><td>{esc(_scope(r))}</td><td>{esc(r.obtained)}</td>"
             f'<td><span class="badge {VERDICT_CLASS.get(r.verdict, "v-na")}">{esc(r.verdict)}</span>{data}</td>'
-            f"<td>{esc(r.why)}</td></tr>")
-    table = ('<div class="scroll"><table><thead><tr><th>paper</th><th>claim</th><th>published</th><th>data</th><th>this run</th>'
-             "<th>verdict</th><th>why</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table></div>")
+            f"<td>{esc(r.why)}</td></tr>"
+        )
+    table = (
+        '<div class="scroll"><table><thead><tr><th>paper</th><th>claim</th><th>published</th><th>data</th><th>this run</th>'
+        "<th>verdict</th><th>why</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table></div>"
+    )
     return section("claims", f"<p>{len(results)} rows: {summary}.</p>{table}")
 
 
@@ -591,13 +743,20 @@ def build_html(study: StudyResults, out_path: str | Path, claim_results: list[cl
         data_note = f"Simulated cohorts: {', '.join(simulated)}; their results test the pipeline, not patients."
     else:
         data_note = "All cohorts are real data."
-    sections = [study_section(study), failures_section(study), agreement_section(study, links),
-                overlap_section(study), defacing_section(study), quality_section(study), claims_section(claim_results)]
+    sections = [
+        study_section(study),
+        failures_section(study),
+        agreement_section(study, links),
+        overlap_section(study),
+        defacing_section(study),
+        quality_section(study),
+        claims_section(claim_results),
+    ]
     nav = "".join(f'<a href="#{k}">{esc(v)}</a>' for k, v in SECTIONS.items())
     title = f"defacebench study report: {study.config.get('study', '')}"
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{esc(title)}</title>"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{esc(title)}</title>'
         f"<style>{STYLE}</style></head><body>"
         f"<header><h1>{esc(title)}</h1><p>What defacing did to automated image analysis, after de Sitter et al. "
         f"(2020, Eur Radiol 30:1062), and to quality assessment, after Provins et al. (2025, PLoS Biol "

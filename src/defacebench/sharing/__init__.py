@@ -11,11 +11,20 @@ parses the Snakefile, where a submit-only environment has no numpy or nibabel.
 from importlib import import_module
 
 _HOMES = {
-    "ShareError": "build", "ShareOutcome": "build", "build_share": "build", "random_labels": "build",
+    "ShareError": "build",
+    "ShareOutcome": "build",
+    "build_share": "build",
+    "random_labels": "build",
     "voxel_digest": "build",
-    "FLAGS": "options", "SHARE_DEFAULTS": "options", "ShareConfigError": "options", "share_options": "options",
-    "ValidationResult": "validator", "ValidatorUnavailable": "validator", "find_validator": "validator",
-    "run_validator": "validator", "validate_if_wanted": "validator",
+    "FLAGS": "options",
+    "SHARE_DEFAULTS": "options",
+    "ShareConfigError": "options",
+    "share_options": "options",
+    "ValidationResult": "validator",
+    "ValidatorUnavailable": "validator",
+    "find_validator": "validator",
+    "run_validator": "validator",
+    "validate_if_wanted": "validator",
 }
 
 __all__ = sorted(_HOMES)

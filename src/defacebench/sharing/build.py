@@ -44,18 +44,65 @@ from .options import share_options
 from .validator import ValidationResult, validate_if_wanted
 
 #: Files of the source root the share writes anew (or copies, LICENSE), never as "other files".
-DATASET_FILES = ("dataset_description.json", "README", "README.md", "README.rst", "README.txt", "CHANGES",
-                 "participants.tsv", "participants.json", "LICENSE", ".bidsignore")
+DATASET_FILES = (
+    "dataset_description.json",
+    "README",
+    "README.md",
+    "README.rst",
+    "README.txt",
+    "CHANGES",
+    "participants.tsv",
+    "participants.json",
+    "LICENSE",
+    ".bidsignore",
+)
 
 #: Source dataset_description.json keys carried over unchanged (DatasetDOI is the source's own:
 #: it goes to SourceDatasets).
-DESCRIPTION_KEYS = ("Name", "BIDSVersion", "DatasetType", "License", "Authors", "Acknowledgements",
-                    "HowToAcknowledge", "Funding", "EthicsApprovals", "ReferencesAndLinks")
+DESCRIPTION_KEYS = (
+    "Name",
+    "BIDSVersion",
+    "DatasetType",
+    "License",
+    "Authors",
+    "Acknowledgements",
+    "HowToAcknowledge",
+    "Funding",
+    "EthicsApprovals",
+    "ReferencesAndLinks",
+)
 
 #: File endings of images (MRI volumes, DICOM, pictures, video): any of them may show a face.
-IMAGE_ENDINGS = (".nii", ".nii.gz", ".mgz", ".mgh", ".mnc", ".mif", ".dcm", ".ima", ".img", ".hdr", ".png",
-                 ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp", ".mp4", ".avi", ".mov", ".svg", ".pdf",
-                 ".gii", ".nrrd", ".mat", ".npy", ".npz", ".h5")
+IMAGE_ENDINGS = (
+    ".nii",
+    ".nii.gz",
+    ".mgz",
+    ".mgh",
+    ".mnc",
+    ".mif",
+    ".dcm",
+    ".ima",
+    ".img",
+    ".hdr",
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".tif",
+    ".tiff",
+    ".gif",
+    ".bmp",
+    ".mp4",
+    ".avi",
+    ".mov",
+    ".svg",
+    ".pdf",
+    ".gii",
+    ".nrrd",
+    ".mat",
+    ".npy",
+    ".npz",
+    ".h5",
+)
 
 #: File endings read as text and relabelled when copied on request under ``share.relabel``.
 TEXT_ENDINGS = (".json", ".tsv", ".txt", ".csv", ".bval", ".bvec", ".md", ".rst")
@@ -80,6 +127,7 @@ class ShareOutcome:
 
 
 # --- small helpers --------------------------------------------------------------------------------------
+
 
 def is_image(name: str) -> bool:
     return name.lower().endswith(IMAGE_ENDINGS)
@@ -136,6 +184,7 @@ def _sidecar_name(image_name: str) -> str:
 
 # --- the build ------------------------------------------------------------------------------------------
 
+
 class _Share:
     """One build: decisions per image and per file, then the dataset files, in a temporary folder."""
 
@@ -145,13 +194,13 @@ class _Share:
         self.labels = labels
         self.opts = opts
         self.method = method
-        self.shared: list[dict] = []       # {"path", "subject"}: images reaching the share
-        self.left_out: list[dict] = []     # {"path", "reason"}: share-relative (relabelled) or source paths
-        self.copied: list[str] = []        # other files copied on request (share paths)
-        self.kept_flagged: list[dict] = [] # images shared despite a flag, with the flags
-        self.backends: list[dict] = []     # distinct {backend, parameters, version} of the shared images
-        self.unmeasured: list[str] = []    # images whose privacy checks had no measure
-        self.consumed: set[Path] = set()   # source files decided by the image step
+        self.shared: list[dict] = []  # {"path", "subject"}: images reaching the share
+        self.left_out: list[dict] = []  # {"path", "reason"}: share-relative (relabelled) or source paths
+        self.copied: list[str] = []  # other files copied on request (share paths)
+        self.kept_flagged: list[dict] = []  # images shared despite a flag, with the flags
+        self.backends: list[dict] = []  # distinct {backend, parameters, version} of the shared images
+        self.unmeasured: list[str] = []  # images whose privacy checks had no measure
+        self.consumed: set[Path] = set()  # source files decided by the image step
 
     # paths and messages in the share's own labels, without the user's folders
     def rename(self, text: str) -> str:
@@ -180,12 +229,16 @@ class _Share:
                 continue
             if entry is None:
                 why = record.get("message") or "not defaced"
-                self.leave_out(rel, f"defacing failed ({record.get('failed_stage') or 'deface'}: "
-                                    f"{self.clean_message(why)})")
+                self.leave_out(
+                    rel, f"defacing failed ({record.get('failed_stage') or 'deface'}: {self.clean_message(why)})"
+                )
                 continue
             if entry.get("status") != "ok":
-                self.leave_out(rel, f"defacing failed ({entry.get('failed_stage', '?')}: "
-                                    f"{self.clean_message(entry.get('message', ''))})")
+                self.leave_out(
+                    rel,
+                    f"defacing failed ({entry.get('failed_stage', '?')}: "
+                    f"{self.clean_message(entry.get('message', ''))})",
+                )
                 continue
             defaced = Path(defaced_dir) / "anat" / source.name if defaced_dir is not None else None
             if defaced is None or not defaced.exists():
@@ -199,13 +252,18 @@ class _Share:
             if flags:
                 self.kept_flagged.append({"path": rel, "flags": sorted(flags)})
             self.copy_defaced(defaced, self.tmp / rel)
-            self.write_sidecar(defaced.with_name(_sidecar_name(defaced.name)),
-                               source.with_name(_sidecar_name(source.name)), self.tmp / _sidecar_name(rel))
+            self.write_sidecar(
+                defaced.with_name(_sidecar_name(defaced.name)),
+                source.with_name(_sidecar_name(source.name)),
+                self.tmp / _sidecar_name(rel),
+            )
             self.shared.append({"path": rel, "subject": subject})
             self.unmeasured += [f"{rel}: {note}" for note in unmeasured]
-            ran = {"backend": entry.get("backend") or record.get("backend") or "unknown",
-                   "parameters": entry.get("parameters", {}),
-                   "version": (record.get("tool_versions") or {}).get(self.method)}
+            ran = {
+                "backend": entry.get("backend") or record.get("backend") or "unknown",
+                "parameters": entry.get("parameters", {}),
+                "version": (record.get("tool_versions") or {}).get(self.method),
+            }
             if ran not in self.backends:
                 self.backends.append(ran)
 
@@ -219,8 +277,10 @@ class _Share:
         fraction = entry.get("brain_voxels_changed_fraction")
         if isinstance(fraction, (int, float)) and np.isfinite(fraction):
             if fraction > self.opts["max_brain_changed_fraction"]:
-                flags["brain_changed"] = (f"defacing changed {fraction:.2%} of the brain's voxels "
-                                          f"(share.max_brain_changed_fraction {self.opts['max_brain_changed_fraction']:.2%})")
+                flags["brain_changed"] = (
+                    f"defacing changed {fraction:.2%} of the brain's voxels "
+                    f"(share.max_brain_changed_fraction {self.opts['max_brain_changed_fraction']:.2%})"
+                )
         else:
             unmeasured.append("brain change not measured (no brain mask)")
         if voxel_digest(nib.load(str(defaced))) == voxel_digest(nib.load(str(source))):
@@ -233,8 +293,9 @@ class _Share:
         dest.parent.mkdir(parents=True, exist_ok=True)
         img = nib.load(str(defaced))
         header = img.header
-        dirty = any(np.asarray(header[f]).tobytes().strip(b"\x00 ") for f in io.IDENTIFYING_HEADER_FIELDS
-                    if f in header) or bool(getattr(header, "extensions", None))
+        dirty = any(
+            np.asarray(header[f]).tobytes().strip(b"\x00 ") for f in io.IDENTIFYING_HEADER_FIELDS if f in header
+        ) or bool(getattr(header, "extensions", None))
         if dirty:
             _save_scrubbed(img, dest)
         else:
@@ -265,8 +326,12 @@ class _Share:
                 if d.startswith("."):
                     self.leave_out(rel + "/", "hidden folder (not part of BIDS)")
                 elif rel_folder == Path(".") and d in ("derivatives", "sourcedata"):
-                    self.leave_out(rel + "/", "derivatives of the full images are not shared" if d == "derivatives"
-                                   else "source data (e.g. DICOM) hold the full images and their headers")
+                    self.leave_out(
+                        rel + "/",
+                        "derivatives of the full images are not shared"
+                        if d == "derivatives"
+                        else "source data (e.g. DICOM) hold the full images and their headers",
+                    )
                 elif rel_folder == Path(".") and d.startswith("sub-") and d[4:] not in cohort_subjects:
                     outside_cohort.append(rel)
                 else:
@@ -321,14 +386,16 @@ class _Share:
 
 # --- dataset-level files --------------------------------------------------------------------------------
 
+
 def _read_tsv(path: Path) -> tuple[list[str], list[dict]]:
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh, delimiter="\t")
         return list(reader.fieldnames or []), list(reader)
 
 
-def write_participants(source_root: Path, dest: Path, shared_subjects: list[str], labels: dict[str, str],
-                       keep: list[str]) -> dict:
+def write_participants(
+    source_root: Path, dest: Path, shared_subjects: list[str], labels: dict[str, str], keep: list[str]
+) -> dict:
     """participants.tsv (and .json) with the kept columns and the shared subjects only, in label order."""
     source = source_root / "participants.tsv"
     columns, rows = _read_tsv(source) if source.exists() else (["participant_id"], [])
@@ -353,17 +420,22 @@ def dataset_description(source: dict, method: str, backends: list[dict], source_
     desc["Name"] = f"{source.get('Name', 'BIDS dataset')} (defaced: {method})"
     desc.setdefault("BIDSVersion", "1.9.0")
     desc.setdefault("DatasetType", "raw")
-    ran = "; ".join(sorted(f"{b['backend']}, parameters {json.dumps(b['parameters'], sort_keys=True)}"
-                           for b in backends)) or "no image shared"
+    ran = (
+        "; ".join(sorted(f"{b['backend']}, parameters {json.dumps(b['parameters'], sort_keys=True)}" for b in backends))
+        or "no image shared"
+    )
     versions = sorted({str(b["version"]) for b in backends if b.get("version")})
     method_entry = {"Name": method, "Description": f"backend: {ran}"}
     if versions:
         method_entry["Version"] = ", ".join(versions)
     desc["GeneratedBy"] = [
-        {"Name": "defacebench", "Version": __version__,
-         "Description": f"cohort {cohort} defaced with {method}, checked (face detection on a surface render, "
-                        "brain voxels changed, voxels unchanged) and shared: identifying header fields, sidecar "
-                        "keys and participants columns removed; see README and CHANGES"},
+        {
+            "Name": "defacebench",
+            "Version": __version__,
+            "Description": f"cohort {cohort} defaced with {method}, checked (face detection on a surface render, "
+            "brain voxels changed, voxels unchanged) and shared: identifying header fields, sidecar "
+            "keys and participants columns removed; see README and CHANGES",
+        },
         method_entry,
     ] + [g for g in source.get("GeneratedBy", []) if isinstance(g, dict) and g.get("Name")]
     origin = {"URL": source_url}
@@ -377,14 +449,17 @@ def _listing(entries: list[dict]) -> list[str]:
     return [f"- {e['path']}: {e['reason']}" for e in sorted(entries, key=lambda e: e["path"])] or ["- none"]
 
 
-def readme_text(share: _Share, desc: dict, participants: dict, cohort: str, source_readme: str | None,
-                relabelled: bool) -> str:
+def readme_text(
+    share: _Share, desc: dict, participants: dict, cohort: str, source_readme: str | None, relabelled: bool
+) -> str:
     opts = share.opts
     lines = [
-        f"# {desc['Name']}", "",
+        f"# {desc['Name']}",
+        "",
         f"This dataset holds the images of cohort '{cohort}' defaced with {share.method}, made with defacebench "
         f"{__version__} from the BIDS dataset '{desc['Name'].rsplit(' (defaced', 1)[0]}' "
-        f"(SourceDatasets in dataset_description.json).", "",
+        f"(SourceDatasets in dataset_description.json).",
+        "",
         "## What was done",
         f"- Each image was defaced with {share.method} ({desc['GeneratedBy'][1]['Description']}).",
         "- Identifying NIfTI header text (descrip, aux_file, db_name, intent_name, extensions) was cleared and "
@@ -397,18 +472,22 @@ def readme_text(share: _Share, desc: dict, participants: dict, cohort: str, sour
         "voxels, or when its voxels equal the full image's"
         + (f" (shared all the same for: {', '.join(opts['keep_flagged'])})." if opts["keep_flagged"] else "."),
         "- Every other file of the source that may show a face or identify a person (other images, sidecars of "
-        "images not shared, scans/sessions tables, derivatives) was left out" +
-        (", except the files copied on request listed below." if share.copied else "."),
+        "images not shared, scans/sessions tables, derivatives) was left out"
+        + (", except the files copied on request listed below." if share.copied else "."),
     ]
     if relabelled:
-        lines.append("- Subjects were given new random labels; the key to the original labels is kept by the "
-                     "data owner and is not part of this dataset.")
+        lines.append(
+            "- Subjects were given new random labels; the key to the original labels is kept by the "
+            "data owner and is not part of this dataset."
+        )
     lines += ["", f"## Images shared ({len(share.shared)})"]
     # sorted by the share's paths: the build's order (source labels) would give relabelled subjects away
     lines += [f"- {path}" for path in sorted(s["path"] for s in share.shared)] or ["- none"]
     if share.kept_flagged:
         lines += ["", "## Images shared despite a failed privacy check (share.keep_flagged)"]
-        lines += [f"- {e['path']}: {', '.join(e['flags'])}" for e in sorted(share.kept_flagged, key=lambda e: e["path"])]
+        lines += [
+            f"- {e['path']}: {', '.join(e['flags'])}" for e in sorted(share.kept_flagged, key=lambda e: e["path"])
+        ]
     if share.unmeasured:
         lines += ["", "## Privacy checks that could not be made"] + [f"- {u}" for u in sorted(share.unmeasured)]
     if share.copied:
@@ -424,10 +503,12 @@ def readme_text(share: _Share, desc: dict, participants: dict, cohort: str, sour
 
 def changes_text(method: str, cohort: str, n_images: int, n_left_out: int, relabelled: bool) -> str:
     today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
-    lines = [f"1.0.0 {today}",
-             f"  - Defaced with {method} (defacebench {__version__}): {n_images} image(s) of cohort {cohort}.",
-             f"  - {n_left_out} file(s) or folder(s) of the source left out (listed in README).",
-             "  - Identifying header fields, sidecar keys and participants columns removed."]
+    lines = [
+        f"1.0.0 {today}",
+        f"  - Defaced with {method} (defacebench {__version__}): {n_images} image(s) of cohort {cohort}.",
+        f"  - {n_left_out} file(s) or folder(s) of the source left out (listed in README).",
+        "  - Identifying header fields, sidecar keys and participants columns removed.",
+    ]
     if relabelled:
         lines.append("  - Subjects relabelled at random.")
     return "\n".join(lines) + "\n"
@@ -441,6 +522,7 @@ def _source_readme(source_root: Path) -> str | None:
 
 
 # --- the entry point ------------------------------------------------------------------------------------
+
 
 def _load_record(record) -> dict | None:
     if record is None or isinstance(record, dict):
@@ -474,9 +556,19 @@ def _write_key(path: Path, labels: dict[str, str], shared: set[str]) -> None:
             os.unlink(name)
 
 
-def build_share(*, source_root: str | Path, images: dict, defaced_dirs: dict, records: dict, method: str,
-                out_dir: str | Path, options: dict | None = None, cohort: str = "cohort",
-                key_path: str | Path | None = None, report_path: str | Path | None = None) -> ShareOutcome:
+def build_share(
+    *,
+    source_root: str | Path,
+    images: dict,
+    defaced_dirs: dict,
+    records: dict,
+    method: str,
+    out_dir: str | Path,
+    options: dict | None = None,
+    cohort: str = "cohort",
+    key_path: str | Path | None = None,
+    report_path: str | Path | None = None,
+) -> ShareOutcome:
     """Build ``out_dir`` as a shareable BIDS dataset of ``method``'s defaced images of one cohort.
 
     ``images``: subject -> modality -> full image path inside ``source_root``
@@ -510,42 +602,55 @@ def build_share(*, source_root: str | Path, images: dict, defaced_dirs: dict, re
         share = _Share(source_root, tmp, labels, opts, method)
         for subject in subjects:
             defaced_dir = defaced_dirs.get(subject)
-            share.add_subject(subject, images[subject], Path(defaced_dir) if defaced_dir else None,
-                              _load_record(records.get(subject)))
+            share.add_subject(
+                subject, images[subject], Path(defaced_dir) if defaced_dir else None, _load_record(records.get(subject))
+            )
         share.add_other_files(set(subjects))
         shared_subjects = sorted({s["subject"] for s in share.shared})
         for subject in subjects:
             if subject not in shared_subjects:
                 share.leave_out(f"sub-{labels[subject]}/", "every image of the subject was left out")
         participants = write_participants(source_root, tmp, shared_subjects, labels, opts["participants_keep"])
-        desc = dataset_description(source_desc, method, share.backends,
-                                   opts["source_url"] or source_root.as_uri(), cohort)
+        desc = dataset_description(
+            source_desc, method, share.backends, opts["source_url"] or source_root.as_uri(), cohort
+        )
         io.write_json(desc, tmp / "dataset_description.json")
-        io.write_text(readme_text(share, desc, participants, cohort, _source_readme(source_root), opts["relabel"]),
-                      tmp / "README")
-        io.write_text(changes_text(method, cohort, len(share.shared), len(share.left_out), opts["relabel"]),
-                      tmp / "CHANGES")
+        io.write_text(
+            readme_text(share, desc, participants, cohort, _source_readme(source_root), opts["relabel"]), tmp / "README"
+        )
+        io.write_text(
+            changes_text(method, cohort, len(share.shared), len(share.left_out), opts["relabel"]), tmp / "CHANGES"
+        )
         for name in ("LICENSE", ".bidsignore"):
             if (source_root / name).is_file():
                 shutil.copyfile(source_root / name, tmp / name)
         check_share(tmp, labels if opts["relabel"] else {})
         validation = validate_if_wanted(tmp, opts["validate"])
         report = {
-            "cohort": cohort, "method": method, "share": str(out_dir),
+            "cohort": cohort,
+            "method": method,
+            "share": str(out_dir),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "status": "published" if not validation.errors else "rejected: BIDS validator errors",
-            "options": opts, "subjects_shared": len(shared_subjects), "images_shared": sorted(s["path"] for s in share.shared),
-            "left_out": sorted(share.left_out, key=lambda e: e["path"]), "copied_on_request": sorted(share.copied),
+            "options": opts,
+            "subjects_shared": len(shared_subjects),
+            "images_shared": sorted(s["path"] for s in share.shared),
+            "left_out": sorted(share.left_out, key=lambda e: e["path"]),
+            "copied_on_request": sorted(share.copied),
             "kept_flagged": sorted(share.kept_flagged, key=lambda e: e["path"]),
-            "checks_not_made": sorted(share.unmeasured), "participants": participants,
-            "backends": share.backends, "relabel_key": str(key_path) if opts["relabel"] else None,
+            "checks_not_made": sorted(share.unmeasured),
+            "participants": participants,
+            "backends": share.backends,
+            "relabel_key": str(key_path) if opts["relabel"] else None,
             "validation": validation.to_dict(),
         }
         if report_path is not None:
             io.write_json(report, report_path)
         if validation.errors:
-            raise ShareError(f"the share of cohort {cohort} is not valid BIDS, so it was not published "
-                             f"({report_path or 'no report path'}):\n{validation.summary()}")
+            raise ShareError(
+                f"the share of cohort {cohort} is not valid BIDS, so it was not published "
+                f"({report_path or 'no report path'}):\n{validation.summary()}"
+            )
         if opts["relabel"]:
             _write_key(Path(key_path), labels, set(shared_subjects))
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; the share is meant to be read by others

@@ -19,18 +19,18 @@ VALIDATE_CHOICES = ("auto", True, False)
 
 SHARE_DEFAULTS = {
     "method": None,
-    "cohorts": None,                      # None: every cohort of the study
+    "cohorts": None,  # None: every cohort of the study
     # participants.tsv columns kept; every other column is dropped (age, sex, notes, site,
     # dates can single a person out, and a simulated cohort's columns are its ground truth)
     "participants_keep": ["participant_id"],
-    "relabel": False,                     # random subject labels; the key is written outside the share
-    "copy": [],                           # glob patterns (source-relative) of other files to copy anyway
-    "keep_flagged": [],                   # flags (FLAGS) whose images are shared all the same
+    "relabel": False,  # random subject labels; the key is written outside the share
+    "copy": [],  # glob patterns (source-relative) of other files to copy anyway
+    "keep_flagged": [],  # flags (FLAGS) whose images are shared all the same
     # a defaced image that changed more than this fraction of the brain mask's voxels is flagged
     # brain_changed: the brain is what the data are shared for
     "max_brain_changed_fraction": 0.01,
     "validate": "auto",
-    "source_url": None,                   # SourceDatasets URL; default: the source folder as a file URI
+    "source_url": None,  # SourceDatasets URL; default: the source folder as a file URI
 }
 
 
@@ -58,8 +58,10 @@ def share_options(block: dict | None, method: str | None = None) -> dict:
     if method:
         opts["method"] = method
     if not opts["method"] or not isinstance(opts["method"], str):
-        raise ShareConfigError("share.method: no defacing method chosen to share "
-                               "(set share.method in the config or pass --config share_method=<method>)")
+        raise ShareConfigError(
+            "share.method: no defacing method chosen to share "
+            "(set share.method in the config or pass --config share_method=<method>)"
+        )
     if opts["cohorts"] is not None:
         opts["cohorts"] = _string_list(opts["cohorts"], "share.cohorts")
     opts["participants_keep"] = _string_list(opts["participants_keep"], "share.participants_keep")

@@ -60,8 +60,12 @@ class ValidationResult:
         return self.ran and not self.errors
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "passed": self.passed,
-                "error_count": len(self.errors), "warning_count": len(self.warnings)}
+        return {
+            **asdict(self),
+            "passed": self.passed,
+            "error_count": len(self.errors),
+            "warning_count": len(self.warnings),
+        }
 
     def summary(self) -> str:
         if not self.ran:
@@ -84,12 +88,16 @@ def find_validator() -> tuple[Path | None, str]:
     on_path = shutil.which("bids-validator")
     if on_path:
         candidates.append((Path(on_path), "PATH"))
-    candidates += [(VALIDATOR_HOME / "node_modules" / ".bin" / "bids-validator", str(VALIDATOR_HOME)),
-                   (_REPO / "node_modules" / ".bin" / "bids-validator", "the repository's node_modules")]
+    candidates += [
+        (VALIDATOR_HOME / "node_modules" / ".bin" / "bids-validator", str(VALIDATOR_HOME)),
+        (_REPO / "node_modules" / ".bin" / "bids-validator", "the repository's node_modules"),
+    ]
     found = next(((path, where) for path, where in candidates if path.is_file() and os.access(path, os.X_OK)), None)
     if found is None:
-        return None, (f"bids-validator not found (${VALIDATOR_ENV}, PATH, {VALIDATOR_HOME}); install it with "
-                      f"`npm install --prefix {VALIDATOR_HOME} bids-validator@{VALIDATOR_VERSION}`")
+        return None, (
+            f"bids-validator not found (${VALIDATOR_ENV}, PATH, {VALIDATOR_HOME}); install it with "
+            f"`npm install --prefix {VALIDATOR_HOME} bids-validator@{VALIDATOR_VERSION}`"
+        )
     if shutil.which("node") is None:
         return None, f"bids-validator found ({found[0]}) but node is not on PATH"
     return found[0], found[1]
@@ -110,12 +118,15 @@ def _issues(raw: list, severity: str) -> list[Issue]:
         files = [f for f in item.get("files") or [] if f]
         paths = sorted({(f.get("file") or {}).get("relativePath", "") for f in files} - {""})
         evidence = [str(f["evidence"]) for f in files if f.get("evidence")][:5]
-        out.append(Issue(severity, str(item.get("key", "")), item.get("code"), str(item.get("reason", "")),
-                         paths, evidence))
+        out.append(
+            Issue(severity, str(item.get("key", "")), item.get("code"), str(item.get("reason", "")), paths, evidence)
+        )
     return out
 
 
-def run_validator(dataset: str | Path, executable: str | Path | None = None, timeout_s: float = 600) -> ValidationResult:
+def run_validator(
+    dataset: str | Path, executable: str | Path | None = None, timeout_s: float = 600
+) -> ValidationResult:
     """Run the BIDS validator on ``dataset`` (``--json``) and return its errors and warnings.
 
     ``executable`` defaults to :func:`find_validator`'s; a missing one raises
@@ -127,8 +138,9 @@ def run_validator(dataset: str | Path, executable: str | Path | None = None, tim
         if executable is None:
             raise ValidatorUnavailable(why)
     try:
-        proc = subprocess.run([str(executable), "--json", str(dataset)], capture_output=True, text=True,
-                              timeout=timeout_s)
+        proc = subprocess.run(
+            [str(executable), "--json", str(dataset)], capture_output=True, text=True, timeout=timeout_s
+        )
     except subprocess.TimeoutExpired:
         raise RuntimeError(f"bids-validator did not finish within {timeout_s:.0f} s on {dataset}") from None
     try:
@@ -136,11 +148,16 @@ def run_validator(dataset: str | Path, executable: str | Path | None = None, tim
         issues = report["issues"]
     except (ValueError, KeyError, TypeError):
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise RuntimeError(f"bids-validator exited with {proc.returncode} without a JSON report: "
-                           + " | ".join(tail)) from None
-    return ValidationResult(True, validator=str(executable), version=validator_version(Path(executable)),
-                            errors=_issues(issues.get("errors", []), "error"),
-                            warnings=_issues(issues.get("warnings", []), "warning"))
+        raise RuntimeError(
+            f"bids-validator exited with {proc.returncode} without a JSON report: " + " | ".join(tail)
+        ) from None
+    return ValidationResult(
+        True,
+        validator=str(executable),
+        version=validator_version(Path(executable)),
+        errors=_issues(issues.get("errors", []), "error"),
+        warnings=_issues(issues.get("warnings", []), "warning"),
+    )
 
 
 def validate_if_wanted(dataset: str | Path, mode) -> ValidationResult:

@@ -105,14 +105,25 @@ def register_mni_to_head(head: nib.Nifti1Image, brain: np.ndarray) -> dict:
     with tempfile.TemporaryDirectory(prefix="defacebench-anatomy-") as tmp:
         request, answer = Path(tmp) / "request.npz", Path(tmp) / "answer.npz"
         np.savez(request, head=np.asarray(head.dataobj, np.float32), affine=head.affine, brain=np.asarray(brain, bool))
-        run = subprocess.run([sys.executable, "-c", "import sys; from defacebench.simulate.anatomy import "
-                              "_register_in_this_process as r; r(sys.argv[1], sys.argv[2])", str(request), str(answer)],
-                             capture_output=True, text=True)
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from defacebench.simulate.anatomy import "
+                "_register_in_this_process as r; r(sys.argv[1], sys.argv[2])",
+                str(request),
+                str(answer),
+            ],
+            capture_output=True,
+            text=True,
+        )
         if run.returncode != 0:
             raise RuntimeError(f"head model registration failed: {run.stderr.strip()[-2000:]}")
         with np.load(answer) as result:
-            return {"maps": {kind: result[kind] for kind in ("t1", "gm", "wm")},
-                    "head_to_mni_det": float(result["head_to_mni_det"])}
+            return {
+                "maps": {kind: result[kind] for kind in ("t1", "gm", "wm")},
+                "head_to_mni_det": float(result["head_to_mni_det"]),
+            }
 
 
 def _register_in_this_process(request: str, answer: str) -> None:
@@ -130,15 +141,23 @@ def _register_in_this_process(request: str, answer: str) -> None:
     reg = ants.registration(
         fixed=ants.resample_image(fixed, (2, 2, 2), use_voxels=False, interp_type=0),
         moving=ants.resample_image(moving, (2, 2, 2), use_voxels=False, interp_type=0),
-        type_of_transform="Affine", aff_iterations=(100, 50, 20), aff_shrink_factors=(4, 2, 1),
-        aff_smoothing_sigmas=(2, 1, 0), aff_random_sampling_rate=0.3, random_seed=1,
+        type_of_transform="Affine",
+        aff_iterations=(100, 50, 20),
+        aff_shrink_factors=(4, 2, 1),
+        aff_smoothing_sigmas=(2, 1, 0),
+        aff_random_sampling_rate=0.3,
+        random_seed=1,
     )
     try:
         transform = ants.read_transform(reg["fwdtransforms"][0])
         linear = np.asarray(transform.parameters[:9]).reshape(3, 3)
         maps = {
-            kind: ants.apply_transforms(fixed=fixed, moving=ants.image_read(str(mni152(kind))),
-                                        transformlist=reg["fwdtransforms"], interpolator="linear").numpy()
+            kind: ants.apply_transforms(
+                fixed=fixed,
+                moving=ants.image_read(str(mni152(kind))),
+                transformlist=reg["fwdtransforms"],
+                interpolator="linear",
+            ).numpy()
             for kind in ("t1", "gm", "wm")
         }
     finally:
@@ -199,6 +218,7 @@ def face_landmarks(head: np.ndarray, face: np.ndarray, affine: np.ndarray) -> di
     from the nose tip (adult proportions, Farkas 1994): 38 mm below it, 30 mm above it, and 40 mm
     to each side 5 mm above it.
     """
+
     def world(mask):
         ijk = np.argwhere(mask)
         return ijk @ affine[:3, :3].T + affine[:3, 3]
@@ -212,9 +232,14 @@ def face_landmarks(head: np.ndarray, face: np.ndarray, affine: np.ndarray) -> di
         near = head_points[(np.abs(head_points[:, 0] - x) < half_width) & (np.abs(head_points[:, 2] - z) < half_width)]
         return near[np.argmax(near[:, 1])].tolist()
 
-    return {"nose_tip": nose.tolist(), "midline_x": float(nose[0]), "chin": front(nose[0], nose[2] - 38),
-            "brow": front(nose[0], nose[2] + 30), "cheek_right": front(nose[0] + 40, nose[2] + 5),
-            "cheek_left": front(nose[0] - 40, nose[2] + 5)}
+    return {
+        "nose_tip": nose.tolist(),
+        "midline_x": float(nose[0]),
+        "chin": front(nose[0], nose[2] - 38),
+        "brow": front(nose[0], nose[2] + 30),
+        "cheek_right": front(nose[0] + 40, nose[2] + 5),
+        "cheek_left": front(nose[0] - 40, nose[2] + 5),
+    }
 
 
 def ventricles(csf: np.ndarray, icv: np.ndarray, zooms) -> np.ndarray:
@@ -314,15 +339,18 @@ def is_current(anatomy_dir: Path) -> bool:
     if not info_file.exists():
         return False
     return json.loads(info_file.read_text()).get("model_version", 1) == MODEL_VERSION and all(
-        (Path(anatomy_dir) / name).exists() for name in MODEL_FILES.values())
+        (Path(anatomy_dir) / name).exists() for name in MODEL_FILES.values()
+    )
 
 
 def load_anatomy(anatomy_dir: Path) -> dict:
     """The model written by :func:`prepare_anatomy`: float32 arrays (probabilities 0..1, distances in mm) and the head affine."""
     anatomy_dir = Path(anatomy_dir)
     if not is_current(anatomy_dir):
-        raise RuntimeError(f"the head model in {anatomy_dir} was written by another version of defacebench "
-                           f"(model version {MODEL_VERSION} needed): delete it and prepare it again")
+        raise RuntimeError(
+            f"the head model in {anatomy_dir} was written by another version of defacebench "
+            f"(model version {MODEL_VERSION} needed): delete it and prepare it again"
+        )
     head = nib.load(str(anatomy_dir / MODEL_FILES["head"]))
     out = {"affine": head.affine.copy(), "shape": head.shape[:3]}
     for name, filename in MODEL_FILES.items():

@@ -30,14 +30,58 @@ from .anatomy import CSF, GM, HEAD, WM
 #: percentile over lesions; looked at to diagnose the error, not fitted).
 #: Caps/lining, choroid plexus and CSF flow artefacts: see :mod:`.mimics` (Neema et al. 2009).
 TISSUE_SIGNAL = {
-    "T1w": {"csf": 0.28, "gm": 0.64, "wm": 1.00, "lesion": 0.66, "necrosis": 0.30, "oedema": 0.72,
-            "nonenhancing": 0.58, "enhancing": 0.62, "caps": 0.95, "choroid": 0.70, "csf_flow": 0.28},
-    "ceT1w": {"csf": 0.28, "gm": 0.64, "wm": 1.00, "lesion": 0.66, "necrosis": 0.30, "oedema": 0.72,
-              "nonenhancing": 0.60, "enhancing": 1.55, "caps": 0.95, "choroid": 1.60, "csf_flow": 0.28},
-    "T2w": {"csf": 2.60, "gm": 1.45, "wm": 1.00, "lesion": 1.90, "necrosis": 2.40, "oedema": 2.00,
-            "nonenhancing": 1.75, "enhancing": 1.50, "caps": 1.50, "choroid": 1.50, "csf_flow": 2.60},
-    "FLAIR": {"csf": 0.12, "gm": 1.22, "wm": 1.00, "lesion": 1.70, "necrosis": 0.70, "oedema": 1.80,
-              "nonenhancing": 1.65, "enhancing": 1.45, "caps": 1.45, "choroid": 1.10, "csf_flow": 1.00},
+    "T1w": {
+        "csf": 0.28,
+        "gm": 0.64,
+        "wm": 1.00,
+        "lesion": 0.66,
+        "necrosis": 0.30,
+        "oedema": 0.72,
+        "nonenhancing": 0.58,
+        "enhancing": 0.62,
+        "caps": 0.95,
+        "choroid": 0.70,
+        "csf_flow": 0.28,
+    },
+    "ceT1w": {
+        "csf": 0.28,
+        "gm": 0.64,
+        "wm": 1.00,
+        "lesion": 0.66,
+        "necrosis": 0.30,
+        "oedema": 0.72,
+        "nonenhancing": 0.60,
+        "enhancing": 1.55,
+        "caps": 0.95,
+        "choroid": 1.60,
+        "csf_flow": 0.28,
+    },
+    "T2w": {
+        "csf": 2.60,
+        "gm": 1.45,
+        "wm": 1.00,
+        "lesion": 1.90,
+        "necrosis": 2.40,
+        "oedema": 2.00,
+        "nonenhancing": 1.75,
+        "enhancing": 1.50,
+        "caps": 1.50,
+        "choroid": 1.50,
+        "csf_flow": 2.60,
+    },
+    "FLAIR": {
+        "csf": 0.12,
+        "gm": 1.22,
+        "wm": 1.00,
+        "lesion": 1.70,
+        "necrosis": 0.70,
+        "oedema": 1.80,
+        "nonenhancing": 1.65,
+        "enhancing": 1.45,
+        "caps": 1.45,
+        "choroid": 1.10,
+        "csf_flow": 1.00,
+    },
 }
 #: Per-subject range of signals that vary far more between patients than the common jitter:
 #: the FLAIR signal of necrotic/cystic tumour depends on its protein content (fluid is not always
@@ -93,9 +137,19 @@ def bias_field(shape, zooms, rng: np.random.Generator, amplitude: float) -> np.n
     return np.exp(full[: shape[0], : shape[1], : shape[2]])
 
 
-def clean_image(modality: str, labels: np.ndarray, fractions: dict, head_t1: np.ndarray,
-                lesion: np.ndarray | None, tumour: np.ndarray | None, signal: dict, rng: np.random.Generator,
-                zooms, mimics: dict | None = None, bone: np.ndarray | None = None) -> np.ndarray:
+def clean_image(
+    modality: str,
+    labels: np.ndarray,
+    fractions: dict,
+    head_t1: np.ndarray,
+    lesion: np.ndarray | None,
+    tumour: np.ndarray | None,
+    signal: dict,
+    rng: np.random.Generator,
+    zooms,
+    mimics: dict | None = None,
+    bone: np.ndarray | None = None,
+) -> np.ndarray:
     """Noise-free image: tissue signal with fine texture, template head tissue, partial-volume blur.
 
     Inside the skull each voxel mixes the CSF, GM and WM signal by its tissue
@@ -114,8 +168,11 @@ def clean_image(modality: str, labels: np.ndarray, fractions: dict, head_t1: np.
     if bone is not None:
         data[head] += np.clip(bone[head], 0, 1) * (BONE_SIGNAL[modality] - data[head])
     inside = (labels == CSF) | (labels == GM) | (labels == WM)
-    data[inside] = (fractions["csf"][inside] * signal["csf"] + fractions["gm"][inside] * signal["gm"]
-                    + fractions["wm"][inside] * signal["wm"])
+    data[inside] = (
+        fractions["csf"][inside] * signal["csf"]
+        + fractions["gm"][inside] * signal["gm"]
+        + fractions["wm"][inside] * signal["wm"]
+    )
     if mimics:
         box = mimics["box"]
         local = data[box]
@@ -133,8 +190,11 @@ def clean_image(modality: str, labels: np.ndarray, fractions: dict, head_t1: np.
         box = bounding_box(tumour > 0)
         local_labels = tumour[box]
         local = data[box]
-        for label, key in ((pathology.NECROSIS, "necrosis"), (pathology.NONENHANCING, "nonenhancing"),
-                           (pathology.ENHANCING, "enhancing")):
+        for label, key in (
+            (pathology.NECROSIS, "necrosis"),
+            (pathology.NONENHANCING, "nonenhancing"),
+            (pathology.ENHANCING, "enhancing"),
+        ):
             local[local_labels == label] = signal[key]
         oedema = local_labels == pathology.OEDEMA
         if oedema.any():

@@ -19,12 +19,17 @@ from .. import __version__, io
 DESCRIPTIONS = {
     "healthy": "ADNI-like cohort: T1w; brain atrophy varies (true NBV about 1,300-1,650 ml)",
     "ms": "MAGNIMS-like multiple sclerosis cohort: T1w and FLAIR with periventricular and juxtacortical "
-          "white-matter lesions (FLAIR-hyperintense, T1w-hypointense)",
+    "white-matter lesions (FLAIR-hyperintense, T1w-hypointense)",
     "glioma": "PICTURE-like glioblastoma cohort: T1w, T1w with gadolinium, T2w and FLAIR; necrotic core, "
-              "enhancing rim, non-enhancing tumour and oedema",
+    "enhancing rim, non-enhancing tumour and oedema",
 }
-GENERATED_BY = [{"Name": "defacebench.simulate", "Version": __version__,
-                 "Description": "simulated heads from PyDeface's template and nilearn's MNI152 2009 tissue maps"}]
+GENERATED_BY = [
+    {
+        "Name": "defacebench.simulate",
+        "Version": __version__,
+        "Description": "simulated heads from PyDeface's template and nilearn's MNI152 2009 tissue maps",
+    }
+]
 #: Gzip level of written images: 1, nibabel's own default. Measured on a 1 mm glioma subject (7 files):
 #: level 6 spent 6.9 s compressing, about a quarter of the whole simulation.
 COMPRESSLEVEL = 1
@@ -36,8 +41,10 @@ def save_nifti(img: nib.Nifti1Image, path: Path) -> Path:
     img.header.set_xyzt_units("mm", "sec")
     payload = img.to_bytes()
     with io.atomic_path(path) as tmp:
-        with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0,
-                                                   compresslevel=COMPRESSLEVEL) as gz:
+        with (
+            open(tmp, "wb") as raw,
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=COMPRESSLEVEL) as gz,
+        ):
             gz.write(payload)
     return path
 
@@ -55,10 +62,15 @@ def sidecar(img: nib.Nifti1Image, modality: str, seed: int, subject_seed: int) -
     """BIDS sidecar of a simulated image (acquisition-like fields plus provenance)."""
     zooms = [float(z) for z in img.header.get_zooms()[:3]]
     meta = {
-        "Modality": "MR", "MagneticFieldStrength": 3, "Manufacturer": "defacebench simulator",
-        "SliceThickness": max(zooms), "VoxelSizeMm": zooms,
+        "Modality": "MR",
+        "MagneticFieldStrength": 3,
+        "Manufacturer": "defacebench simulator",
+        "SliceThickness": max(zooms),
+        "VoxelSizeMm": zooms,
         "MRAcquisitionType": "2D" if max(zooms) > 1.5 * min(zooms) else "3D",
-        "GeneratedBy": GENERATED_BY, "SimulationSeed": int(seed), "SimulationSubjectSeed": int(subject_seed),
+        "GeneratedBy": GENERATED_BY,
+        "SimulationSeed": int(seed),
+        "SimulationSubjectSeed": int(subject_seed),
     }
     if modality == "ceT1w":
         meta["ContrastBolusIngredient"] = "GADOLINIUM"
@@ -77,21 +89,37 @@ def write_dataset_files(kind: str, bids_root: Path, truths: list[dict], name: st
     from .figure import contact_sheet
 
     bids_root = Path(bids_root)
-    io.write_json({"Name": f"defacebench simulated cohort {name} ({kind})", "BIDSVersion": "1.9.0",
-                   "DatasetType": "raw", "License": "CC0", "GeneratedBy": GENERATED_BY},
-                  bids_root / "dataset_description.json")
-    io.write_json({"Name": f"Ground truth of the simulated cohort {name}", "BIDSVersion": "1.9.0",
-                   "DatasetType": "derivative", "GeneratedBy": GENERATED_BY,
-                   "SourceDatasets": [{"URL": "../../"}]},
-                  bids_root / "derivatives" / "truth" / "dataset_description.json")
+    io.write_json(
+        {
+            "Name": f"defacebench simulated cohort {name} ({kind})",
+            "BIDSVersion": "1.9.0",
+            "DatasetType": "raw",
+            "License": "CC0",
+            "GeneratedBy": GENERATED_BY,
+        },
+        bids_root / "dataset_description.json",
+    )
+    io.write_json(
+        {
+            "Name": f"Ground truth of the simulated cohort {name}",
+            "BIDSVersion": "1.9.0",
+            "DatasetType": "derivative",
+            "GeneratedBy": GENERATED_BY,
+            "SourceDatasets": [{"URL": "../../"}],
+        },
+        bids_root / "derivatives" / "truth" / "dataset_description.json",
+    )
     table = pd.DataFrame([{k: v for k, v in t.items() if not isinstance(v, (list, dict))} for t in truths])
     table = table.sort_values("participant_id")
     first = ["participant_id", "kind"]
     table = table[first + [c for c in table.columns if c not in first]]
-    io.write_text(table.to_csv(sep="\t", index=False, na_rep="n/a", float_format="%.4f"),
-                  bids_root / "participants.tsv")
-    io.write_json({column: {"Description": describe(column)} for column in table.columns if describe(column)},
-                  bids_root / "participants.json")
+    io.write_text(
+        table.to_csv(sep="\t", index=False, na_rep="n/a", float_format="%.4f"), bids_root / "participants.tsv"
+    )
+    io.write_json(
+        {column: {"Description": describe(column)} for column in table.columns if describe(column)},
+        bids_root / "participants.json",
+    )
     io.write_text(readme(kind, name), bids_root / "README")
     contact_sheet(bids_root, list(table["participant_id"]), bids_root / "contact_sheet.png")
 
@@ -106,11 +134,15 @@ COLUMN_DESCRIPTIONS = {
     "vscaling_pose": "head_to_mni_det / det(pose): the former VSCALING truth, kept for comparison (ignores the warp)",
     "nbv_ml": "true normalised brain volume (SIENAX-style) = brain_ml x vscaling",
     "lesion_ml": "true white-matter lesion volume (ml)",
-    "necrosis_ml": "necrotic core (ml)", "oedema_ml": "peritumoural oedema (ml)",
-    "nonenhancing_ml": "non-enhancing tumour (ml)", "enhancing_ml": "enhancing tumour (ml)",
-    "tumour_core_ml": "necrosis + enhancing + non-enhancing (ml)", "whole_tumour_ml": "tumour core + oedema (ml)",
+    "necrosis_ml": "necrotic core (ml)",
+    "oedema_ml": "peritumoural oedema (ml)",
+    "nonenhancing_ml": "non-enhancing tumour (ml)",
+    "enhancing_ml": "enhancing tumour (ml)",
+    "tumour_core_ml": "necrosis + enhancing + non-enhancing (ml)",
+    "whole_tumour_ml": "tumour core + oedema (ml)",
     "atrophy": "atrophy level 0..1 (cortical thinning and ventricle enlargement)",
-    "pitch_deg": "head pitch (degrees, nodding)", "chin_cut": "field of view ends above the chin",
+    "pitch_deg": "head pitch (degrees, nodding)",
+    "chin_cut": "field of view ends above the chin",
     "orientation": "voxel axis orientation of the stored images",
 }
 

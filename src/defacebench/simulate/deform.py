@@ -54,8 +54,9 @@ def rotation_matrix(pitch_deg: float, roll_deg: float, yaw_deg: float) -> np.nda
     return rz @ ry @ rx
 
 
-def draw_pose(rng: np.random.Generator, centre: np.ndarray, max_pitch_deg: float,
-              head_scale_range=(0.92, 1.08)) -> Pose:
+def draw_pose(
+    rng: np.random.Generator, centre: np.ndarray, max_pitch_deg: float, head_scale_range=(0.92, 1.08)
+) -> Pose:
     """A random head pose: pitch up to ``max_pitch_deg``, small roll and yaw, head size and position."""
     scale = rng.uniform(*head_scale_range) * (1 + rng.uniform(-0.03, 0.03, 3))
     pitch = float(rng.uniform(-1, 1) * max_pitch_deg)
@@ -64,8 +65,9 @@ def draw_pose(rng: np.random.Generator, centre: np.ndarray, max_pitch_deg: float
     return Pose(linear, np.asarray(centre, float), rng.uniform(-6, 6, 3), pitch, roll, yaw, scale)
 
 
-def field_of_view(rng: np.random.Generator, head_centre: np.ndarray, voxel_size: float,
-                  chin_cut: bool) -> tuple[np.ndarray, tuple[int, int, int]]:
+def field_of_view(
+    rng: np.random.Generator, head_centre: np.ndarray, voxel_size: float, chin_cut: bool
+) -> tuple[np.ndarray, tuple[int, int, int]]:
     """RAS output grid: the scanner's box around the head, shifted at random.
 
     With ``chin_cut`` the box moves up by 20-40 mm, so it ends above the chin
@@ -120,8 +122,12 @@ FACE_SHAPE_RANGES = {
     "face_width": (-0.08, 0.08),  # relative width of the face below the brow
 }
 #: Extent (s.d., mm) of each feature's deformation around its landmark: x, y, z.
-FACE_FEATURE_SD_MM = {"nose": (9.0, 12.0, 15.0), "chin": (18.0, 14.0, 12.0), "cheek": (14.0, 16.0, 16.0),
-                      "brow": (28.0, 10.0, 9.0)}
+FACE_FEATURE_SD_MM = {
+    "nose": (9.0, 12.0, 15.0),
+    "chin": (18.0, 14.0, 12.0),
+    "cheek": (14.0, 16.0, 16.0),
+    "brow": (28.0, 10.0, 9.0),
+}
 
 
 def draw_face_shape(rng: np.random.Generator) -> dict:
@@ -163,8 +169,16 @@ def face_displacement(points: np.ndarray, landmarks: dict, face_shape: dict) -> 
     return u
 
 
-def template_coordinates(out_affine: np.ndarray, shape, template_affine: np.ndarray, pose: Pose,
-                         rng: np.random.Generator, warp_mm: float, mass=None, face=None) -> np.ndarray:
+def template_coordinates(
+    out_affine: np.ndarray,
+    shape,
+    template_affine: np.ndarray,
+    pose: Pose,
+    rng: np.random.Generator,
+    warp_mm: float,
+    mass=None,
+    face=None,
+) -> np.ndarray:
     """Template voxel coordinates (3, *shape) of every output voxel, float32.
 
     The mapping (output voxel -> subject world -> [mass effect] -> template
@@ -197,8 +211,9 @@ def template_coordinates(out_affine: np.ndarray, shape, template_affine: np.ndar
     zoom = [(n - 1) / (c - 1) for n, c in zip(shape, coarse)]
     full = np.empty((3, *shape), np.float32)
     for axis in range(3):
-        full[axis] = ndimage.zoom(vox[axis].astype(np.float32), zoom, order=1, grid_mode=False,
-                                  output=np.float32)[: shape[0], : shape[1], : shape[2]]
+        full[axis] = ndimage.zoom(vox[axis].astype(np.float32), zoom, order=1, grid_mode=False, output=np.float32)[
+            : shape[0], : shape[1], : shape[2]
+        ]
     return full
 
 
@@ -217,8 +232,9 @@ def points_in_box(coordinates: np.ndarray, box: tuple[slice, ...]) -> np.ndarray
     return inside
 
 
-def sample_in_box(volume: np.ndarray, coordinates: np.ndarray, box: tuple[slice, ...], inside: np.ndarray,
-                  fill: float) -> np.ndarray:
+def sample_in_box(
+    volume: np.ndarray, coordinates: np.ndarray, box: tuple[slice, ...], inside: np.ndarray, fill: float
+) -> np.ndarray:
     """:func:`sample` (linear) at the points ``inside`` the template ``box``; ``fill`` elsewhere.
 
     The brain maps are non-zero in about a fifth of a head's field of view:
@@ -228,6 +244,7 @@ def sample_in_box(volume: np.ndarray, coordinates: np.ndarray, box: tuple[slice,
     out = np.full(coordinates.shape[1:], fill, np.float32)
     offset = np.array([sl.start for sl in box], np.float32)[:, None]
     points = coordinates[:, inside] - offset
-    out[inside] = ndimage.map_coordinates(np.ascontiguousarray(volume[box]), points, order=1, mode="constant",
-                                          cval=fill, prefilter=False).astype(np.float32)
+    out[inside] = ndimage.map_coordinates(
+        np.ascontiguousarray(volume[box]), points, order=1, mode="constant", cval=fill, prefilter=False
+    ).astype(np.float32)
     return out

@@ -45,8 +45,7 @@ def contact_sheet(bids_root: Path, participants: list[str], out_png: Path) -> No
         files = sorted((Path(bids_root) / participant / "anat").glob("*.nii.gz"), key=_order)
         rows.append((participant, files))
     ncols = 2 * max([len(f) for _, f in rows] + [1])
-    fig, axes = plt.subplots(len(rows), ncols, figsize=(1.5 * ncols, 1.7 * len(rows)), squeeze=False,
-                             facecolor="black")
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(1.5 * ncols, 1.7 * len(rows)), squeeze=False, facecolor="black")
     for r, (participant, files) in enumerate(rows):
         for ax in axes[r]:
             ax.axis("off")

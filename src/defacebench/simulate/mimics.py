@@ -50,8 +50,9 @@ def smooth_field(shape, sigma_vox, rng: np.random.Generator) -> np.ndarray:
     return field / max(float(field.std()), 1e-6)
 
 
-def normal_mimics(labels: np.ndarray, ventricle_mm: np.ndarray, enlargement_mm: float, zooms,
-                  rng: np.random.Generator) -> dict:
+def normal_mimics(
+    labels: np.ndarray, ventricle_mm: np.ndarray, enlargement_mm: float, zooms, rng: np.random.Generator
+) -> dict:
     """Weights (0..1, float32) of the periventricular caps/lining, choroid plexus and CSF flow artefacts.
 
     ``ventricle_mm`` is the distance from the template's lateral ventricles; the
@@ -81,7 +82,9 @@ def normal_mimics(labels: np.ndarray, ventricle_mm: np.ndarray, enlargement_mm: 
     caps = np.where(brain, np.clip(1.0 - outside / np.maximum(thickness, 0.3), 0.0, 1.0), 0.0)
     # -- choroid plexus: the deepest (widest) parts of the ventricles, lobulated
     inner = ndimage.distance_transform_edt(vent, sampling=zooms)
-    score = np.where(vent, inner / max(float(inner.max()), 1e-6) + 0.25 * smooth_field(shape, 1.5 / zooms, rng), -np.inf)
+    score = np.where(
+        vent, inner / max(float(inner.max()), 1e-6) + 0.25 * smooth_field(shape, 1.5 / zooms, rng), -np.inf
+    )
     voxel_ml = float(np.prod(zooms)) / 1000
     n_choroid = min(int(rng.uniform(*CHOROID_ML) / voxel_ml), int(vent.sum() * 0.3))
     choroid = np.zeros(shape, np.float32)

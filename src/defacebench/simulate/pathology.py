@@ -31,8 +31,15 @@ def random_rotation(rng: np.random.Generator) -> np.ndarray:
     return q
 
 
-def blob_local(shape, centre_vox, radii_mm, zooms, rng: np.random.Generator, roughness: float = 0.3,
-               rotation: np.ndarray | None = None) -> tuple[tuple[slice, ...] | None, np.ndarray | None]:
+def blob_local(
+    shape,
+    centre_vox,
+    radii_mm,
+    zooms,
+    rng: np.random.Generator,
+    roughness: float = 0.3,
+    rotation: np.ndarray | None = None,
+) -> tuple[tuple[slice, ...] | None, np.ndarray | None]:
     """:func:`blob` within its bounding box: ``(box, mask)``, or ``(None, None)`` outside the grid."""
     zooms = np.asarray(zooms, float)
     radii = np.asarray(radii_mm, float)
@@ -51,8 +58,15 @@ def blob_local(shape, centre_vox, radii_mm, zooms, rng: np.random.Generator, rou
     return tuple(slice(a, b) for a, b in zip(lo, hi)), r < 1 + roughness * np.clip(noise, -2.5, 2.5)
 
 
-def blob(shape, centre_vox, radii_mm, zooms, rng: np.random.Generator, roughness: float = 0.3,
-         rotation: np.ndarray | None = None) -> np.ndarray:
+def blob(
+    shape,
+    centre_vox,
+    radii_mm,
+    zooms,
+    rng: np.random.Generator,
+    roughness: float = 0.3,
+    rotation: np.ndarray | None = None,
+) -> np.ndarray:
     """An irregular ellipsoid: radii ``radii_mm`` (3), random orientation, outline modulated by smooth noise.
 
     Computed in the bounding box only. The noise is smoothed at a third of the
@@ -77,8 +91,9 @@ LESION_MIN_ML, LESION_MAX_ML = 0.015, 8.0
 LESION_SITES = (0.55, 0.25)
 
 
-def white_matter_lesions(labels: np.ndarray, ventricle_mm: np.ndarray, zooms, rng: np.random.Generator,
-                         total_ml: float) -> np.ndarray:
+def white_matter_lesions(
+    labels: np.ndarray, ventricle_mm: np.ndarray, zooms, rng: np.random.Generator, total_ml: float
+) -> np.ndarray:
     """Periventricular, juxtacortical and deep WM lesions adding up to about ``total_ml``.
 
     ``ventricle_mm`` is the distance (mm) from the ventricles on the subject
@@ -105,8 +120,13 @@ def white_matter_lesions(labels: np.ndarray, ventricle_mm: np.ndarray, zooms, rn
         if len(pool) == 0:
             break
         centre = pool[rng.integers(len(pool))].astype(float)
-        size_ml = float(np.clip(rng.lognormal(np.log(LESION_SIZE_ML[0]), LESION_SIZE_ML[1]), LESION_MIN_ML,
-                                min(LESION_MAX_ML, max(total_ml - total, 0.02) * 1.3)))
+        size_ml = float(
+            np.clip(
+                rng.lognormal(np.log(LESION_SIZE_ML[0]), LESION_SIZE_ML[1]),
+                LESION_MIN_ML,
+                min(LESION_MAX_ML, max(total_ml - total, 0.02) * 1.3),
+            )
+        )
         radius = (3 * size_ml * 1000 / (4 * np.pi)) ** (1 / 3)
         elongation = rng.uniform(1.3, 2.2) if pool is periventricular else rng.uniform(1.0, 1.5)
         radii = radius * np.array([elongation, 1 / np.sqrt(elongation), 1 / np.sqrt(elongation)])
@@ -143,8 +163,18 @@ def glioblastoma(labels: np.ndarray, centre_vox, zooms, rng: np.random.Generator
     core = blob(labels.shape, centre_vox, radius * stretch, zooms, rng, 0.3, rotation) & brain
     # necrosis is rarely concentric: shift it by up to a quarter of the radius
     shift = rng.normal(0, 0.12 * radius, 3) / np.asarray(zooms, float)
-    necrosis = blob(labels.shape, np.asarray(centre_vox, float) + shift, rng.uniform(0.45, 0.7) * radius * stretch,
-                    zooms, rng, 0.4, rotation) & core
+    necrosis = (
+        blob(
+            labels.shape,
+            np.asarray(centre_vox, float) + shift,
+            rng.uniform(0.45, 0.7) * radius * stretch,
+            zooms,
+            rng,
+            0.4,
+            rotation,
+        )
+        & core
+    )
     rim = core & ~necrosis
     out = np.zeros(labels.shape, np.uint8)
     if rim.any():

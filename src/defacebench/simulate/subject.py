@@ -102,14 +102,14 @@ def _cached_anatomy(anatomy_dir: str, stamp: float) -> dict:
     model["brain_centre"] = affine[:3, :3] @ brain.mean(0) + affine[:3, 3]
     # the scanner box: centred on the head left-right and front-back, its top 8 mm above the head
     top = max(lo[2], hi[2])
-    model["fov_centre"] = np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2,
-                                    top + 8 - deform.FIELD_OF_VIEW_MM[2] / 2])
+    model["fov_centre"] = np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, top + 8 - deform.FIELD_OF_VIEW_MM[2] / 2])
     # template voxels that can hold brain (with a voxel of margin): the brain maps are sampled only there
     model["brain_box"] = bounding_box(model["icv"] > 0, margin=1)
     model["skull_box"] = bounding_box(model["skull"] > 0, margin=1)
     # deep white matter where a glioblastoma may be centred
-    model["tumour_sites"] = np.argwhere((model["wm"] > 0.6) & (model["csf_distance"] > 10)
-                                        & (model["ventricle_distance"] > 6))
+    model["tumour_sites"] = np.argwhere(
+        (model["wm"] > 0.6) & (model["csf_distance"] > 10) & (model["ventricle_distance"] > 6)
+    )
     return model
 
 
@@ -126,7 +126,9 @@ def atrophy_distances(atrophy: float) -> tuple[float, float]:
     return thinning, enlargement
 
 
-def tissue_labels(gm, wm, icv, ventricle_mm, csf_mm, head_mask, thinning_mm: float, enlargement_mm: float) -> np.ndarray:
+def tissue_labels(
+    gm, wm, icv, ventricle_mm, csf_mm, head_mask, thinning_mm: float, enlargement_mm: float
+) -> np.ndarray:
     """dseg labels: most probable of CSF/GM/WM inside the skull, then atrophy, then head tissue outside.
 
     Atrophy turns into CSF the brain tissue within ``enlargement_mm`` of the
@@ -157,15 +159,17 @@ def tissue_fractions(gm, wm, icv, labels) -> dict:
 
 def reorient(data: np.ndarray, affine: np.ndarray, axcodes: str):
     """RAS-ordered ``data`` stored in ``axcodes`` voxel order (exact flips/permutations), with its affine."""
-    transform = nib.orientations.ornt_transform(nib.orientations.axcodes2ornt("RAS"),
-                                                nib.orientations.axcodes2ornt(tuple(axcodes)))
+    transform = nib.orientations.ornt_transform(
+        nib.orientations.axcodes2ornt("RAS"), nib.orientations.axcodes2ornt(tuple(axcodes))
+    )
     out = nib.orientations.apply_orientation(data, transform)
     new_affine = affine @ nib.orientations.inv_ornt_aff(transform, data.shape)
     return np.ascontiguousarray(out), new_affine
 
 
-def simulate_subject(kind: str, subject: str, seed: int, anatomy_dir: Path, bids_root: Path,
-                     settings: dict | None = None) -> dict:
+def simulate_subject(
+    kind: str, subject: str, seed: int, anatomy_dir: Path, bids_root: Path, settings: dict | None = None
+) -> dict:
     """Simulate one subject of a ``kind`` cohort; write its BIDS images and ground truth; return the truth.
 
     Writes ``bids_root/sub-<subject>/anat`` (images + sidecars) and
@@ -195,9 +199,16 @@ def simulate_subject(kind: str, subject: str, seed: int, anatomy_dir: Path, bids
         mass = (tumour_centre, 1.5 * radius, float(rng.uniform(0.25, 0.45)))
     # each subject's own face (nose, chin, cheeks, brow, width) within PyDeface's face region
     face_shape = deform.draw_face_shape(np.random.default_rng([own_seed, FACE_SHAPE_STREAM]))
-    coords = deform.template_coordinates(out_affine, shape, model["affine"], pose, rng,
-                                         difficulty["warp_mm"], mass,
-                                         face=(model["face_landmarks_mm"], face_shape, model["face_weight"]))
+    coords = deform.template_coordinates(
+        out_affine,
+        shape,
+        model["affine"],
+        pose,
+        rng,
+        difficulty["warp_mm"],
+        mass,
+        face=(model["face_landmarks_mm"], face_shape, model["face_weight"]),
+    )
 
     # -- resample the model once
     sampled = {name: deform.sample(model[name], coords) for name in ("head", "head_mask", "face")}
@@ -213,9 +224,15 @@ def simulate_subject(kind: str, subject: str, seed: int, anatomy_dir: Path, bids
     del coords
     head_scale = float(np.cbrt(np.prod(pose.scale)))
     atrophy = float(rng.uniform(*ATROPHY_RANGE[kind]))
-    labels = tissue_labels(sampled["gm"], sampled["wm"], sampled["icv"],
-                           sampled["ventricle_distance"] * head_scale, sampled["csf_distance"] * head_scale,
-                           sampled["head_mask"], *atrophy_distances(atrophy))
+    labels = tissue_labels(
+        sampled["gm"],
+        sampled["wm"],
+        sampled["icv"],
+        sampled["ventricle_distance"] * head_scale,
+        sampled["csf_distance"] * head_scale,
+        sampled["head_mask"],
+        *atrophy_distances(atrophy),
+    )
     fractions = tissue_fractions(sampled["gm"], sampled["wm"], sampled["icv"], labels)
     face = (sampled["face"] > 0.5) & (labels == HEAD)
     head_t1 = sampled["head"] / np.float32(model["template_wm_intensity"])
@@ -240,8 +257,9 @@ def simulate_subject(kind: str, subject: str, seed: int, anatomy_dir: Path, bids
     images = {}
     for modality in SIMULATED_MODALITIES[kind]:
         signal = contrast.tissue_signal(modality, rng)
-        clean = contrast.clean_image(modality, labels, fractions, head_t1, lesion, tumour, signal, rng, zooms,
-                                     mimic_maps, bone)
+        clean = contrast.clean_image(
+            modality, labels, fractions, head_t1, lesion, tumour, signal, rng, zooms, mimic_maps, bone
+        )
         # each sequence sees the coil a little differently
         clean *= bias * contrast.bias_field(shape, zooms, rng, difficulty["bias_level"] / 3)
         data = contrast.rician(clean, noise * signal["wm"], rng)
@@ -256,12 +274,24 @@ def simulate_subject(kind: str, subject: str, seed: int, anatomy_dir: Path, bids
     voxel_ml = voxel**3 / 1000
     counts = np.bincount(labels.ravel(), minlength=5)
     truth = {
-        "participant_id": f"sub-{subject}", "kind": kind, "seed": int(seed), "subject_seed": own_seed,
-        "voxel_size_mm": voxel, "gm_ml": float(counts[GM] * voxel_ml), "wm_ml": float(counts[WM] * voxel_ml),
-        "csf_ml": float(counts[CSF] * voxel_ml), "head_tissue_ml": float(counts[HEAD] * voxel_ml),
-        "face_ml": float(face.sum() * voxel_ml), "atrophy": atrophy,
-        "pitch_deg": pose.pitch_deg, "roll_deg": pose.roll_deg, "yaw_deg": pose.yaw_deg,
-        "head_scale": head_scale, "chin_cut": chin_cut, "noise_level": noise, "face_shape": face_shape,
+        "participant_id": f"sub-{subject}",
+        "kind": kind,
+        "seed": int(seed),
+        "subject_seed": own_seed,
+        "voxel_size_mm": voxel,
+        "gm_ml": float(counts[GM] * voxel_ml),
+        "wm_ml": float(counts[WM] * voxel_ml),
+        "csf_ml": float(counts[CSF] * voxel_ml),
+        "head_tissue_ml": float(counts[HEAD] * voxel_ml),
+        "face_ml": float(face.sum() * voxel_ml),
+        "atrophy": atrophy,
+        "pitch_deg": pose.pitch_deg,
+        "roll_deg": pose.roll_deg,
+        "yaw_deg": pose.yaw_deg,
+        "head_scale": head_scale,
+        "chin_cut": chin_cut,
+        "noise_level": noise,
+        "face_shape": face_shape,
     }
     truth["brain_ml"] = truth["gm_ml"] + truth["wm_ml"]
     truth["icv_ml"] = truth["brain_ml"] + truth["csf_ml"]
@@ -272,15 +302,20 @@ def simulate_subject(kind: str, subject: str, seed: int, anatomy_dir: Path, bids
         truth["lesion_ml"] = float(lesion.sum() * voxel_ml)
     if tumour is not None:
         tumour_counts = np.bincount(tumour.ravel(), minlength=5)
-        for name, label in (("necrosis", pathology.NECROSIS), ("oedema", pathology.OEDEMA),
-                            ("nonenhancing", pathology.NONENHANCING), ("enhancing", pathology.ENHANCING)):
+        for name, label in (
+            ("necrosis", pathology.NECROSIS),
+            ("oedema", pathology.OEDEMA),
+            ("nonenhancing", pathology.NONENHANCING),
+            ("enhancing", pathology.ENHANCING),
+        ):
             truth[f"{name}_ml"] = float(tumour_counts[label] * voxel_ml)
         truth["tumour_core_ml"] = truth["necrosis_ml"] + truth["nonenhancing_ml"] + truth["enhancing_ml"]
         truth["whole_tumour_ml"] = truth["tumour_core_ml"] + truth["oedema_ml"]
     flair = images.get("FLAIR")
     truth["flair_slice_mm"] = float(np.sqrt((flair[1][:3, 2] ** 2).sum())) if flair else None
-    orientation = ORIENTATIONS[rng.integers(len(ORIENTATIONS))] if rng.random() < difficulty[
-        "reorient_probability"] else "RAS"
+    orientation = (
+        ORIENTATIONS[rng.integers(len(ORIENTATIONS))] if rng.random() < difficulty["reorient_probability"] else "RAS"
+    )
     truth["orientation"] = orientation
 
     # -- write
@@ -289,8 +324,9 @@ def simulate_subject(kind: str, subject: str, seed: int, anatomy_dir: Path, bids
     for modality, (data, affine) in images.items():
         stored, stored_affine = reorient(data, affine, orientation)
         img = dataset.image(stored, stored_affine)
-        dataset.write_image(img, anat / f"sub-{subject}_{MODALITY_FILENAME[modality]}",
-                            dataset.sidecar(img, modality, seed, own_seed))
+        dataset.write_image(
+            img, anat / f"sub-{subject}_{MODALITY_FILENAME[modality]}", dataset.sidecar(img, modality, seed, own_seed)
+        )
     derivatives = bids_root / "derivatives" / "truth" / f"sub-{subject}" / "anat"
     maps = {"dseg": labels, "desc-face_mask": face.astype(np.uint8)}
     if lesion is not None:
@@ -302,6 +338,3 @@ def simulate_subject(kind: str, subject: str, seed: int, anatomy_dir: Path, bids
         dataset.write_image(dataset.image(stored, stored_affine), derivatives / f"sub-{subject}_{name}.nii.gz")
     dataset.io.write_json(truth, derivatives / f"sub-{subject}_truth.json")
     return truth
-
-
-
