@@ -97,15 +97,12 @@ def defacing_table(long: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=list(DEFACING_COLUMNS))
 
 
-def _markdown(df: pd.DataFrame, title: str, legend: dict) -> str:
-    lines = [
-        f"# {title}",
-        "",
-        df.to_markdown(index=False, floatfmt=".4g") if not df.empty else "(no rows)",
-        "",
-        "## Columns",
-        "",
-    ]
+def markdown_table(df: pd.DataFrame, title: str, legend: dict, preamble: list[str] = ()) -> str:
+    """A table in Markdown: title, optional preamble paragraphs, the table, and a legend of its columns."""
+    lines = [f"# {title}", ""]
+    for paragraph in preamble:
+        lines += [paragraph, ""]
+    lines += [df.to_markdown(index=False, floatfmt=".4g") if not df.empty else "(no rows)", "", "## Columns", ""]
     lines += [f"- `{c}`: {legend[c]}" for c in df.columns if c in legend]
     return "\n".join(lines) + "\n"
 
@@ -135,7 +132,7 @@ def write_cohort_tables(
     summary = defacing_table(long)
     write_text(summary.to_csv(sep="\t", index=False, na_rep="n/a"), out_dir / f"{cohort}_defacing.tsv")
     write_text(
-        _markdown(summary, f"Defacing integrity and privacy: cohort {cohort}", DEFACING_COLUMNS),
+        markdown_table(summary, f"Defacing integrity and privacy: cohort {cohort}", DEFACING_COLUMNS),
         out_dir / f"{cohort}_defacing.md",
     )
 
@@ -151,7 +148,7 @@ def write_overlap_tables(
     )
     summary = overlap.overlap_summary(per_subject)
     write_text(per_subject.to_csv(sep="\t", index=False, na_rep="n/a"), Path(out_dir) / f"{cohort}_overlap.tsv")
-    text = _markdown(
+    text = markdown_table(
         summary, f"Overlap of segmentations, defaced against full images: cohort {cohort}", overlap.OVERLAP_COLUMNS
     )
     text += "\n## Per subject\n\n" + (

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..io import load_image, read_json, validate_input_image, write_text
+from ..reports import markdown_table
 from ..records import AnalysisFailure, package_versions
 
 #: The record's outcome name (records/<cohort>/IQM/...).
@@ -290,7 +291,7 @@ def write_iqm_tables(record_paths, out_dir, cohort: str, methods) -> dict[str, P
     ]
     legend = {**AGREEMENT_LEGEND, **IQM_AGREEMENT_LEGEND, "bias": "Bland-Altman bias: mean of full minus defaced"}
     write_text(
-        _markdown(agreement, f"Image-quality metrics, defaced vs full: cohort {cohort}", legend, preamble),
+        markdown_table(agreement, f"Image-quality metrics, defaced vs full: cohort {cohort}", legend, preamble),
         paths["agreement_md"],
     )
     multivariate_legend = {
@@ -303,7 +304,7 @@ def write_iqm_tables(record_paths, out_dir, cohort: str, methods) -> dict[str, P
         "p_signflip": "sign-flip permutation p value",
     }
     write_text(
-        _markdown(
+        markdown_table(
             multivariate,
             f"Image-quality metrics, multivariate paired test: cohort {cohort}",
             multivariate_legend,
@@ -312,17 +313,3 @@ def write_iqm_tables(record_paths, out_dir, cohort: str, methods) -> dict[str, P
         paths["multivariate_md"],
     )
     return paths
-
-
-def _markdown(table: pd.DataFrame, title: str, legend: dict, preamble: list[str]) -> str:
-    lines = [
-        f"# {title}",
-        "",
-        *[p + "\n" for p in preamble],
-        table.to_markdown(index=False, floatfmt=".4g") if not table.empty else "(no rows)",
-        "",
-        "## Columns",
-        "",
-    ]
-    lines += [f"- `{c}`: {legend[c]}" for c in table.columns if c in legend]
-    return "\n".join(lines) + "\n"

@@ -373,17 +373,13 @@ def _icc_value(entry, check, cohorts, methods):
             out.append(
                 _result(entry, DESITTER, cohort.name, data, obtained, DIFFERS, f"{value} lies {side} our 95 % CI")
             )
-    return out or [
-        _result(
-            entry,
-            DESITTER,
-            "study",
-            _data_label(cohorts),
-            "n/a",
-            NOT_TESTABLE,
-            _missing_reason(cohorts, methods, outcome, method),
-        )
-    ]
+    return out or [_untestable_in_study(entry, cohorts, methods, outcome, method)]
+
+
+def _untestable_in_study(entry, cohorts, methods, outcome, method):
+    """The one row of a claim no cohort of the study could test, with why."""
+    reason = _missing_reason(cohorts, methods, outcome, method)
+    return _result(entry, DESITTER, "study", _data_label(cohorts), "n/a", NOT_TESTABLE, reason)
 
 
 def _paired_difference(entry, check, cohorts, methods):
@@ -418,17 +414,7 @@ def _paired_difference(entry, check, cohorts, methods):
             verdict = DIFFERS
             why = f"published {check.get('direction')}, ours {word}" + (f" (p = {_p(p)})" if np.isfinite(p) else "")
         out.append(_result(entry, DESITTER, cohort.name, data, obtained, verdict, why))
-    return out or [
-        _result(
-            entry,
-            DESITTER,
-            "study",
-            _data_label(cohorts),
-            "n/a",
-            NOT_TESTABLE,
-            _missing_reason(cohorts, methods, outcome, method),
-        )
-    ]
+    return out or [_untestable_in_study(entry, cohorts, methods, outcome, method)]
 
 
 CHECKS = {
