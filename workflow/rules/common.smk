@@ -220,7 +220,8 @@ def study_outputs():
     outputs += privacy_outputs() if "privacy_outputs" in globals() else []
     for name in quality_cohorts():
         outputs += quality_table_files(name)
-    return outputs + provins2025_outputs() + [STUDY_REPORT]
+    # the study report (workflow/rules/report.smk) unless the config turns it off (report: false)
+    return outputs + provins2025_outputs() + ([STUDY_REPORT] if config.get("report", True) else [])
 
 
 # The study report (workflow/rules/report.smk): one HTML file over everything else the study writes
