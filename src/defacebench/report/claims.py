@@ -161,11 +161,7 @@ def _failure_rate_range(entry, check, cohorts, methods):
     failures = _rows(cohorts, "failures")
     column = "failed_defaced" if side == "defaced" else "failed_full"
     if failures.empty or column not in failures or "n_subjects" not in failures:
-        return [
-            _result(
-                entry, DESITTER, "study", _data_label(cohorts), "n/a", NOT_TESTABLE, "no failure table: no analysis ran"
-            )
-        ]
+        return [_study_result(entry, cohorts, "n/a", NOT_TESTABLE, "no failure table: no analysis ran")]
     failures = failures[pd.to_numeric(failures["n_subjects"], errors="coerce") > 0]
     if side == "full":  # one full image per subject and outcome, repeated on every method's row
         failures = failures.drop_duplicates(["cohort", "outcome"])
@@ -173,7 +169,7 @@ def _failure_rate_range(entry, check, cohorts, methods):
     labels = [f"{r.cohort} {r.outcome}" + ("" if side == "full" else f" {r.method}") for r in failures.itertuples()]
     counts = [f"{int(r[column])}/{int(r['n_subjects'])}" for _, r in failures.iterrows()]
     if rates.empty:
-        return [_result(entry, DESITTER, "study", _data_label(cohorts), "n/a", NOT_TESTABLE, "no subject was analysed")]
+        return [_study_result(entry, cohorts, "n/a", NOT_TESTABLE, "no subject was analysed")]
     obtained = f"{100 * rates.min():.0f}-{_pct(rates.max())} over {len(rates)} {'outcome' if side == 'full' else 'outcome x method'} row(s)"
     outside = [
         f"{label}: {_pct(rate)} ({count})"
@@ -182,11 +178,9 @@ def _failure_rate_range(entry, check, cohorts, methods):
     ]
     if outside:
         return [
-            _result(
+            _study_result(
                 entry,
-                DESITTER,
-                "study",
-                _data_label(cohorts),
+                cohorts,
                 obtained,
                 DIFFERS,
                 "outside the published range: " + "; ".join(outside),
@@ -194,11 +188,9 @@ def _failure_rate_range(entry, check, cohorts, methods):
         ]
     n = failures["n_subjects"].astype(int)
     return [
-        _result(
+        _study_result(
             entry,
-            DESITTER,
-            "study",
-            _data_label(cohorts),
+            cohorts,
             obtained,
             WITHIN_INTERVAL,
             f"every rate in {100 * low:.0f}-{_pct(high)} (n = {n.min()}-{n.max()} subjects per row)",
@@ -219,11 +211,9 @@ def _icc_range(entry, check, cohorts, methods):
     rows = _finite_icc_rows(cohorts)
     if rows.empty:
         return [
-            _result(
+            _study_result(
                 entry,
-                DESITTER,
-                "study",
-                _data_label(cohorts),
+                cohorts,
                 "n/a",
                 NOT_TESTABLE,
                 "no ICC(A,1) could be computed (too few complete cases or no agreement table)",
@@ -235,21 +225,15 @@ def _icc_range(entry, check, cohorts, methods):
     ]
     if outside:
         return [
-            _result(
+            _study_result(
                 entry,
-                DESITTER,
-                "study",
-                _data_label(cohorts),
+                cohorts,
                 obtained,
                 DIFFERS,
                 "outside the published range: " + "; ".join(outside),
             )
         ]
-    return [
-        _result(
-            entry, DESITTER, "study", _data_label(cohorts), obtained, WITHIN_INTERVAL, f"every ICC(A,1) in {low}-{high}"
-        )
-    ]
+    return [_study_result(entry, cohorts, obtained, WITHIN_INTERVAL, f"every ICC(A,1) in {low}-{high}")]
 
 
 def _icc_extreme(entry, check, cohorts, methods):
@@ -258,11 +242,9 @@ def _icc_extreme(entry, check, cohorts, methods):
     target = rows[(rows["outcome"] == outcome) & (rows["method"] == method)] if not rows.empty else rows
     if target.empty:
         return [
-            _result(
+            _study_result(
                 entry,
-                DESITTER,
-                "study",
-                _data_label(cohorts),
+                cohorts,
                 "n/a",
                 NOT_TESTABLE,
                 _icc_missing(cohorts, methods, outcome, method),
@@ -270,11 +252,9 @@ def _icc_extreme(entry, check, cohorts, methods):
         ]
     if len(rows) < 2:
         return [
-            _result(
+            _study_result(
                 entry,
-                DESITTER,
-                "study",
-                _data_label(cohorts),
+                cohorts,
                 "n/a",
                 NOT_TESTABLE,
                 "a ranking needs at least two ICC(A,1) values",
@@ -286,11 +266,9 @@ def _icc_extreme(entry, check, cohorts, methods):
     mine = target["icc_a1"].min() if which == "min" else target["icc_a1"].max()
     if np.isclose(mine, extreme["icc_a1"]):
         return [
-            _result(
+            _study_result(
                 entry,
-                DESITTER,
-                "study",
-                _data_label(cohorts),
+                cohorts,
                 obtained,
                 SAME_DIRECTION,
                 f"{outcome} {method} holds the {word} of {len(rows)} ICC(A,1) values",
@@ -298,11 +276,9 @@ def _icc_extreme(entry, check, cohorts, methods):
         ]
     rank = int((rows["icc_a1"] < mine).sum() + 1) if which == "min" else int((rows["icc_a1"] > mine).sum() + 1)
     return [
-        _result(
+        _study_result(
             entry,
-            DESITTER,
-            "study",
-            _data_label(cohorts),
+            cohorts,
             obtained,
             DIFFERS,
             f"{outcome} {method}: {_num(mine)}, rank {rank} of {len(rows)} counting from the {word}",
@@ -376,10 +352,14 @@ def _icc_value(entry, check, cohorts, methods):
     return out or [_untestable_in_study(entry, cohorts, methods, outcome, method)]
 
 
+def _study_result(entry: dict, cohorts, obtained: str, verdict: str, why: str) -> ClaimResult:
+    """A de Sitter claim's one row for the whole study (not per cohort)."""
+    return _result(entry, DESITTER, "study", _data_label(cohorts), obtained, verdict, why)
+
+
 def _untestable_in_study(entry, cohorts, methods, outcome, method):
     """The one row of a claim no cohort of the study could test, with why."""
-    reason = _missing_reason(cohorts, methods, outcome, method)
-    return _result(entry, DESITTER, "study", _data_label(cohorts), "n/a", NOT_TESTABLE, reason)
+    return _study_result(entry, cohorts, "n/a", NOT_TESTABLE, _missing_reason(cohorts, methods, outcome, method))
 
 
 def _paired_difference(entry, check, cohorts, methods):
