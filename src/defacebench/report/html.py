@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..overlap import SOURCE_OUTCOME
-from ..tables import FULL, OUTCOME_ORDER, paired_values
+from ..tables import FAILURE_COLUMNS, FULL, OUTCOME_ORDER, paired_values
 from . import claims as claim_checks
 from . import figures
 from .data import CohortResults, StudyResults
@@ -397,23 +397,7 @@ def failures_section(study: StudyResults) -> str:
             return []
         return [
             png_img(figures.failure_chart(failures, cohort.name), f"failure rates, cohort {cohort.name}"),
-            table_html(
-                failures,
-                [
-                    "outcome",
-                    "method",
-                    "backend",
-                    "n_subjects",
-                    "failed_full",
-                    "failed_defaced",
-                    "both_failed",
-                    "mcnemar_b",
-                    "mcnemar_c",
-                    "mcnemar_p",
-                    "failure_reasons",
-                    "failure_reasons_full",
-                ],
-            ),
+            table_html(failures, list(FAILURE_COLUMNS)),
         ]
 
     return section("failures", per_cohort(study, draw, "No failure table: no analysis ran for this cohort."))
