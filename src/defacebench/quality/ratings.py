@@ -268,15 +268,8 @@ def lmm_subsets(first_rated: pd.DataFrame, poor_below: float = POOR_BELOW) -> li
     return subsets
 
 
-LMM_COLUMNS = (
-    "model",
-    "description",
-    "term",
-    "estimate",
-    "se",
-    "chi2",
-    "df",
-    "p",
+#: Columns describing the fitted model pair, the same on its two rows (Intercept, defaced).
+MODEL_COLUMNS = (
     "n_ratings",
     "n_subjects",
     "n_raters",
@@ -288,6 +281,8 @@ LMM_COLUMNS = (
     "converged",
     "engine",
 )
+
+LMM_COLUMNS = ("model", "description", "term", "estimate", "se", "chi2", "df", "p", *MODEL_COLUMNS)
 
 LMM_LEGEND = {
     "model": "which ratings: all_raters (the preregistered test), without_<rater>, poor_nondefaced, only_<rater>",
@@ -316,21 +311,7 @@ def lmm_table(ratings: pd.DataFrame, engine: str = "dense-ml", poor_below: float
     rows = []
     for name, description, subset in lmm_subsets(first_ratings(ratings), poor_below):
         result = defacing_lrt(subset, engine)
-        shared = {
-            k: result[k]
-            for k in (
-                "n_ratings",
-                "n_subjects",
-                "n_raters",
-                "var_subject",
-                "var_rater",
-                "var_residual",
-                "llf",
-                "llf_null",
-                "converged",
-                "engine",
-            )
-        }
+        shared = {k: result[k] for k in MODEL_COLUMNS}
         rows.append(
             {
                 "model": name,
