@@ -16,33 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from defacebench import io
-from defacebench.rating import blinding, simulated
+from defacebench.rating import simulated
 
 BIAS = {"biased": 0.10}
 
 
 def replication(root: Path, seed: int, subjects: int, raters: int) -> dict:
-    key_rows, reports = [], []
-    for subject in range(subjects):
-        for variant in ("none", "biased", "neutral"):
-            report_id = blinding.new_report_ids(1)[0]
-            reports.append({"id": report_id, "views": ["axial"]})
-            key_rows.append(
-                {
-                    "randomized_id": report_id,
-                    "subject": f"s{subject:03d}",
-                    "variant": variant,
-                    "defaced": int(variant != "none"),
-                    "method": "" if variant == "none" else variant,
-                    "dataset": "simulated",
-                    "image": "-",
-                }
-            )
-    io.write_json(
-        {"format": 1, "study_seed": seed, "repeats": 0, "reports": reports}, root / "reports" / "manifest.json"
-    )
-    key = blinding.write_key(key_rows, root / "key.tsv")
+    key, _ = simulated.synthetic_study(root, subjects, ["biased", "neutral"], study_seed=seed, dataset="simulated")
     names = [f"r{n}" for n in range(raters)]
     simulated.simulate_ratings(root / "reports", key, root / "ratings.tsv", names, BIAS, seed=seed)
     return simulated.bias_recovered(root / "ratings.tsv", key, BIAS)

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from defacebench.quality import ratings as rating_stats
-from defacebench.rating import analysis, blinding, store, visual
+from defacebench.rating import analysis, blinding, simulated, store, visual
 from defacebench.rating.blinding import ImageVariant, build_reports, rater_order, read_manifest
 from defacebench.rating.server import MAX_BODY_BYTES, create_app
 from defacebench.rating.visual import PNG_CRITICAL_CHUNKS, png_chunk_types
@@ -236,23 +236,7 @@ def test_remote_server_needs_its_token(built, tmp_path):
 def test_analysis_recovers_a_set_rating_bias_per_method(tmp_path):
     """Two raters, 8 subjects, two methods: one lowers ratings by 0.5, the other not at all."""
     rng = np.random.default_rng(3)
-    key_rows, ids = [], {}
-    for subject in range(8):
-        for variant in ("none", "strong", "neutral"):
-            report_id = blinding.new_report_ids(1)[0]
-            ids[(subject, variant)] = report_id
-            key_rows.append(
-                {
-                    "randomized_id": report_id,
-                    "subject": f"{subject:03d}",
-                    "variant": variant,
-                    "defaced": int(variant != "none"),
-                    "method": "" if variant == "none" else variant,
-                    "dataset": "synthetic",
-                    "image": "-",
-                }
-            )
-    key = blinding.write_key(key_rows, tmp_path / "key.tsv")
+    key, ids = simulated.synthetic_study(tmp_path, 8, ["strong", "neutral"])
     ratings = store.RatingsStore(tmp_path / "ratings.tsv")
     quality = rng.uniform(2, 3.5, 8)
     for rater, offset in (("r1", 0.0), ("r2", 0.2)):
@@ -379,30 +363,15 @@ def test_simulated_raters_through_the_api_recover_a_set_bias_and_no_bias(tmp_pat
     One draw (seeded): a 95 % CI covers the truth in 95 % of draws, so another seed can fail
     by chance; docs/rating.md reports the coverage over many draws.
     """
-    from defacebench import io
-    from defacebench.rating import simulated
 
-    key_rows, reports = [], []
-    for subject in range(16):
-        for variant in ("none", "biased", "neutral"):
-            # fixed ids (the study's are random): the same ids give the same order, so the seeded draw is one draw
-            report_id = hashlib.sha256(f"{subject}-{variant}".encode()).hexdigest()[:12]
-            reports.append({"id": report_id, "views": ["axial"]})  # simulated raters look at no image
-            key_rows.append(
-                {
-                    "randomized_id": report_id,
-                    "subject": f"s{subject:02d}",
-                    "variant": variant,
-                    "defaced": int(variant != "none"),
-                    "method": "" if variant == "none" else variant,
-                    "dataset": "synthetic",
-                    "image": "-",
-                }
-            )
-    io.write_json(
-        {"format": 1, "study_seed": 4, "repeats": 0, "reports": reports}, tmp_path / "reports" / "manifest.json"
+    # fixed ids (the study's are random): the same ids give the same order, so the seeded draw is one draw
+    key, _ = simulated.synthetic_study(
+        tmp_path,
+        16,
+        ["biased", "neutral"],
+        study_seed=4,
+        report_id=lambda subject, variant: hashlib.sha256(f"{subject}-{variant}".encode()).hexdigest()[:12],
     )
-    key = blinding.write_key(key_rows, tmp_path / "key.tsv")
     bias = {"biased": 0.10}
     stored = simulated.simulate_ratings(
         tmp_path / "reports", key, tmp_path / "ratings.tsv", ["r1", "r2", "r3", "r4"], bias, seed=3

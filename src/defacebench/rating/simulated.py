@@ -34,6 +34,49 @@ RATER_SD = 0.2
 NOISE_SD = 0.15
 
 
+def synthetic_study(
+    root: str | Path,
+    n_subjects: int,
+    methods: list[str],
+    study_seed: int = 0,
+    dataset: str = "synthetic",
+    report_id=None,
+) -> tuple[Path, dict]:
+    """A reports folder (manifest only: simulated raters look at no image) and its key, for ``n_subjects`` x
+    (nondefaced + ``methods``); returns (key path, (subject index, variant) -> report id).
+
+    ``report_id(subject, variant)`` names the reports (default: random, as a study's are); fixed ids
+    make a seeded simulation the same draw on every run, since each rater's order follows the ids.
+    """
+    from .. import io
+    from .blinding import new_report_ids, write_key
+
+    root = Path(root)
+    variants = [NONDEFACED, *methods]
+    ids = {
+        (subject, variant): report_id(subject, variant) if report_id else new_report_ids(1)[0]
+        for subject in range(n_subjects)
+        for variant in variants
+    }
+    key_rows = [
+        {
+            "randomized_id": rid,
+            "subject": f"s{subject:03d}",
+            "variant": variant,
+            "defaced": int(variant != NONDEFACED),
+            "method": "" if variant == NONDEFACED else variant,
+            "dataset": dataset,
+            "image": "-",
+        }
+        for (subject, variant), rid in ids.items()
+    ]
+    reports = [{"id": rid, "views": ["axial"]} for rid in ids.values()]
+    io.write_json(
+        {"format": 1, "study_seed": study_seed, "repeats": 0, "reports": reports}, root / "reports" / "manifest.json"
+    )
+    return write_key(key_rows, root / "key.tsv"), ids
+
+
 def simulate_ratings(
     reports_dir: str | Path,
     key_path: str | Path,
