@@ -176,26 +176,16 @@ def _failure_rate_range(entry, check, cohorts, methods):
         for label, rate, count in zip(labels, rates, counts)
         if not low - 1e-12 <= rate <= high + 1e-12
     ]
-    if outside:
-        return [
-            _study_result(
-                entry,
-                cohorts,
-                obtained,
-                DIFFERS,
-                "outside the published range: " + "; ".join(outside),
-            )
-        ]
     n = failures["n_subjects"].astype(int)
-    return [
-        _study_result(
-            entry,
-            cohorts,
-            obtained,
-            WITHIN_INTERVAL,
-            f"every rate in {100 * low:.0f}-{_pct(high)} (n = {n.min()}-{n.max()} subjects per row)",
-        )
-    ]
+    within = f"every rate in {100 * low:.0f}-{_pct(high)} (n = {n.min()}-{n.max()} subjects per row)"
+    return _interval_result(entry, cohorts, obtained, outside, within)
+
+
+def _interval_result(entry, cohorts, obtained: str, outside: list[str], within_why: str) -> list[ClaimResult]:
+    """A published range checked over every row of the study: differs if any row lies outside, else within."""
+    if outside:
+        return [_study_result(entry, cohorts, obtained, DIFFERS, "outside the published range: " + "; ".join(outside))]
+    return [_study_result(entry, cohorts, obtained, WITHIN_INTERVAL, within_why)]
 
 
 def _finite_icc_rows(cohorts) -> pd.DataFrame:
@@ -223,17 +213,7 @@ def _icc_range(entry, check, cohorts, methods):
     outside = [
         f"{r.cohort} {r.outcome} {r.method}: {_num(r.icc_a1)}" for r in rows.itertuples() if not low <= r.icc_a1 <= high
     ]
-    if outside:
-        return [
-            _study_result(
-                entry,
-                cohorts,
-                obtained,
-                DIFFERS,
-                "outside the published range: " + "; ".join(outside),
-            )
-        ]
-    return [_study_result(entry, cohorts, obtained, WITHIN_INTERVAL, f"every ICC(A,1) in {low}-{high}")]
+    return _interval_result(entry, cohorts, obtained, outside, f"every ICC(A,1) in {low}-{high}")
 
 
 def _icc_extreme(entry, check, cohorts, methods):

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..overlap import SOURCE_OUTCOME
-from ..tables import FAILURE_COLUMNS, FULL, OUTCOME_ORDER, paired_values
+from ..tables import AGREEMENT_COLUMNS, FAILURE_COLUMNS, FULL, OUTCOME_ORDER, paired_values
 from . import claims as claim_checks
 from . import figures
 from .data import CohortResults, StudyResults
@@ -133,6 +133,10 @@ VERDICT_CLASS = {
 
 
 # --------------------------------------------------------------------------- small builders
+
+
+#: Agreement columns the report leaves to the TSV (spreads and the Wilcoxon statistic), to keep the table readable.
+AGREEMENT_HIDDEN = ("sd_full", "sd_defaced", "wilcoxon_W")
 
 
 def esc(value) -> str:
@@ -424,35 +428,7 @@ def agreement_section(study: StudyResults, links: Links) -> str:
         agreement, records = cohort.table("agreement"), cohort.table("records")
         if agreement.empty or records.empty:
             return []
-        body = [
-            table_html(
-                agreement,
-                [
-                    "outcome",
-                    "method",
-                    "backend",
-                    "n_complete",
-                    "mean_full",
-                    "mean_defaced",
-                    "mean_diff",
-                    "diff_ci_low",
-                    "diff_ci_high",
-                    "icc_a1",
-                    "icc_a1_ci_low",
-                    "icc_a1_ci_high",
-                    "t",
-                    "t_df",
-                    "t_p",
-                    "ba_bias",
-                    "ba_loa_low",
-                    "ba_loa_high",
-                    "wilcoxon_p",
-                    "mape_full_vs_truth_pct",
-                    "mape_defaced_vs_truth_pct",
-                    "note",
-                ],
-            )
-        ]
+        body = [table_html(agreement, [c for c in AGREEMENT_COLUMNS if c not in AGREEMENT_HIDDEN])]
         for outcome in _outcomes(records):
             methods = _methods(records[records["outcome"] == outcome])
             body.append(f"<h4>{esc(outcome)}</h4>")
