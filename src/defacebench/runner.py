@@ -81,7 +81,8 @@ def load_images(paths: dict[str, str | Path], modalities) -> dict[str, nib.Nifti
     return images
 
 
-def _deface_failure(deface_record: dict | None, modalities) -> str | None:
+def deface_failure(deface_record: dict | None, modalities) -> str | None:
+    """Why an image variant's ``modalities`` do not exist, from its defacing record (None: they exist)."""
     if deface_record is None:
         return None
     if deface_record.get("status") == "failed":
@@ -136,7 +137,7 @@ def analyse(
     made: dict = {}  # what the arm returned besides the record's fields
 
     def run():
-        failed = _deface_failure(deface_record, modalities)
+        failed = deface_failure(deface_record, modalities)
         if failed:
             raise AnalysisFailure("deface", f"defacing failed, no image to analyse ({failed})")
         images = load_images(image_paths, modalities)

@@ -49,19 +49,6 @@ ID_COLUMNS = (
 )
 
 
-def _deface_failure(deface_record_path) -> str | None:
-    """Why the T1w of a defaced variant does not exist, from its defacing record (None: it exists)."""
-    if not deface_record_path:
-        return None
-    record = read_json(deface_record_path)
-    if record.get("status") == "failed":
-        return f"{record.get('failed_stage') or 'deface'}: {record.get('message', '')}".strip()
-    info = record.get("images", {}).get("T1w", {})
-    if info.get("status") == "failed":
-        return f"T1w: {info.get('failed_stage', 'deface')}: {info.get('message', '')}"
-    return None
-
-
 def brain_mask_from_tissue_labels(segmentation_dir, subject: str, variant: str, reference) -> np.ndarray | None:
     """The brain mask the NBV arm used on this very image: its tissue label map > 0 (None when it has none).
 
@@ -101,7 +88,7 @@ def image_quality_record(
     match, :func:`defacebench.runner.preparation_mask`), or from the brain-extraction backend run
     here. The record names which (``brain_mask_source``).
     """
-    from ..runner import preparation_mask
+    from ..runner import deface_failure, preparation_mask
     from .iqms import measure_image
 
     start = time.perf_counter()
@@ -121,7 +108,7 @@ def image_quality_record(
         "details": {},
     }
     try:
-        failed = _deface_failure(deface_record_path)
+        failed = deface_failure(read_json(deface_record_path) if deface_record_path else None, ("T1w",))
         if failed:
             raise AnalysisFailure("deface", f"defacing failed, no image to measure ({failed})")
         if t1w_path is None or not Path(t1w_path).exists() and not Path(t1w_path).is_symlink():
