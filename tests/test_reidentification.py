@@ -196,3 +196,14 @@ def test_a_failed_defacing_or_a_headless_image_is_recorded_with_its_reason(tmp_p
     assert record["status"] == "failed" and record["failed_stage"] == "privacy" and "no head" in record["message"]
     assert run.image_for_render({"FLAIR": "f.nii.gz", "T1w": "t.nii.gz"}) == ("T1w", "t.nii.gz")
     assert run.image_for_render({"FLAIR": "f.nii.gz", "T2w": "t2.nii.gz"}) == ("FLAIR", "f.nii.gz")
+
+
+def test_an_unreadable_image_is_a_recorded_input_failure(tmp_path):
+    """The analyses' input check guards the privacy step too: a truncated file is a failure, not a crash."""
+    from defacebench.reidentification import run
+
+    truncated = tmp_path / "sub-001_T1w.nii.gz"
+    truncated.write_bytes(b"\x1f\x8b\x08\x00" + b"\x00" * 20)
+    record = run.image_record(truncated, tmp_path / "renders", ["frontal"])
+    assert record["status"] == "failed" and record["failed_stage"] == "input"
+    assert "sub-001_T1w.nii.gz" in record["message"]

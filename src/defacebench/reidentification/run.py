@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import io
+from ..records import AnalysisFailure
 from .surface import VIEWPOINTS
 
 
@@ -48,9 +49,13 @@ def image_record(
         if defacing.get("status") == "failed" or entry.get("status") == "failed" or not Path(image).exists():
             reason = entry.get("message") or defacing.get("message") or "the defaced image was not written"
             return {**record, "status": "failed", "failed_stage": "defacing", "message": reason}
+    try:
+        # the analyses' own input check: a truncated, empty or non-NIfTI file is a recorded failure here too
+        img = io.validate_input_image(image, allow_nonfinite=True)
+    except AnalysisFailure as failure:
+        return {**record, "status": "failed", "failed_stage": failure.stage, "message": failure.reason}
     started = time.process_time()
     try:
-        img = io.load_image(image)
         record.update(privacy_record(img, render_dir, views, size=size or RENDER_SIZE))
     except (ImportError, OSError, ValueError, RuntimeError) as exc:
         # no head in the image, no face model installed, no OpenGL context: a reason, never a made-up value
