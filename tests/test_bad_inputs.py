@@ -7,8 +7,6 @@ of them, and one run of the whole workflow on the corpus (NBV + QuickShear).
 
 import gzip
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -20,6 +18,7 @@ from defacebench import io
 from defacebench.records import AnalysisFailure
 
 from bad_inputs import CASES, corpus_digest, write_bids_corpus
+from workflow_runs import snakemake
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -119,11 +118,6 @@ def test_integrity_ignores_nonfinite_voxels():
     assert record["nonfinite_voxels"] == 9 and record["voxels_changed_total"] == 10 * 10 * 2 - 1
 
 
-def _snakemake(*args, timeout=1200):
-    cmd = [sys.executable, "-m", "snakemake", *args]
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
-
-
 @pytest.mark.slow
 def test_workflow_records_every_bad_input_and_writes_the_good_tables(real_bids, tmp_path):
     """The whole workflow on the corpus: it completes, one failure per defect, the controls' tables written."""
@@ -146,7 +140,7 @@ def test_workflow_records_every_bad_input_and_writes_the_good_tables(real_bids, 
         "    modalities: [T1w, FLAIR]\n"  # FLAIR: the mismatched-grid subject's second image
         "    outcomes: [NBV]\n"
     )
-    result = _snakemake("--cores", "2", "--configfile", str(config))
+    result = snakemake("--cores", "2", "--configfile", str(config))
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
 
     records = pd.read_csv(results / "tables/bad_records.tsv", sep="\t", dtype={"subject": str})

@@ -1,14 +1,13 @@
 """Provins et al. (2025) from its published data: the ratings' mixed models and agreement, the IQMs,
 the published values beside ours, bad input files, and the statistics on synthetic data with known answers."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import jsonschema
 import numpy as np
 import pandas as pd
 import pytest
+from workflow_runs import snakemake
 import yaml
 
 from defacebench import stats
@@ -437,13 +436,7 @@ def test_study_config_is_valid_and_empty_cohorts_need_it():
 
 
 def test_study_dry_run_plans_the_tables(published_data):
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--forceall", "--configfile", "config/studies/provins2025.yaml"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = snakemake("-n", "--forceall", "--configfile", "config/studies/provins2025.yaml", timeout=300)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     for rule in ("provins2025_ratings_lmm", "provins2025_ratings_agreement", "provins2025_iqms", "provins2025_claims"):

@@ -116,35 +116,13 @@ def test_a_missing_t1w_is_a_recorded_failure(tmp_path):
 
 def test_workflow_measures_every_t1w_variant_when_asked(tmp_path):
     """With quality: {iqms: true}, one image_quality job per subject and variant, one table job per cohort."""
-    import subprocess
-    import sys
-    from pathlib import Path
+    from workflow_runs import job_counts, snakemake
 
-    repo = Path(__file__).resolve().parents[1]
     config = tmp_path / "quality.yaml"
     config.write_text("quality:\n  iqms: true\n")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-n",
-            "--configfile",
-            str(config),
-            "--config",
-            f"results={tmp_path / 'results'}",
-        ],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = snakemake("-n", "--configfile", str(config), "--config", f"results={tmp_path / 'results'}", timeout=300)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
-    counts = {
-        words[0]: int(words[1])
-        for words in map(str.split, output.splitlines())
-        if len(words) == 2 and words[1].isdigit()
-    }
+    counts = job_counts(output)
     # the default study: 7 subjects (all with a T1w) x (full + 3 methods); 3 cohorts
     assert counts["image_quality"] == 7 * 4 and counts["cohort_quality_tables"] == 3, output

@@ -3,19 +3,12 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def snakemake(*args, cwd=REPO, timeout=1500):
-    cmd = [sys.executable, "-m", "snakemake", *args]
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+from workflow_runs import REPO, job_counts, snakemake
 
 
 def test_lint_is_clean():
@@ -53,11 +46,7 @@ def test_default_study_dry_run():
     result = snakemake("-n")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
-    counts = {
-        words[0]: int(words[1])
-        for words in map(str.split, output.splitlines())
-        if len(words) == 2 and words[1].isdigit()
-    }
+    counts = job_counts(output)
     # 7 subjects; NBV on 5, WMLV on 2, GBV on 2, each on 4 variants; 3 methods x 7 subjects defaced
     assert counts["analyse"] == (5 + 2 + 2) * 4 and counts["deface"] == 21, output
     assert counts["prepare_defacing"] == 7 and counts["simulate_subject"] == 7, output
