@@ -216,8 +216,8 @@ def study_outputs():
         outputs += table_files(name)
         if c.simulated:
             outputs.append(f"{c.bids_root}/participants.tsv")
-    # the privacy tables when the config turns the attack on (workflow/rules/privacy.smk, included before the report)
-    outputs += privacy_outputs() if "privacy_outputs" in globals() else []
+    # the privacy tables when the config turns the attack on (privacy_common.smk: called once every file is included)
+    outputs += privacy_outputs()
     for name in quality_cohorts():
         outputs += quality_table_files(name)
     # the study report (workflow/rules/report.smk) unless the config turns it off (report: false)
@@ -230,7 +230,7 @@ STUDY_REPORT = f"{RESULTS}/report.html"
 
 def report_inputs():
     """Every other output of the study, so the report is written last and sees all of it."""
-    others = study_outputs() + (rating_outputs() if "rating_outputs" in globals() else [])
+    others = study_outputs() + rating_outputs()
     return [path for path in others if path != STUDY_REPORT]
 
 
