@@ -5,6 +5,14 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
+from defacebench.study import ConfigFileError, read_config_file
+
+try:  # Snakemake's own loader names neither the file nor the line of a YAML error
+    read_config_file("config/config.yaml")
+except ConfigFileError as exc:
+    raise WorkflowError(str(exc))
+
+
 configfile: "config/config.yaml"
 
 

@@ -49,8 +49,46 @@ def test_unknown_method_without_command_is_rejected():
     config["methods"] = ["quickshear", "fsl_deface"]
     with pytest.raises(ConfigError, match=r"methods\[1\].*fsl_deface.*command"):
         plan_cohorts(config, REPO)
-    config["method_options"] = {"fsl_deface": {"command": "fsl_deface {input} {output}"}}
+    config["method_options"] = {"fsl_deface": {"command": "cp {input} {output}"}}
     assert set(plan_cohorts(config, REPO)) == {"healthy", "ms", "glioma"}
+
+
+def test_command_executable_is_checked_at_plan_time(tmp_path):
+    """A missing executable stops the plan naming the key, instead of failing every defacing job later."""
+    config = default_config()
+    config["methods"] = ["quickshear", "fsl_deface"]
+    config["method_options"] = {"fsl_deface": {"command": "FSLOUTPUTTYPE=NIFTI_GZ fsl_deface_absent {input} {output}"}}
+    with pytest.raises(
+        ConfigError, match=r"method_options.fsl_deface.command: executable 'fsl_deface_absent' not found"
+    ):
+        plan_cohorts(config, REPO)
+    config["method_options"]["fsl_deface"]["check_executable"] = False  # it exists only on the compute nodes
+    assert "healthy" in plan_cohorts(config, REPO)
+    tool = tmp_path / "deface.sh"
+    tool.write_text("#!/bin/sh\ncp $1 $2\n")
+    config["method_options"] = {"fsl_deface": {"command": f"{tool} {{input}} {{output}}"}}
+    with pytest.raises(ConfigError, match="is not executable"):
+        plan_cohorts(config, REPO)
+    tool.chmod(0o755)
+    assert "healthy" in plan_cohorts(config, REPO)
+    config["analysis"] = {"WMLV": {"backend": "command", "command": "lst_absent {flair} {output}"}}
+    with pytest.raises(ConfigError, match=r"analysis.WMLV.command: executable 'lst_absent'"):
+        plan_cohorts(config, REPO)
+
+
+def test_read_only_results_folder_is_refused(tmp_path, monkeypatch):
+    """A results folder the workflow cannot write stops the plan with the folder named (checked with
+    os.access, which a read-only mount fails even for root)."""
+    import os
+
+    config = default_config()
+    config["results"] = str(tmp_path / "locked" / "results")
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if Path(path) == tmp_path else real_access(path, mode))
+    with pytest.raises(ConfigError, match=r"results: .*locked/results is not writable \(its nearest existing parent"):
+        plan_cohorts(config, REPO)
+    (tmp_path / "locked").mkdir()
+    assert "healthy" in plan_cohorts(config, REPO)
 
 
 def test_outcome_needing_missing_modality_is_rejected():
@@ -105,7 +143,7 @@ def test_results_inside_dataset_is_refused(real_bids):
     [
         (
             lambda c: c["cohorts"][0].update(method="x"),
-            "cohorts[0].method: unknown key; allowed: bids_root, filters, kind, modalities, n_subjects, name, outcomes, seed, source",
+            "cohorts[0].method: unknown key; allowed: bids_root, filters, kind, modalities, n_subjects, name, outcomes, seed, select, source",
         ),
         (lambda c: c["cohorts"][0].update(n_subjects=0), "cohorts[0].n_subjects: 0 is less than the minimum of 1"),
         (
@@ -140,3 +178,69 @@ def test_bids_modalities_leaving_out_an_outcome_s_image_are_refused(real_bids):
     ]
     with pytest.raises(ConfigError, match=r"cohorts\[0\] \(real\).modalities: NBV needs T1w"):
         plan_cohorts(config, REPO)
+
+
+def _write_bids(root: Path, files: list[str]) -> Path:
+    """A BIDS tree whose images are the named files (empty: only discovery is tested here)."""
+    root.mkdir(parents=True)
+    (root / "dataset_description.json").write_text('{"Name": "t", "BIDSVersion": "1.8.0"}')
+    for name in files:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+    return root
+
+
+def _bids_config(tmp_path, root, **entry):
+    config = default_config()
+    config["results"] = str(tmp_path / "results")
+    config["cohorts"] = [{"name": "mine", "source": "bids", "bids_root": str(root), "outcomes": ["NBV"], **entry}]
+    return config
+
+
+MULTI_RUN = [
+    "sub-01/anat/sub-01_run-1_T1w.nii.gz",
+    "sub-01/anat/sub-01_run-2_T1w.nii.gz",
+    "sub-02/anat/sub-02_T1w.nii.gz",
+    "sub-03/anat/sub-03_T1w.nii.gz",
+]
+
+
+def test_multi_run_subject_choices_keep_the_other_subjects(tmp_path):
+    """Two T1w runs of one subject: the message names both remedies; neither drops subjects without a run."""
+    root = _write_bids(tmp_path / "bids", MULTI_RUN)
+    with pytest.raises(ConfigError) as err:
+        plan_cohorts(_bids_config(tmp_path, root), REPO)
+    message = str(err.value)
+    assert "sub-01 has 2 T1w images (sub-01_run-1_T1w.nii.gz, sub-01_run-2_T1w.nii.gz)" in message
+    assert "select: {run: last}" in message and "filters: {run: [1, null]}" in message
+    for entry, run in (({"select": {"run": "last"}}, "run-2"), ({"select": {"run": "first"}}, "run-1")):
+        images = plan_cohorts(_bids_config(tmp_path, root, **entry), REPO)["mine"].images
+        assert sorted(images) == ["01", "02", "03"] and run in images["01"]["T1w"].name
+    images = plan_cohorts(_bids_config(tmp_path, root, filters={"run": [1, None]}), REPO)["mine"].images
+    assert sorted(images) == ["01", "02", "03"] and "run-1" in images["01"]["T1w"].name
+    # the trap the message warns of: a run filter alone leaves the subjects without a run with nothing
+    cohort = plan_cohorts(_bids_config(tmp_path, root, filters={"run": 1}), REPO)["mine"]
+    assert cohort.images["02"] == {} and any("sub-02 has no T1w image" in w for w in cohort.warnings)
+
+
+def test_every_subject_with_nothing_to_analyse_is_warned_about(tmp_path):
+    root = _write_bids(
+        tmp_path / "bids", ["sub-01/anat/sub-01_T1w.nii.gz", "sub-02/anat/sub-02_T2w.nii.gz", "sub-03/notes.txt"]
+    )
+    (root / "sub-04").mkdir()
+    cohort = plan_cohorts(_bids_config(tmp_path, root), REPO)["mine"]
+    # kept in the plan (their records fail at input with the reason), and said at plan time
+    assert cohort.subjects == ["01", "02", "03", "04"]
+    assert [w.split(": ", 1)[1].split(" (")[0] for w in cohort.warnings] == [
+        "sub-02 has no T1w image that matches the filters",
+        "sub-03 has no T1w image that matches the filters",
+        "sub-04 has no T1w image that matches the filters",
+    ]
+    assert "its folder holds sub-02_T2w.nii.gz" in cohort.warnings[0]
+    named = plan_cohorts(_bids_config(tmp_path, root, filters={"subject": ["01", "04", "sub-05"]}), REPO)["mine"]
+    assert named.subjects == ["01", "04"]
+    assert named.warnings[1] == (
+        f"cohorts[0] (mine).filters.subject: sub-sub-05 is not in {root} "
+        "(labels are given without 'sub-': '05'); left out"
+    )

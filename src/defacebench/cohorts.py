@@ -58,13 +58,26 @@ def simulated_image_path(bids_root: str | Path, subject: str, modality: str) -> 
     return Path(bids_root) / f"sub-{subject}" / "anat" / f"sub-{subject}_{MODALITY_FILENAME[modality]}"
 
 
-def discover_bids_images(bids_root: str | Path, modalities, filters: dict | None = None) -> dict[str, dict[str, Path]]:
+#: How ``select`` picks one image among several of one modality: the lowest or the highest entity value.
+SELECT_RULES = ("first", "last")
+
+
+def discover_bids_images(
+    bids_root: str | Path, modalities, filters: dict | None = None, select: dict | None = None
+) -> dict[str, dict[str, Path]]:
     """Index a BIDS dataset with pybids: ``{subject: {modality: path}}``.
 
-    ``filters`` are pybids entity filters (e.g. ``{"subject": ["01", "02"], "session": "1"}``).
-    A subject must have exactly one image per modality; one with several
-    (runs, sessions) needs a filter to choose, and raises ``ValueError`` naming
-    the files. Subjects lacking a modality are left out of that modality's
+    ``filters`` are pybids entity filters (e.g. ``{"subject": ["01", "02"], "session": "1"}``);
+    a list may hold ``None`` to keep the images that lack the entity
+    (``{"run": [1, None]}``: run 1, or no run at all). ``select`` chooses among
+    several images of one modality of one subject, per entity, in the order
+    given: ``{"run": "last"}`` keeps the image with the highest run (``first``:
+    the lowest; an image without the entity counts as lower than any with it).
+    It only acts where a subject has more than one image, so subjects with a
+    single image (with or without the entity) keep it. A subject still left
+    with several images of one modality raises ``ValueError`` naming every
+    such subject and its files, the entities that tell them apart, and both
+    remedies. Subjects lacking a modality are left out of that modality's
     dict, so the analysis records them as failed for a missing input.
     The dataset is opened read-only (no database is written).
     """
@@ -73,25 +86,75 @@ def discover_bids_images(bids_root: str | Path, modalities, filters: dict | None
     root = Path(bids_root)
     if not (root / "dataset_description.json").exists():
         raise FileNotFoundError(f"{root} is not a BIDS dataset (no dataset_description.json)")
+    select = dict(select or {})
+    for entity, rule in select.items():
+        if rule not in SELECT_RULES:
+            raise ValueError(f"select.{entity}: {rule!r} is not allowed; allowed: {', '.join(SELECT_RULES)}")
     layout = BIDSLayout(str(root), validate=False, derivatives=False)
     filters = dict(filters or {})
-    found: dict[str, dict[str, Path]] = {}
+    candidates: dict[str, dict[str, list]] = {}  # subject -> modality -> [(path, entities)]
     for subject in layout.get_subjects(**{k: v for k, v in filters.items() if k == "subject"}):
-        found.setdefault(subject, {})
+        candidates.setdefault(subject, {})
     for modality in modalities:
         entities = MODALITIES[modality]
         query = {"datatype": "anat", "suffix": entities["suffix"], "extension": [".nii", ".nii.gz"], **filters}
-        files = layout.get(return_type="filename", **query)
-        for path in files:
+        for path in layout.get(return_type="filename", **query):
             ents = layout.parse_file_entities(path)
             if ents.get("ceagent") != entities["ceagent"]:
                 continue
-            subject = ents["subject"]
-            previous = found.setdefault(subject, {}).get(modality)
-            if previous is not None:
-                raise ValueError(
-                    f"sub-{subject} has more than one {modality} image ({previous}, {path}); "
-                    "add a filter (e.g. run or session) to the cohort entry to choose one"
-                )
-            found[subject][modality] = Path(path)
-    return {s: found[s] for s in sorted(found)}
+            candidates.setdefault(ents["subject"], {}).setdefault(modality, []).append((Path(path), ents))
+    found: dict[str, dict[str, Path]] = {}
+    ambiguous = []
+    for subject in sorted(candidates):
+        found[subject] = {}
+        for modality, images in candidates[subject].items():
+            images = _select(sorted(images, key=lambda item: str(item[0])), select)
+            if len(images) > 1:
+                ambiguous.append((subject, modality, images))
+            else:
+                found[subject][modality] = images[0][0]
+    if ambiguous:
+        raise ValueError(_ambiguity_message(ambiguous))
+    return found
+
+
+def _entity_order(value) -> tuple:
+    """Sort key of an entity value: absent first, then numbers (runs) by value, then text."""
+    if value is None:
+        return (0, 0, "")
+    if isinstance(value, int):
+        return (1, int(value), "")
+    return (2, 0, str(value))
+
+
+def _select(images: list, select: dict) -> list:
+    """The images that ``select``'s rules keep, applied entity by entity while more than one is left."""
+    for entity, rule in select.items():
+        if len(images) < 2:
+            break
+        keys = [_entity_order(ents.get(entity)) for _, ents in images]
+        chosen = min(keys) if rule == "first" else max(keys)
+        images = [image for image, key in zip(images, keys) if key == chosen]
+    return images
+
+
+def _ambiguity_message(ambiguous: list, shown: int = 5) -> str:
+    """Why the plan stops: the subjects with several images of one modality, and how to choose."""
+    lines = []
+    differing: list[str] = []
+    for subject, modality, images in ambiguous:
+        names = ", ".join(path.name for path, _ in images)
+        lines.append(f"sub-{subject} has {len(images)} {modality} images ({names})")
+        keys = sorted({key for _, ents in images for key in ents} - {"subject", "suffix", "extension", "datatype"})
+        for key in keys:
+            if len({str(ents.get(key)) for _, ents in images}) > 1 and key not in differing:
+                differing.append(key)
+    more = f"; and {len(ambiguous) - shown} more" if len(ambiguous) > shown else ""
+    entity = differing[0] if differing else "run"
+    return (
+        f"{len(ambiguous)} subject image(s) are ambiguous: {'; '.join(lines[:shown])}{more}. "
+        f"They differ in: {', '.join(differing) or 'no BIDS entity'}. Choose one per subject in the cohort entry "
+        f"with select: {{{entity}: last}} (or first), which leaves subjects with one image alone, or with a filter "
+        f"that keeps images without the entity, e.g. filters: {{{entity}: [1, null]}} "
+        f"(a filter {{{entity}: 1}} alone drops every image that has no {entity})"
+    )

@@ -17,7 +17,7 @@ import nibabel as nib
 import numpy as np
 
 from .cohorts import OUTCOME_MODALITIES, OUTCOME_RECORDS, TRUTH_KEYS
-from .io import load_image, read_json, validate_input_image
+from .io import load_image, oblique_warning, read_json, validate_input_image
 from .records import AnalysisFailure, Record, package_versions, run_recorded
 
 #: Outcome -> (module, function) of its arm.
@@ -143,6 +143,11 @@ def analyse(
         images = load_images(image_paths, modalities)
         if outcome == "WMLV" and "T1w" in image_paths and Path(image_paths["T1w"]).exists():
             images["T1w"] = validate_input_image(image_paths["T1w"])
+        made["warnings"] = [
+            warning
+            for modality, img in images.items()
+            if (warning := oblique_warning(modality, img, image_paths.get(modality)))
+        ]
         arm_settings = {k: v for k, v in settings.items() if k != "backend"}
         result = dict(
             arm(images, backend=backend, threads=threads, **arm_settings)
@@ -167,6 +172,8 @@ def analyse(
         )
     if mask_uses:
         primary.details["brain_mask_reused_from"] = "; ".join(sorted(set(mask_uses)))
+    if made.get("warnings"):  # what the record's value may not say by itself (an oblique input)
+        primary.details["warnings"] = made["warnings"]
     records = [primary]
     for extra in OUTCOME_RECORDS[outcome][1:]:
         record = Record(**{**primary.to_dict(), "outcome": extra, "truth": truth.get(TRUTH_KEYS[extra])})
