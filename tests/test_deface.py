@@ -196,6 +196,51 @@ def test_failure_is_recorded_and_nothing_written(tmp_path):
     assert not list((tmp_path / "out").glob("*.nii.gz"))
 
 
+def _skull_stripped_phantom(tmp_path):
+    """A brain-only (skull-stripped) T1w, and a template face region misplaced onto the brain's front.
+
+    The face region is what a template registration that diverged on a head
+    without scalp gives (PyDeface issues #6, #9, #41): PyDeface then removes brain.
+    """
+    img, brain, face = _synthetic_head()
+    data = np.where(brain, np.asanyarray(img.dataobj), 0).astype(np.int16)
+    g = np.indices(brain.shape)
+    misplaced = (g[1] > 56) & (g[2] < 44)  # the brain's anterior-inferior part, a few % of its voxels
+    anat = tmp_path / "bids/sub-01/anat"
+    anat.mkdir(parents=True)
+    t1 = io.save_image(nib.Nifti1Image(data, img.affine), anat / "sub-01_T1w.nii.gz")
+    return {"T1w": t1}, {"brain_mask": brain, "face_region": misplaced.astype(np.float32)}
+
+
+def test_brain_removed_from_a_skull_stripped_phantom_is_flagged(tmp_path):
+    from defacebench.runner import deface_failure
+
+    images, prep = _skull_stripped_phantom(tmp_path)
+    record = deface_subject("pydeface", images, tmp_path / "out", prep=prep)
+    entry = record["images"]["T1w"]
+    assert record["status"] == "ok" and record["brain_removed"] is True, record
+    assert entry["brain_removed"] is True and entry["brain_removed_pct"] > 1 and entry["brain_voxels_zeroed"] > 0
+    assert record["brain_removed_images"] == {"T1w": entry["brain_removed_pct"]}
+    assert "removed brain" in record["warning"] and (tmp_path / "out/sub-01_T1w.nii.gz").exists()
+    # a threshold above the removed share: no flag
+    loose = deface_subject("pydeface", images, tmp_path / "loose", prep=prep, options={"brain_removed_fraction": 0.5})
+    assert loose["brain_removed"] is False and "warning" not in loose
+    # treated as a failure: nothing written, the analyses of the variant fail with the reason
+    strict = deface_subject(
+        "pydeface", images, tmp_path / "strict", prep=prep, options={"brain_removed_is_failure": True}
+    )
+    assert strict["status"] == "failed" and strict["failed_stage"] == "deface" and strict["brain_removed"] is True
+    assert "removed brain" in strict["message"] and not list((tmp_path / "strict").glob("*.nii.gz"))
+    assert "removed brain" in deface_failure(strict, ["T1w"])
+
+
+def test_brain_kept_is_not_flagged(tmp_path):
+    images, prep = _write_subject(tmp_path)
+    record = deface_subject("quickshear", images, tmp_path / "out", prep=prep)
+    assert record["brain_removed"] is False and record["brain_removed_images"] == {} and "warning" not in record
+    assert all(e["brain_removed"] is False for e in record["images"].values())
+
+
 # --- real heads ------------------------------------------------------------------------------------
 
 REAL_T1W = {"IXI012": "PSR uint8", "IXI013": "PSR uint8", "xa30": "PIL uint16", "otsu": "RAS uint8 1 mm"}

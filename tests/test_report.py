@@ -147,6 +147,10 @@ def make_run(results: Path) -> None:
                             render_dir / f"sub-{subject}_T1w_desc-{method}_render.png", face=False
                         ),
                         "face_detected_defaced": method == "quickshear" and subject == "001",
+                        # FaceMasking "removed brain" on one subject: the report must say so loudly
+                        "brain_removed": method == "facemasking" and subject == "002",
+                        "brain_removed_pct": 6.2 if method == "facemasking" and subject == "002" else 0.0,
+                        "brain_removed_threshold_pct": 0.1,
                     }
                 },
             }
@@ -249,6 +253,16 @@ def test_report_in_headless_chromium(report, tmp_path):
         assert base64.b64decode(driver.get_screenshot_as_base64())[:8] == b"\x89PNG\r\n\x1a\n"
     finally:
         driver.quit()
+
+
+def test_brain_removed_is_said_loudly(report):
+    """A defacing record flagged brain_removed: an alert in the header and one above the defacing section's table."""
+    document = report.read_text()
+    header = document[: document.index("<nav>")]
+    assert 'class="alert">Defacing removed brain on 1 image(s)' in header
+    defacing = document[document.index('id="defacing"') : document.index('id="quality"')]
+    assert "Defacing removed brain on 1 image(s) (facemasking)" in defacing
+    assert "<td>002</td><td>facemasking</td><td>T1w</td>" in defacing and ">6.2<" in defacing
 
 
 def test_provins_rows_follow_the_quality_arm_check(tmp_path):

@@ -181,3 +181,36 @@ def test_plot_agreement_writes_a_png(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     empty = tables.plot_agreement(df.iloc[:0], tmp_path / "empty.png", "c")
     assert empty.stat().st_size > 0
+
+
+def _deface_record(tmp_path, subject, method, **image):
+    """A defacing record (the deface rule's JSON) with one T1w entry."""
+    entry = {"status": "ok", "brain_voxels_changed_fraction": 0.0, "face_region_changed_fraction": 0.9, **image}
+    record = {"cohort": "c", "subject": subject, "method": method, "status": entry["status"], "images": {"T1w": entry}}
+    path = tmp_path / f"sub-{subject}_method-{method}.json"
+    path.write_text(json.dumps(record))
+    return path
+
+
+def test_defacing_table_and_summary_flag_brain_removed(tmp_path):
+    from defacebench.reports import defacing_records, defacing_table, write_study_summary
+
+    removed = {"brain_removed": True, "brain_removed_pct": 6.3, "brain_voxels_changed_fraction": 0.063}
+    paths = [
+        _deface_record(tmp_path, "001", "pydeface", **removed),
+        _deface_record(tmp_path, "002", "pydeface", brain_removed=False, brain_removed_pct=0.0),
+        # a flagged image made a failure (deface.brain_removed_is_failure) still counts as brain removed
+        _deface_record(tmp_path, "003", "pydeface", **{**removed, "status": "failed", "brain_removed_pct": 4.0}),
+        _deface_record(tmp_path, "001", "quickshear", brain_removed=False, brain_removed_pct=0.0),
+        _deface_record(tmp_path, "002", "quickshear", brain_removed=None),  # not measured: not flagged
+    ]
+    table = defacing_table(defacing_records(paths)).set_index("method")
+    assert table.loc["pydeface", "n_brain_removed"] == 2 and table.loc["pydeface", "brain_removed_max_pct"] == 6.3
+    assert table.loc["quickshear", "n_brain_removed"] == 0 and np.isnan(
+        table.loc["quickshear", "brain_removed_max_pct"]
+    )
+    tsv = tmp_path / "c_defacing.tsv"
+    table.reset_index().to_csv(tsv, sep="\t", index=False, na_rep="n/a")
+    text = write_study_summary([], [tsv], tmp_path / "summary.txt", "s")
+    loud = [line for line in text.splitlines() if "BRAIN REMOVED" in line]
+    assert len(loud) == 1 and "pydeface" in loud[0] and "2/3 T1w" in loud[0] and "6.30 %" in loud[0]

@@ -1,4 +1,11 @@
-"""Integrity measures of a defaced image: what changed in the face and in the brain."""
+"""Integrity measures of a defaced image: what changed in the face and in the brain.
+
+A defacing method that removes brain is the failure de Sitter et al. (2020)
+warn of and PyDeface's best-known one (poldracklab/pydeface issues #6, #9,
+#41: template registration misplaced on skull-stripped or atlas-space scans);
+:func:`brain_removed_flag` turns the measured share of changed brain voxels
+into a flag above :data:`BRAIN_REMOVED_FRACTION`.
+"""
 
 from __future__ import annotations
 
@@ -64,6 +71,29 @@ def changed(full: np.ndarray, defaced: np.ndarray) -> np.ndarray:
     return ~same
 
 
+#: Share of the full image's brain-mask voxels that defacing may change before its record flags
+#: ``brain_removed`` (0.1 %; config ``deface.brain_removed_fraction``). The built-in methods change
+#: none on the real heads with a face (tests/test_deface.py holds them to this bound); a misplaced
+#: template face mask removed 6.2-6.4 % on a skull-stripped glioma scan (issue 24).
+BRAIN_REMOVED_FRACTION = 0.001
+
+
+def brain_removed_flag(entry: dict, threshold: float = BRAIN_REMOVED_FRACTION) -> dict:
+    """Whether defacing changed more than ``threshold`` of the brain's voxels, from an :func:`integrity` result.
+
+    Returns ``brain_removed`` (True/False; None when the brain change was not
+    measured, e.g. no brain mask), ``brain_removed_pct`` (the measured share,
+    percent) and ``brain_removed_threshold_pct``.
+    """
+    fraction = entry.get("brain_voxels_changed_fraction")
+    measured = isinstance(fraction, (int, float)) and bool(np.isfinite(fraction))
+    return {
+        "brain_removed": bool(fraction > threshold) if measured else None,
+        "brain_removed_pct": round(100 * float(fraction), 3) if measured else float("nan"),
+        "brain_removed_threshold_pct": round(100 * float(threshold), 4),
+    }
+
+
 def integrity(
     full: np.ndarray, defaced: np.ndarray, brain_mask: np.ndarray | None, face_region: np.ndarray | None
 ) -> dict:
@@ -72,7 +102,8 @@ def integrity(
     ``brain_mask`` is the FULL image's brain mask; the face region is the
     template's face mapped into the subject, restricted to voxels that hold
     tissue in the full image (air cannot be "removed"). A missing mask gives
-    NaN for its fraction.
+    NaN for its fraction. ``brain_voxels_zeroed`` counts the changed brain
+    voxels that defacing set to 0 (removed rather than altered).
 
     Voxels that are not finite in the full image (NaN, Inf) hold no intensity
     that defacing could keep or remove: they are left out of every measure and
@@ -96,13 +127,18 @@ def integrity(
             brain_voxels=int(measured.sum()),
             brain_voxels_nonfinite=int(brain.sum() - measured.sum()),
             brain_voxels_changed=int((diff & measured).sum()),
+            brain_voxels_zeroed=int((diff & measured & (np.asarray(defaced) == 0)).sum()),
             brain_voxels_changed_fraction=float((diff & measured).sum() / measured.sum())
             if measured.any()
             else float("nan"),
         )
     else:
         out.update(
-            brain_voxels=0, brain_voxels_nonfinite=0, brain_voxels_changed=0, brain_voxels_changed_fraction=float("nan")
+            brain_voxels=0,
+            brain_voxels_nonfinite=0,
+            brain_voxels_changed=0,
+            brain_voxels_zeroed=0,
+            brain_voxels_changed_fraction=float("nan"),
         )
     if face_region is not None:
         face = np.asarray(face_region, bool) & head_mask(full)  # head_mask: non-finite voxels hold no tissue

@@ -24,6 +24,9 @@ DEFACING_COLUMNS = {
     "face_region_changed_min": "lowest such fraction over the images",
     "brain_voxels_changed_mean": "mean fraction of the full image's brain-mask voxels changed by defacing (0 = brain untouched)",
     "brain_voxels_changed_max": "highest such fraction over the images",
+    "n_brain_removed": "images on which defacing removed brain: more than deface.brain_removed_fraction (default 0.1 %) "
+    "of the brain's voxels changed (counted also when deface.brain_removed_is_failure made them failures)",
+    "brain_removed_max_pct": "largest share of brain voxels changed over the flagged images, percent (n/a: none flagged)",
     "face_detected_full": "images whose frontal surface render of the FULL head had a face detected (OpenCV Haar cascade)",
     "face_detected_defaced": "images whose render of the DEFACED head still had a face detected (lower is better for privacy)",
     "runtime_s_mean": "mean wall time of defacing per image, seconds",
@@ -75,8 +78,10 @@ def defacing_table(long: pd.DataFrame) -> pd.DataFrame:
                 return float("nan")
             return getattr(ok[name].astype(float), how)()
 
-        def count_true(name):
-            return int(ok[name].fillna(False).astype(bool).sum()) if name in ok else 0
+        def count_true(name, rows=ok):
+            return int((rows[name] == True).sum()) if name in rows else 0  # noqa: E712 (None/NaN are not True)
+
+        flagged = group[group["brain_removed"] == True] if "brain_removed" in group else group.iloc[:0]  # noqa: E712
 
         out.append(
             {
@@ -89,6 +94,10 @@ def defacing_table(long: pd.DataFrame) -> pd.DataFrame:
                 "face_region_changed_min": col("face_region_changed_fraction", "min"),
                 "brain_voxels_changed_mean": col("brain_voxels_changed_fraction", "mean"),
                 "brain_voxels_changed_max": col("brain_voxels_changed_fraction", "max"),
+                "n_brain_removed": len(flagged),
+                "brain_removed_max_pct": float(flagged["brain_removed_pct"].astype(float).max())
+                if len(flagged)
+                else float("nan"),
                 "face_detected_full": count_true("face_detected_full"),
                 "face_detected_defaced": count_true("face_detected_defaced"),
                 "runtime_s_mean": col("runtime_s", "mean"),
@@ -181,6 +190,20 @@ def overlap_lines(overlap_tsv: str | Path) -> list[str]:
     return lines + [""]
 
 
+def brain_removed_lines(defacing: pd.DataFrame) -> list[str]:
+    """Loud summary lines for the defacing-table rows whose method removed brain (``n_brain_removed`` > 0)."""
+    if "n_brain_removed" not in defacing:
+        return []
+    lines = []
+    for row in defacing[defacing["n_brain_removed"].fillna(0) > 0].itertuples():
+        lines.append(
+            f"  !! BRAIN REMOVED: {row.method} changed brain voxels on {int(row.n_brain_removed)}/{row.n_images} "
+            f"{row.modality} images (up to {row.brain_removed_max_pct:.2f} % of the brain); every analysis of "
+            "those images measured a brain that defacing cut (see the defacing records' warning)"
+        )
+    return lines
+
+
 def write_study_summary(records_tsvs, defacing_tsvs, out_path: str | Path, study: str, overlap_tsvs=()) -> str:
     """Write (and return) the plain-text summary of the whole study."""
     frames = [tables.read_records_tsv(p) for p in records_tsvs]
@@ -200,6 +223,7 @@ def write_study_summary(records_tsvs, defacing_tsvs, out_path: str | Path, study
                 f"{row.brain_voxels_changed_mean:.3%}; face detected {row.face_detected_defaced}/{row.face_detected_full} "
                 f"(defaced/full renders)"
             )
+        text += brain_removed_lines(df)
         text.append("")
     text.append(f"Tables: {Path(out_path).parent}/")
     out = "\n".join(text) + "\n"

@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import io
 from ..brain import backend_threads, extract_brain
-from ..integrity import changed, integrity, resample_mask
+from ..integrity import BRAIN_REMOVED_FRACTION, brain_removed_flag, changed, integrity, resample_mask
 from ..records import AnalysisFailure, package_versions
 from . import common, facemasking, mri_deface, pydeface, quickshear
 
@@ -31,7 +31,16 @@ BACKENDS = {
 TOOLS = ("quickshear", "pydeface", "antspyx", "deepbet", "torch", "nibabel", "numpy", "scipy", "opencv-python-headless")
 
 #: Options read by :func:`deface_subject` itself (everything else goes to the method).
-SUBJECT_OPTIONS = ("apply_t1w_mask", "brain_extraction", "render", "registration_mm", "preparation_dir")
+SUBJECT_OPTIONS = (
+    "apply_t1w_mask",
+    "brain_extraction",
+    "render",
+    "registration_mm",
+    "preparation_dir",
+    "brain_removed_fraction",
+    "brain_removed_is_failure",
+    "detect_no_face",
+)
 
 
 # --- preparation: once per subject, shared by every method ----------------------------------------------
@@ -346,9 +355,19 @@ def deface_subject(
     are recorded in it, with no image written for a failed modality, never
     raised. ``status`` is ``ok``, ``failed`` (every image failed) or
     ``partial``.
+
+    Each image's entry carries ``brain_removed`` (:func:`defacebench.integrity.brain_removed_flag`:
+    more than ``options["brain_removed_fraction"]``, default 0.1 %, of the
+    full image's brain voxels changed), and the record ``brain_removed``,
+    ``brain_removed_images`` (modality -> percent) and a ``warning`` naming
+    them. With ``options["brain_removed_is_failure"]`` a flagged image is a
+    defacing failure (stage ``deface``): it is not written, and the analyses
+    of it fail with the reason.
     """
     options = dict(options or {})
     apply_t1w_mask = bool(options.get("apply_t1w_mask", False))
+    brain_threshold = float(options.get("brain_removed_fraction", BRAIN_REMOVED_FRACTION))
+    brain_removed_is_failure = bool(options.get("brain_removed_is_failure", False))
     render = render_dir is not None and bool(options.get("render", True))
     out_dir = Path(out_dir)
     record: dict = {
@@ -436,10 +455,6 @@ def deface_subject(
                 reference_removed = changed(full, np.asanyarray(defaced.dataobj))
             entry.update(info)
             entry["runtime_s"] = round(time.perf_counter() - start, 2)
-            io.save_image(defaced, out_dir / path.name)
-            if _sidecar(path).exists():
-                io.write_json(io.scrub_sidecar(json.loads(_sidecar(path).read_text())), out_dir / _sidecar(path).name)
-            entry["output"] = str(out_dir / path.name)
             entry.update(
                 integrity(
                     full,
@@ -448,6 +463,13 @@ def deface_subject(
                     common.face_region_mask(on_grid["face_region"]) if "face_region" in on_grid else None,
                 )
             )
+            entry.update(brain_removed_flag(entry, brain_threshold))
+            if entry["brain_removed"] and brain_removed_is_failure:
+                raise AnalysisFailure("deface", _brain_removed_message(entry) + " (deface.brain_removed_is_failure)")
+            io.save_image(defaced, out_dir / path.name)
+            if _sidecar(path).exists():
+                io.write_json(io.scrub_sidecar(json.loads(_sidecar(path).read_text())), out_dir / _sidecar(path).name)
+            entry["output"] = str(out_dir / path.name)
             if render:
                 entry.update(
                     _render_pair(
@@ -461,6 +483,7 @@ def deface_subject(
                 message=failure.reason,
                 runtime_s=round(time.perf_counter() - start, 2),
             )
+    _flag_brain_removed(record)
     statuses = [e["status"] for e in record["images"].values()]
     record["backend"] = "; ".join(sorted({e["backend"] for e in record["images"].values() if e.get("backend")}))
     if all(s == "failed" for s in statuses):
@@ -474,6 +497,27 @@ def deface_subject(
             message="; ".join(f"{m}: {record['images'][m]['message']}" for m in failed),
         )
     return record
+
+
+def _brain_removed_message(entry: dict) -> str:
+    return (
+        f"defacing removed brain: {entry['brain_removed_pct']:.2f} % of the full image's brain voxels changed "
+        f"(threshold {entry['brain_removed_threshold_pct']:g} %)"
+    )
+
+
+def _flag_brain_removed(record: dict) -> None:
+    """Carry the images' ``brain_removed`` flags up to the record: ``brain_removed`` and a ``warning`` naming them.
+
+    ``brain_removed`` is True when any image was flagged, False when every
+    image's brain change was measured and none was, None when none was measured.
+    """
+    flags = {m: e.get("brain_removed") for m, e in record["images"].items()}
+    flagged = [m for m, flag in flags.items() if flag]
+    record["brain_removed"] = True if flagged else (False if any(f is False for f in flags.values()) else None)
+    record["brain_removed_images"] = {m: record["images"][m]["brain_removed_pct"] for m in flagged}
+    if flagged:
+        record["warning"] = "; ".join(f"{m}: {_brain_removed_message(record['images'][m])}" for m in flagged)
 
 
 #: Share of the reference's brain that another modality's field of view must hold to be defaced with its masks.

@@ -120,6 +120,8 @@ img{max-width:100%;height:auto;border:1px solid #eee;margin:.4em 0}
 .note{color:#555;font-size:.9em}
 details{margin:.4em 0}
 div.scroll{overflow-x:auto;max-width:100%}
+.alert{background:#fbe3e3;border-left:6px solid #b22222;padding:.6em 1em;max-width:60em;font-weight:600}
+header p.alert{color:#222}
 """
 
 VERDICT_CLASS = {
@@ -535,9 +537,44 @@ def _face_caption(detected) -> str:
     return "face found" if detected else "no face found"
 
 
+def brain_removed_rows(cohort: CohortResults) -> pd.DataFrame:
+    """The defaced images whose record flags ``brain_removed`` (:func:`defacebench.integrity.brain_removed_flag`)."""
+    rows = []
+    for record in cohort.deface_records:
+        for modality, info in sorted((record.get("images") or {}).items()):
+            if info.get("brain_removed") is True:
+                rows.append(
+                    {
+                        "subject": str(record.get("subject")),
+                        "method": str(record.get("method")),
+                        "modality": modality,
+                        "brain_voxels_changed_pct": info.get("brain_removed_pct"),
+                        "threshold_pct": info.get("brain_removed_threshold_pct"),
+                        "status": info.get("status", ""),
+                    }
+                )
+    columns = ["subject", "method", "modality", "brain_voxels_changed_pct", "threshold_pct", "status"]
+    return pd.DataFrame(rows, columns=columns).sort_values(["method", "subject", "modality"])
+
+
+def _brain_removed_alert(flagged: pd.DataFrame) -> str:
+    methods = ", ".join(sorted(set(flagged["method"])))
+    return (
+        f'<p class="alert">Defacing removed brain on {len(flagged)} image(s) ({esc(methods)}): more than the '
+        "threshold share of the full image's brain voxels changed. Every analysis of such an image measured a "
+        "brain that defacing cut; its value is not a defacing effect on the method but damage to the input "
+        "(deface.brain_removed_is_failure: true turns these into defacing failures).</p>"
+    )
+
+
 def defacing_section(study: StudyResults) -> str:
 
     def draw(cohort: CohortResults) -> list[str]:
+        flagged = brain_removed_rows(cohort)
+        alert = [_brain_removed_alert(flagged), table_html(flagged)] if len(flagged) else []
+        return alert + _draw(cohort)
+
+    def _draw(cohort: CohortResults) -> list[str]:
         rows = _montage_rows(study, cohort)
         methods = [m for m in study.methods if any(m in r["tiles"] for r in rows.values())]
         shown = sorted(rows)[:MONTAGE_SUBJECTS]
@@ -712,6 +749,13 @@ def build_html(study: StudyResults, out_path: str | Path, claim_results: list[cl
         quality_section(study),
         claims_section(claim_results),
     ]
+    flagged = sum(len(brain_removed_rows(c)) for c in study.cohorts)
+    alert = (
+        f'<p class="alert">Defacing removed brain on {flagged} image(s): see '
+        '<a href="#defacing">Defacing and privacy</a>.</p>'
+        if flagged
+        else ""
+    )
     nav = "".join(f'<a href="#{k}">{esc(v)}</a>' for k, v in SECTIONS.items())
     title = f"defacebench study report: {study.config.get('study', '')}"
     return (
@@ -720,6 +764,6 @@ def build_html(study: StudyResults, out_path: str | Path, claim_results: list[cl
         f"<style>{STYLE}</style></head><body>"
         f"<header><h1>{esc(title)}</h1><p>What defacing did to automated image analysis, after de Sitter et al. "
         f"(2020, Eur Radiol 30:1062), and to quality assessment, after Provins et al. (2025, PLoS Biol "
-        f"23:e3003149). Generated {esc(stamp)} from {esc(study.results)}.</p><p>{esc(data_note)}</p></header>"
+        f"23:e3003149). Generated {esc(stamp)} from {esc(study.results)}.</p><p>{esc(data_note)}</p>{alert}</header>"
         f"<nav>{nav}</nav><main>{''.join(sections)}</main></body></html>\n"
     )
