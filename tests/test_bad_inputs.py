@@ -118,6 +118,82 @@ def test_integrity_ignores_nonfinite_voxels():
     assert record["nonfinite_voxels"] == 9 and record["voxels_changed_total"] == 10 * 10 * 2 - 1
 
 
+def _rotated(img: nib.Nifti1Image, degrees: float) -> nib.Nifti1Image:
+    """The same voxels with the affine rotated by ``degrees`` about the z axis (an oblique acquisition)."""
+    angle = np.radians(degrees)
+    rotation = np.eye(4)
+    rotation[:2, :2] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+    return nib.Nifti1Image(np.asanyarray(img.dataobj), rotation @ img.affine, img.header)
+
+
+def test_oblique_input_is_warned_with_its_obliquity(tmp_path):
+    head = _small_head()
+    assert io.obliquity_degrees(head.affine) == 0.0
+    assert io.oblique_warning("T1w", head) is None
+    assert io.oblique_warning("T1w", _rotated(head, 0.5)) is None  # below OBLIQUE_WARNING_DEGREES
+    assert io.obliquity_degrees(_rotated(head, 30).affine) == pytest.approx(30.0)
+    path = tmp_path / "sub-01_T1w.nii.gz"
+    nib.save(_rotated(head, 30), str(path))
+    warning = io.oblique_warning("T1w", io.validate_input_image(path), path)
+    assert warning.startswith("T1w is oblique by 30.0 degrees (sub-01_T1w.nii.gz): ")
+
+
+def test_analysis_record_carries_the_oblique_warning(tmp_path, monkeypatch):
+    """The runner puts the warning in the record's details, whatever the arm measured (a stand-in arm here)."""
+    from types import SimpleNamespace
+
+    from defacebench import runner
+
+    arm = SimpleNamespace(normalised_brain_volume=lambda images, threads: {"value": 1.0, "backend": "stand-in"})
+    monkeypatch.setattr(runner, "import_module", lambda name: arm)
+    paths = {}
+    for subject, degrees in (("straight", 0), ("oblique", 30)):
+        paths[subject] = tmp_path / f"sub-{subject}_T1w.nii.gz"
+        nib.save(_rotated(_small_head(), degrees), str(paths[subject]))
+    [record] = runner.analyse("NBV", {"T1w": paths["oblique"]}, cohort="c", subject="oblique", variant="none")
+    assert record["status"] == "ok" and record["details"]["warnings"] == [
+        io.oblique_warning("T1w", nib.load(paths["oblique"]), paths["oblique"])
+    ]
+    [record] = runner.analyse("NBV", {"T1w": paths["straight"]}, cohort="c", subject="straight", variant="none")
+    assert "warnings" not in record["details"]
+
+
+def test_image_above_the_size_limit_is_a_recorded_input_failure(source, tmp_path, monkeypatch):
+    """The limit (config max_image_mb, passed to jobs as DEFACEBENCH_MAX_IMAGE_MB) refuses an image before
+    it fills memory: on disk, or once decompressed (a small .nii.gz that inflates past it)."""
+    voxel_bytes = int(np.prod(_small_head().shape)) * 2  # int16
+    monkeypatch.setenv("DEFACEBENCH_MAX_IMAGE_MB", str(voxel_bytes / 2 / 2**20))
+    with pytest.raises(AnalysisFailure) as err:
+        io.validate_input_image(source)  # gzip: small on disk, too large once decompressed
+    assert (
+        err.value.stage == "input"
+        and "source_T1w.nii.gz: too large: more than the limit of 0.015 MB of image data once decompressed (max_image_mb in the config)"
+        in err.value.reason
+    )
+    plain = tmp_path / "sub-01_T1w.nii"
+    nib.save(_small_head(), str(plain))
+    with pytest.raises(
+        AnalysisFailure, match=r"sub-01_T1w.nii: too large: 0.031 MB on disk, above the limit of 0.015 MB of image data"
+    ):
+        io.validate_input_image(plain)
+    monkeypatch.setenv("DEFACEBENCH_MAX_IMAGE_MB", str(voxel_bytes * 2 / 2**20))
+    assert io.validate_input_image(source).shape == _small_head().shape
+    monkeypatch.delenv("DEFACEBENCH_MAX_IMAGE_MB")
+    assert io.max_image_bytes() == io.DEFAULT_MAX_IMAGE_MB * 2**20
+
+
+def test_gzip_members_and_padding_are_read_whole(tmp_path):
+    """The bounded decompression reads every gzip member (as gzip.decompress does) and refuses a truncated one."""
+    raw = _small_head().to_bytes()
+    path = tmp_path / "sub-01_T1w.nii.gz"
+    half = len(raw) // 2
+    path.write_bytes(gzip.compress(raw[:half]) + gzip.compress(raw[half:]) + b"\x00" * 8)
+    assert np.array_equal(np.asanyarray(io.validate_input_image(path).dataobj), np.asanyarray(_small_head().dataobj))
+    path.write_bytes(gzip.compress(raw)[:-100])
+    with pytest.raises(AnalysisFailure, match="truncated gzip data"):
+        io.validate_input_image(path)
+
+
 @pytest.mark.slow
 def test_workflow_records_every_bad_input_and_writes_the_good_tables(real_bids, tmp_path):
     """The whole workflow on the corpus: it completes, one failure per defect, the controls' tables written."""

@@ -110,18 +110,22 @@ def max_image_bytes() -> int:
     return int(float(os.environ.get("DEFACEBENCH_MAX_IMAGE_MB", DEFAULT_MAX_IMAGE_MB)) * 1024 * 1024)
 
 
-def _too_large(size: int, limit: int) -> str:
-    return (
-        f"{size / 2**20:.0f} MB of image data, more than the limit of {limit / 2**20:.0f} MB "
-        "(max_image_mb in the config)"
-    )
+def _too_large(limit: int, size: int | None = None) -> str:
+    """The reason of an image refused for its size: its size on disk, or (``size`` None) once decompressed."""
+
+    def mb(n: int) -> str:
+        return f"{n / 2**20:.0f} MB" if n >= 10 * 2**20 else f"{n / 2**20:.2g} MB"
+
+    if size is None:
+        return f"too large: more than the limit of {mb(limit)} of image data once decompressed (max_image_mb in the config)"
+    return f"too large: {mb(size)} on disk, above the limit of {mb(limit)} of image data (max_image_mb in the config)"
 
 
 def _gunzip(raw: bytes, limit: int) -> bytes:
     """The decompressed bytes of gzip data (every member), refusing to produce more than ``limit`` bytes.
 
     Raises ``EOFError`` when the data ends early, ``zlib.error`` when it is
-    corrupt and ``OverflowError`` (with the size reached) past the limit, so a
+    corrupt and ``OverflowError`` past the limit, so a
     small file that inflates to gigabytes is refused before it fills memory.
     """
     parts, total = [], 0
@@ -131,7 +135,7 @@ def _gunzip(raw: bytes, limit: int) -> bytes:
         parts.append(part)
         total += len(part)
         if total > limit:
-            raise OverflowError(total)
+            raise OverflowError(f"more than {limit} bytes")
         if not stream.eof:
             raise EOFError("Compressed file ended before the end-of-stream marker was reached")
         raw = stream.unused_data.lstrip(b"\x00")  # another member, or the zero padding some writers add
@@ -168,7 +172,7 @@ def validate_input_image(path: str | os.PathLike, *, allow_nonfinite: bool = Fal
         raise BadInputImage(path, "not a file")
     limit = max_image_bytes()
     if path.stat().st_size > limit:
-        raise BadInputImage(path, _too_large(path.stat().st_size, limit))
+        raise BadInputImage(path, _too_large(limit, path.stat().st_size))
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -181,7 +185,7 @@ def validate_input_image(path: str | os.PathLike, *, allow_nonfinite: bool = Fal
         except EOFError as exc:
             raise BadInputImage(path, f"truncated gzip data (the file ends early: {exc})") from exc
         except OverflowError as exc:
-            raise BadInputImage(path, f"{_too_large(exc.args[0], limit)} once decompressed") from exc
+            raise BadInputImage(path, _too_large(limit)) from exc
         except (OSError, zlib.error) as exc:
             raise BadInputImage(path, f"corrupt gzip data ({exc})") from exc
     img = _nifti_from_bytes(path, raw)
