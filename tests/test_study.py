@@ -354,3 +354,19 @@ def test_snakemake_config_errors_are_one_readable_message_each(tmp_path):
     out = run.stdout + run.stderr
     assert run.returncode != 0 and seconds < 8, (seconds, out)
     assert "not valid JSON or YAML" in out and "Traceback" not in out
+
+
+def test_outcome_whose_image_no_subject_has_is_refused(tmp_path):
+    """GBV on a BIDS cohort without any FLAIR: refused at plan time, as for a simulated cohort."""
+    root = _write_bids(
+        tmp_path / "bids",
+        [f"sub-01/anat/sub-01_{tail}" for tail in ("T1w.nii.gz", "ce-gadolinium_T1w.nii.gz", "T2w.nii.gz")],
+    )
+    with pytest.raises(ConfigError, match=r"cohorts\[0\] \(mine\).outcomes: GBV needs FLAIR, and no subject in"):
+        plan_cohorts(_bids_config(tmp_path, root, outcomes=["GBV"]), REPO)
+    with pytest.raises(ConfigError, match=r"WMLV needs FLAIR"):
+        plan_cohorts(_bids_config(tmp_path, root, outcomes=["WMLV"]), REPO)
+    (root / "sub-02" / "anat").mkdir(parents=True)
+    (root / "sub-02" / "anat" / "sub-02_FLAIR.nii.gz").write_bytes(b"")
+    cohort = plan_cohorts(_bids_config(tmp_path, root, outcomes=["GBV"]), REPO)["mine"]
+    assert set(cohort.images["01"]) == {"T1w", "ceT1w", "T2w"}  # its GBV: a failed record for the missing FLAIR

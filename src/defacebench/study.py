@@ -139,6 +139,15 @@ def plan_cohorts(config: dict, workdir: str | Path = ".") -> dict[str, Cohort]:
                     f"{key}: no {'/'.join(modalities)} image found in {root} with filters {entry.get('filters')}"
                     + (f" ({'; '.join(warnings)})" if warnings else "")
                 )
+            for outcome in entry["outcomes"]:
+                # as for a simulated cohort without the modality: every analysis would fail, so say it now
+                needed = ("FLAIR",) if outcome == "WMLV" else OUTCOME_MODALITIES[outcome]
+                absent = [m for m in needed if not any(m in found for found in images.values())]
+                if absent:
+                    raise ConfigError(
+                        f"{key}.outcomes: {outcome} needs {', '.join(absent)}, and no subject in {root} has "
+                        f"{'that image' if len(absent) == 1 else 'those images'} with filters {entry.get('filters')}"
+                    )
             cohort = Cohort(entry["name"], "bids", list(entry["outcomes"]), root, images, warnings=warnings)
         cohorts[cohort.name] = cohort
     return cohorts
