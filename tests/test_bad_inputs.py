@@ -150,7 +150,14 @@ def test_analysis_record_carries_the_oblique_warning(tmp_path, monkeypatch):
     for subject, degrees in (("straight", 0), ("oblique", 30)):
         paths[subject] = tmp_path / f"sub-{subject}_T1w.nii.gz"
         nib.save(_rotated(_small_head(), degrees), str(paths[subject]))
-    [record] = runner.analyse("NBV", {"T1w": paths["oblique"]}, cohort="c", subject="oblique", variant="none")
+    [record] = runner.analyse(
+        "NBV",
+        {"T1w": paths["oblique"]},
+        cohort="c",
+        subject="oblique",
+        variant="none",
+        settings={"check_executable": False},  # read by the plan, not passed to the arm
+    )
     assert record["status"] == "ok" and record["details"]["warnings"] == [
         io.oblique_warning("T1w", nib.load(paths["oblique"]), paths["oblique"])
     ]

@@ -27,6 +27,9 @@ ARMS = {
     "GBV": ("defacebench.analysis.tumour", "glioblastoma_volume"),
 }
 
+#: Settings of an arm's config block that the study plan reads and the arm does not take.
+PLAN_SETTINGS = ("check_executable",)
+
 #: Distributions whose versions each record carries.
 TOOLS = ("antspyx", "deepbet", "torch", "nibabel", "numpy", "scipy", "scikit-learn")
 
@@ -148,7 +151,7 @@ def analyse(
             for modality, img in images.items()
             if (warning := oblique_warning(modality, img, image_paths.get(modality)))
         ]
-        arm_settings = {k: v for k, v in settings.items() if k != "backend"}
+        arm_settings = {k: v for k, v in settings.items() if k not in ("backend", *PLAN_SETTINGS)}
         result = dict(
             arm(images, backend=backend, threads=threads, **arm_settings)
             if backend
