@@ -119,16 +119,21 @@ def robex_mask(img: nib.Nifti1Image) -> np.ndarray:
 
 
 def bet_like_mask(img: nib.Nifti1Image) -> np.ndarray:
-    """Brain mask from the BET-like surface (Smith 2002; :mod:`defacebench.analysis.bet_like`), on ``img``'s grid.
+    """Brain mask of the classic brain extraction (Smith 2002's surface after ``bet -B``'s standard-space ROI).
 
-    The classic pipelines' brain extraction: thresholds from the whole image's robust range and a
-    surface grown from the head's centre of gravity, so the face and neck take part. The field of
-    view is first cut 170 mm below the top of the head, as FSL's robustfov does.
+    The head is registered whole to a head template (:mod:`defacebench.analysis.head_registration`),
+    the dilated MNI152 brain region is carried back to mask the neck, and the BET-like surface
+    (:mod:`defacebench.analysis.bet_like`) is grown inside it, so the face takes part through the
+    registration and the surface's whole-image statistics. On ``img``'s grid.
     """
-    from .analysis.bet_like import BRAIN_EXTENT_MM, bet_like_brain_mask
+    from .analysis import head_registration as head_reg
+    from .analysis.nbv import bet_like_in_standard_space_roi
+    from .io import from_canonical, to_canonical
 
-    mask, _ = bet_like_brain_mask(img, brain_extent_mm=BRAIN_EXTENT_MM)
-    return mask
+    canonical = to_canonical(img)
+    to_mni = head_reg.template_to_mni() @ head_reg.whole_head_affine(canonical)
+    mask, _ = bet_like_in_standard_space_roi(canonical, to_mni)
+    return np.asarray(from_canonical(mask, img), bool)
 
 
 def extract_brain(img: nib.Nifti1Image, backend: str = "deepbet", min_volume_ml: float = 300.0) -> np.ndarray:

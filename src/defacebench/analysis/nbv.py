@@ -30,6 +30,21 @@ Python, not FSL:
    with VSCALING (normalised). SIENAX's pgrey and vcsf need its MNI-space
    periphery and ventricle masks, which are not available offline: not reported.
 
+Pipelines (setting ``pipeline``; explicit settings override the preset):
+
+* ``"modern"`` (default): deepbet, then the intracranial-outline fit of step 4. Neither looks at
+  the face, so defacing barely moves it.
+* ``"classic"``: the parts of SIENAX that see the whole head, as open re-implementations
+  (:mod:`.head_registration`, :mod:`.bet_like`): a whole-head 12-parameter affine to a head
+  template (after FLIRT), the dilated MNI152 brain region carried back to mask the neck (after
+  ``bet -B``'s ``standard_space_roi``), the BET-like surface (Smith 2002) inside it
+  (``brain_backend="bet-like"``), and VSCALING from the whole-head affine
+  (``scaling="whole-head"``) where SIENAX lets the skull found by BET constrain ``pairreg``: there
+  is no MNI152 skull image offline to fit a skull surface to, and the whole-head affine is the
+  step of the classic chain in which the head's outline (face included) sets the scale.
+  The four combinations of ``brain_backend`` x ``scaling`` are the ablation of
+  ``bench/bench_ablation.py``.
+
 ``"fsl-sienax"``: FSL's own ``sienax`` through fslpy's wrapper machinery
 (needs FSLDIR); its ``report.sienax`` is parsed.
 """
@@ -55,6 +70,15 @@ BACKENDS = {
     "sienax-like": "defacebench-sienax-like (re-implementation after Smith et al. 2002)",
     "fsl-sienax": "FSL sienax (Smith et al. 2002) via fslpy",
 }
+
+#: Settings each pipeline stands for (``pipeline`` setting).
+PIPELINES = {
+    "modern": {"brain_backend": "deepbet", "scaling": "intracranial-outline"},
+    "classic": {"brain_backend": "bet-like", "scaling": "whole-head"},
+}
+
+#: Scaling sources of the sienax-like backend.
+SCALINGS = ("intracranial-outline", "whole-head")
 
 #: Default VSCALING range outside which the registration is taken to have failed.
 VSCALING_RANGE = (0.7, 2.2)  # subject -> nilearn MNI152 2009 (larger than FSL MNI152: adult heads give 1.1-1.8)
@@ -138,7 +162,13 @@ def normalised_brain_volume(
     set_threads(threads)
     img = _check_input(images)
     if backend in ("sienax-like", BACKENDS["sienax-like"]):
+        pipeline = settings.pop("pipeline", None)
+        if pipeline is not None:
+            if pipeline not in PIPELINES:
+                raise ValueError(f"unknown NBV pipeline {pipeline!r}; choose from {sorted(PIPELINES)}")
+            settings = {**PIPELINES[pipeline], **settings}
         result = _sienax_like(img, threads=threads, **settings)
+        result["parameters"]["pipeline"] = pipeline or _pipeline_name(result["parameters"])
     elif backend in ("fsl-sienax", BACKENDS["fsl-sienax"]):
         result = _fsl_sienax(img, threads=threads, **settings)
     else:
@@ -147,6 +177,12 @@ def normalised_brain_volume(
     result["parameters"]["plausible_range_ml"] = [low, high]
     check_plausible(result["value"], low, high, "plausibility", "normalised brain volume", "ml")
     return result
+
+
+def _pipeline_name(parameters: dict) -> str:
+    """The preset a run's settings match (``modern``, ``classic``), or ``custom``."""
+    chosen = {"brain_backend": parameters["brain_extraction"], "scaling": parameters["scaling"]}
+    return next((name for name, preset in PIPELINES.items() if preset == chosen), "custom")
 
 
 def tissue_labels(pve: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -168,21 +204,26 @@ def _sienax_like(
     *,
     threads: int,
     brain_backend: str = "deepbet",
+    scaling: str = "intracranial-outline",
     skull_constraint: str = "auto",
     vscaling_range=VSCALING_RANGE,
     wm_fraction_range=(0.25, 0.65),
     n4: dict | None = None,
     registration: dict | None = None,
+    head_registration: dict | None = None,
     skull: dict | None = None,
     segmentation: dict | None = None,
 ) -> dict:
     from ..brain import extract_brain
-    from . import bias, skull as skull_mod
+    from . import bias, head_registration as head_reg, skull as skull_mod
     from . import registration as reg
     from .segmentation import SEGMENTATION_SETTINGS, segment_tissues
 
     if skull_constraint not in ("auto", "required", "off"):
         raise ValueError(f"skull_constraint must be auto, required or off, not {skull_constraint!r}")
+    if scaling not in SCALINGS:
+        raise ValueError(f"scaling must be one of {SCALINGS}, not {scaling!r}")
+    head_settings = {**head_reg.HEAD_AFFINE_SETTINGS, **(head_registration or {})}
     n4_settings = {**bias.N4_SETTINGS, **(n4 or {})}
     reg_settings = {**reg.AFFINE_SETTINGS, **DEFAULT_REGISTRATION, **(registration or {})}
     skull_settings = {**skull_mod.SKULL_SETTINGS, **(skull or {})}
@@ -193,8 +234,19 @@ def _sienax_like(
     zooms = canonical.header.get_zooms()[:3]
     voxel_ml = voxel_volume_ml(canonical)
 
+    head_to_mni = None
+    brain_info: dict = {}
+    if brain_backend == "bet-like" or scaling == "whole-head":
+        with _stage("head_registration", times):
+            head_to_mni = head_reg.template_to_mni() @ head_reg.whole_head_affine(canonical, **head_settings)
+            if not np.isfinite(head_to_mni).all():
+                raise AnalysisFailure("head_registration", "whole-head affine is not finite")
+
     with _stage("brain_extraction", times):
-        mask = extract_brain(canonical, backend=brain_backend)
+        if brain_backend == "bet-like":
+            mask, brain_info = bet_like_in_standard_space_roi(canonical, head_to_mni)
+        else:
+            mask = extract_brain(canonical, backend=brain_backend)
 
     with _stage("bias_correction", times):
         head = reg.to_ants(canonical)
@@ -210,20 +262,27 @@ def _sienax_like(
         if not np.isfinite(intensity[mask]).all():
             raise AnalysisFailure("bias_correction", "N4 produced non-finite intensities")
 
-    with _stage("registration", times):
-        brain_to_mni = reg.affine_to_mni(corrected * mask_ants, **reg_settings)
-        brain_vscaling = reg.volume_scaling(brain_to_mni)
-        if not np.isfinite(brain_to_mni).all():
-            raise AnalysisFailure("registration", "brain-to-MNI affine is not finite")
-
     skull_info: dict = {}
+    brain_vscaling = None
     with _stage("skull_estimation", times):
         has_head = skull_mod.has_extracranial_tissue(intensity, mask, zooms)
         if skull_constraint == "required" and not has_head:
             raise AnalysisFailure(
                 "skull_estimation", "no skull in the image (skull-stripped?) and skull_constraint='required'"
             )
-        if skull_constraint != "off":
+    if scaling == "intracranial-outline":
+        with _stage("registration", times):
+            brain_to_mni = reg.affine_to_mni(corrected * mask_ants, **reg_settings)
+            brain_vscaling = reg.volume_scaling(brain_to_mni)
+            if not np.isfinite(brain_to_mni).all():
+                raise AnalysisFailure("registration", "brain-to-MNI affine is not finite")
+    with _stage("skull_estimation", times):
+        if scaling == "whole-head":
+            to_mni = head_to_mni
+            scaling_source = (
+                "whole-head affine to the head template (after FLIRT of the whole head), then template -> MNI152"
+            )
+        elif skull_constraint != "off":
             points = skull_mod.inner_skull_points(mask, canonical.affine, skull_settings["surface_step"])
             try:
                 correction, skull_info = skull_mod.fit_skull_scaling(
@@ -279,8 +338,24 @@ def _sienax_like(
         "extracranial_tissue": bool(has_head),
         "parameters": {
             "brain_extraction": brain_backend,
+            **({"brain_extraction_details": brain_info} if brain_info else {}),
+            "scaling": scaling,
+            **(
+                {"head_registration": {"method": head_reg.METHOD, **_plain(head_settings)}}
+                if head_to_mni is not None
+                else {}
+            ),
             "bias_correction": {"method": "N4 (antspyx)", **_plain(n4_settings)},
-            "registration": {"method": "ANTs affine, N4 brain -> nilearn MNI152 2009 brain", **_plain(reg_settings)},
+            **(
+                {
+                    "registration": {
+                        "method": "ANTs affine, N4 brain -> nilearn MNI152 2009 brain",
+                        **_plain(reg_settings),
+                    }
+                }
+                if brain_vscaling is not None
+                else {}
+            ),
             "skull_constraint": skull_constraint,
             "scaling_source": scaling_source,
             "skull": {**_plain(skull_settings), **skull_info},
@@ -290,6 +365,33 @@ def _sienax_like(
             "threads": int(threads),
         },
         "stage_times_s": times,
+    }
+
+
+def bet_like_in_standard_space_roi(canonical: nib.Nifti1Image, subject_to_mni: np.ndarray) -> tuple[np.ndarray, dict]:
+    """The classic brain extraction: the BET-like surface grown inside the standard-space brain ROI.
+
+    After FSL's ``bet -B`` (``standard_space_roi -b`` before ``bet2``): voxels outside the dilated
+    MNI152 brain region carried to the subject (:func:`.head_registration.standard_space_brain_roi`)
+    are set to the image's minimum, so the neck no longer pulls the centre of gravity, the head
+    radius and the median intensity (Smith 2002) away from the brain. ``bet -B``'s FAST-based bias
+    clean-up iterations are not re-implemented.
+    """
+    from . import head_registration as head_reg
+    from .bet_like import bet_like_brain_mask
+
+    roi = head_reg.standard_space_brain_roi(canonical, subject_to_mni)
+    if not roi.any():
+        raise AnalysisFailure("brain_extraction", "the standard-space brain region falls outside the image")
+    mask, info = bet_like_brain_mask(head_reg.apply_roi(canonical, roi))
+    mask &= roi
+    if mask.sum() * voxel_volume_ml(canonical) < 300:
+        raise AnalysisFailure("brain_extraction", "bet-like mask inside the standard-space ROI is implausibly small")
+    keep = ("passes", "self_intersection_rerun", "volume_ml", "t2", "t98", "t", "tm", "radius_mm")
+    return mask, {
+        "method": "bet_like inside the standard-space brain ROI (after bet -B)",
+        "roi_dilation_mm": head_reg.ROI_DILATION_MM,
+        **{k: (round(float(v), 3) if isinstance(v, (float, np.floating)) else v) for k, v in info.items() if k in keep},
     }
 
 

@@ -1,0 +1,136 @@
+"""Whole-head affine registration to a head template, and the standard-space brain region it gives.
+
+The classic pipelines that de Sitter et al. (2020) measured register the *whole head* before they
+look at the brain: FSL's ``bet -B`` and ``robustfov`` run FLIRT (Jenkinson & Smith 2001, Med Image
+Anal 5:143-156; Jenkinson et al. 2002, NeuroImage 17:825-841; 12 degrees of freedom, correlation
+ratio) of the head to MNI152's whole-head T1, then ``standard_space_roi -b`` masks the image with
+MNI152's dilated brain mask carried back to the subject, so that BET does not grow into the neck.
+Whatever defacing removes (face, ears, neck) takes part in that registration, which is how the
+classic pipeline can feel it. This module is an open re-implementation of those two steps, named
+``whole-head affine`` and ``standard-space brain ROI`` in the records, not FSL's programs.
+
+* **Head template.** No MNI152 whole-head T1 ships in an installed wheel (nilearn's MNI152 2009 T1
+  is masked to the brain); PyDeface's mean head (``mean_reg2mean.nii.gz``, whole head with face,
+  1 mm) is used. Its place relative to MNI152 is one fixed affine, fitted once with the modern NBV
+  arm's own brain registration (deepbet mask of the template, N4, ANTs affine to the MNI152 brain;
+  ``model_fitting/fit_head_template_to_mni.py``) and shipped in ``data/head_template_to_mni152.json``.
+* **Registration.** ANTs (Avants et al. 2011, NeuroImage 54:2033) 12-parameter affine of the whole,
+  unmasked head to the template at 2 mm, Mattes mutual information (ANTs has no correlation ratio,
+  FLIRT's cost; both are intensity-mapping-tolerant costs), initialised by the centres of mass.
+* **Standard-space ROI.** The MNI152 intracranial region (:func:`defacebench.templates.mni152_intracranial`),
+  dilated by ``dilation_mm`` (FSL's ``MNI152_T1_2mm_brain_mask_dil`` is the brain mask dilated by a
+  few voxels), carried to the subject through the inverse affines (nearest neighbour); voxels
+  outside it are set to the image's minimum before brain extraction.
+
+Subject -> MNI: ``template_to_mni @ subject_to_template``. Its determinant is the whole-head
+volume scaling, which the classic NBV configuration uses where SIENAX's skull-constrained
+``pairreg`` stands (see :mod:`defacebench.analysis.nbv`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from functools import lru_cache
+from importlib import resources
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+from ..antsseed import seeded
+from ..templates import mni152_intracranial, pydeface_head
+from .registration import _LPS, _transform_to_matrix, ants, resample_to, to_ants
+
+METHOD = "whole-head affine (ANTs, 12 dof, Mattes MI) to PyDeface's mean head, after FLIRT of the whole head"
+TEMPLATE_TO_MNI_FILE = "head_template_to_mni152.json"
+
+#: Whole-head registration settings (2 mm: an affine needs no finer detail).
+HEAD_AFFINE_SETTINGS = {
+    "resolution_mm": 2.0,
+    "aff_metric": "mattes",
+    "aff_iterations": (100, 50, 20),
+    "aff_shrink_factors": (4, 2, 1),
+    "aff_smoothing_sigmas": (2, 1, 0),
+    "aff_random_sampling_rate": 0.2,
+}
+
+#: Dilation of the MNI152 intracranial region for the standard-space ROI (mm).
+ROI_DILATION_MM = 8.0
+
+
+@lru_cache(maxsize=2)
+def head_template(resolution_mm: float | None = 2.0):
+    """PyDeface's mean head as an ANTs image, optionally resampled (cached)."""
+    return resample_to(to_ants(nib.load(str(pydeface_head()))), resolution_mm)
+
+
+@lru_cache(maxsize=1)
+def template_to_mni() -> np.ndarray:
+    """The shipped 4x4 RAS affine from PyDeface's head template to MNI152 2009 (read-only)."""
+    with (resources.files("defacebench") / "data" / TEMPLATE_TO_MNI_FILE).open("r") as handle:
+        matrix = np.asarray(json.load(handle)["template_to_mni_ras"], dtype=float)
+    matrix.setflags(write=False)
+    return matrix
+
+
+def whole_head_affine(
+    head: nib.Nifti1Image,
+    *,
+    resolution_mm: float | None = HEAD_AFFINE_SETTINGS["resolution_mm"],
+    aff_metric: str = HEAD_AFFINE_SETTINGS["aff_metric"],
+    aff_iterations=HEAD_AFFINE_SETTINGS["aff_iterations"],
+    aff_shrink_factors=HEAD_AFFINE_SETTINGS["aff_shrink_factors"],
+    aff_smoothing_sigmas=HEAD_AFFINE_SETTINGS["aff_smoothing_sigmas"],
+    aff_random_sampling_rate: float = HEAD_AFFINE_SETTINGS["aff_random_sampling_rate"],
+    seed: int = 1,
+) -> np.ndarray:
+    """4x4 RAS matrix mapping points of the subject's whole head to the head template (12 dof, unmasked)."""
+    fixed = head_template(resolution_mm)
+    moving = resample_to(to_ants(head), resolution_mm)
+    with seeded(seed), tempfile.TemporaryDirectory(prefix="defacebench-headreg-") as tmp:
+        result = ants.registration(
+            fixed,
+            moving,
+            type_of_transform="Affine",
+            aff_metric=aff_metric,
+            aff_iterations=tuple(aff_iterations),
+            aff_shrink_factors=tuple(aff_shrink_factors),
+            aff_smoothing_sigmas=tuple(aff_smoothing_sigmas),
+            aff_random_sampling_rate=aff_random_sampling_rate,
+            outprefix=os.path.join(tmp, "head_"),
+        )
+        template_to_subject_lps = _transform_to_matrix(result["fwdtransforms"][0])
+    return np.linalg.inv(_LPS @ template_to_subject_lps @ _LPS)
+
+
+def standard_space_brain_roi(
+    image: nib.Nifti1Image, subject_to_mni: np.ndarray, dilation_mm: float = ROI_DILATION_MM
+) -> np.ndarray:
+    """Boolean mask on ``image``'s grid: the dilated MNI152 intracranial region carried to the subject.
+
+    After FSL's ``standard_space_roi -b`` (which masks with ``MNI152_T1_2mm_brain_mask_dil``); the
+    region is dilated in MNI space, then sampled at every subject voxel through the inverse affine
+    (nearest neighbour).
+    """
+    mask, mni_affine = mni152_intracranial()
+    zooms = np.sqrt((mni_affine[:3, :3] ** 2).sum(axis=0))
+    radius = [max(1, int(round(dilation_mm / z))) for z in zooms]
+    grid = np.ogrid[tuple(slice(-r, r + 1) for r in radius)]
+    element = sum((g / r) ** 2 for g, r in zip(grid, radius)) <= 1.0
+    dilated = ndimage.binary_dilation(mask, structure=element)
+    # subject voxel -> MNI voxel
+    voxel_map = np.linalg.inv(mni_affine) @ subject_to_mni @ image.affine
+    shape = image.shape[:3]
+    ijk = np.indices(shape, dtype=np.float32).reshape(3, -1)
+    mni_ijk = voxel_map[:3, :3].astype(np.float32) @ ijk + voxel_map[:3, 3:4].astype(np.float32)
+    sampled = ndimage.map_coordinates(dilated.astype(np.uint8), mni_ijk, order=0, mode="constant", cval=0)
+    return sampled.reshape(shape).astype(bool)
+
+
+def apply_roi(image: nib.Nifti1Image, roi: np.ndarray) -> nib.Nifti1Image:
+    """``image`` with every voxel outside ``roi`` set to the image's minimum (float32)."""
+    data = np.asarray(image.dataobj, dtype=np.float32)
+    floor = float(np.nanmin(data))
+    return nib.Nifti1Image(np.where(roi, data, floor).astype(np.float32), image.affine)

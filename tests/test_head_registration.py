@@ -1,0 +1,55 @@
+"""The classic NBV chain's whole-head parts: head-template registration, standard-space ROI, the classic pipeline."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from defacebench.analysis import head_registration as head_reg
+from defacebench.analysis.nbv import PIPELINES, normalised_brain_volume
+from defacebench.brain import deepbet_mask
+from defacebench.io import load_image
+from defacebench.templates import mni152_intracranial, pydeface_head
+
+
+def test_standard_space_roi_on_the_mni_grid_is_the_dilated_intracranial_region():
+    mask, affine = mni152_intracranial()
+    image = nib.Nifti1Image(np.zeros(mask.shape, np.float32), affine)
+    roi = head_reg.standard_space_brain_roi(image, np.eye(4), dilation_mm=4.0)
+    assert roi[mask].all()  # nothing of the region is lost
+    grown = roi.sum() / mask.sum()
+    assert 1.05 < grown < 1.35  # a 4 mm shell around a ~1.9 l region adds ~15-25 %
+    shifted = head_reg.standard_space_brain_roi(
+        image, np.array([[1, 0, 0, 20.0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+    )
+    assert not np.array_equal(shifted, roi)  # the subject -> MNI affine is honoured
+
+
+def test_shipped_template_affine_is_a_plausible_head_to_mni_map():
+    matrix = head_reg.template_to_mni()
+    assert matrix.shape == (4, 4) and np.allclose(matrix[3], [0, 0, 0, 1])
+    assert 1.2 < np.linalg.det(matrix[:3, :3]) < 1.8  # PyDeface's mean head is smaller than nilearn's MNI152
+
+
+def test_unknown_pipeline_is_a_configuration_error():
+    with pytest.raises(ValueError, match="pipeline"):
+        normalised_brain_volume({"T1w": load_image(pydeface_head())}, pipeline="vintage")
+
+
+def test_classic_pipeline_on_a_rescaled_template_head():
+    """The template head enlarged by 10 %: the whole-head affine must find the scale, bet-like the brain."""
+    template = nib.as_closest_canonical(load_image(pydeface_head()))
+    grow = np.diag([1.1, 1.1, 1.1, 1.0])
+    head = nib.Nifti1Image(np.asarray(template.dataobj, np.float32), grow @ template.affine)
+    result = normalised_brain_volume({"T1w": head}, pipeline="classic", threads=2)
+    parameters = result["parameters"]
+    assert parameters["pipeline"] == "classic"
+    assert {parameters["brain_extraction"], parameters["scaling"]} == set(PIPELINES["classic"].values())
+    expected = np.linalg.det(head_reg.template_to_mni()[:3, :3]) / 1.1**3
+    assert result["vscaling"] == pytest.approx(expected, rel=0.03)
+    labels = np.asarray(result["segmentation"].dataobj) > 0
+    reference = deepbet_mask(head)
+    dice = 2 * (labels & reference).sum() / (labels.sum() + reference.sum())
+    assert dice > 0.9, dice
+    assert "head_registration" in result["stage_times_s"] and "registration" not in parameters
