@@ -241,6 +241,70 @@ def test_brain_kept_is_not_flagged(tmp_path):
     assert all(e["brain_removed"] is False for e in record["images"].values())
 
 
+def _head_with_face(face=True, scalp=True, shape=(90, 110, 100), zoom=2.0):
+    """A RAS head at 2 mm: ellipsoid brain, optionally a 10 mm scalp and a face (orbits to chin) in front and below."""
+    g = (np.indices(shape).astype(np.float32) - np.array(shape, np.float32)[:, None, None, None] / 2) * zoom
+    x, y, z = g
+    brain = (x / 65) ** 2 + (y / 80) ** 2 + ((z - 20) / 55) ** 2 < 1
+    data = np.where(brain, 100.0, 0.0)
+    if scalp:
+        data[((x / 75) ** 2 + (y / 90) ** 2 + ((z - 20) / 65) ** 2 < 1) & ~brain] = 60
+    if face:  # a block from the orbits to the chin, 4-6 cm in front of the brain's centre line
+        data[(np.abs(x) < 45) & (y > 30) & (y < 105) & (z > -70) & (z < 5)] = 70
+    affine = np.diag([zoom, zoom, zoom, 1.0])
+    affine[:3, 3] = -np.array(shape) / 2 * zoom
+    return nib.Nifti1Image(data.astype(np.int16), affine), brain
+
+
+def test_face_presence_tells_a_head_from_a_skull_stripped_or_defaced_scan():
+    from defacebench.deface.face import face_presence
+
+    head, brain = _head_with_face()
+    found = face_presence(head, brain)
+    assert found["has_face"] is True and found["face_tissue_fraction"] > 0.2, found
+    for kind, img in (
+        ("skull-stripped", _head_with_face(face=False, scalp=False)[0]),
+        ("defaced", _head_with_face(face=False)[0]),
+    ):
+        none = face_presence(img, brain)
+        assert none["has_face"] is False and none["face_tissue_ml"] < 1, (kind, none)
+        assert none["reason"].startswith("no face to remove")
+    # the verdict does not depend on the grid's orientation (world coordinates)
+    assert face_presence(
+        _reorient(head, "PIL"), _reorient(nib.Nifti1Image(brain.astype(np.uint8), head.affine), "PIL").get_fdata() > 0
+    )["has_face"]
+    assert face_presence(head, np.zeros_like(brain))["has_face"] is None
+
+
+def test_no_face_is_recorded_and_the_variant_is_the_full_image(tmp_path):
+    from defacebench.deface.face import face_presence
+    from defacebench.runner import deface_failure
+
+    img, brain = _head_with_face(face=False, scalp=False)
+    anat = tmp_path / "bids/sub-01/anat"
+    anat.mkdir(parents=True)
+    t1 = io.save_image(img, anat / "sub-01_T1w.nii.gz")
+    (anat / "sub-01_T1w.json").write_text(json.dumps({"PatientName": "Doe", "RepetitionTime": 2.3}))
+    prep = {
+        "brain_mask": brain,
+        "face_check": face_presence(img, brain),
+        "face_region_failure": ("registration", "template-to-subject registration diverged (linear scale 1.51)"),
+    }
+    for method in ("pydeface", "quickshear"):
+        record = deface_subject(method, {"T1w": t1}, tmp_path / method, prep=prep)
+        entry = record["images"]["T1w"]
+        assert record["status"] == "no_face" and entry["status"] == "no_face", record
+        assert "no face to remove" in record["message"] and "registration" not in record["message"]
+        assert record["face_check"]["has_face"] is False and record["brain_removed"] is False
+        out = io.load_image(tmp_path / method / "sub-01_T1w.nii.gz")
+        assert np.array_equal(np.asanyarray(out.dataobj), np.asanyarray(img.dataobj))
+        assert json.loads((tmp_path / method / "sub-01_T1w.json").read_text()) == {"RepetitionTime": 2.3}
+        assert deface_failure(record, ["T1w"]) is None  # the analyses run on it
+    # the check switched off: the method runs (and here fails on the registration, as before)
+    forced = deface_subject("pydeface", {"T1w": t1}, tmp_path / "forced", prep=prep, options={"detect_no_face": False})
+    assert forced["status"] == "failed" and forced["failed_stage"] == "registration"
+
+
 # --- real heads ------------------------------------------------------------------------------------
 
 REAL_T1W = {"IXI012": "PSR uint8", "IXI013": "PSR uint8", "xa30": "PIL uint16", "otsu": "RAS uint8 1 mm"}
@@ -277,22 +341,42 @@ def test_real_heads_brain_kept_face_removed(real_records, subject):
         else:  # QuickShear cuts a plane, FaceMasking a surface layer: less of the deep face region
             assert entry["face_region_changed_fraction"] >= 0.5, (method, entry)
         assert entry["face_detected_full"], (method, entry)
+        assert record["face_check"]["has_face"] is True and record["face_check"]["face_tissue_fraction"] > 0.15
     assert real_records[subject, "quickshear"]["images"]["T1w"]["face_detected_defaced"] in (False, subject == "xa30")
 
 
 @pytest.mark.realdata
 def test_real_skull_stripped_multimodal_lps_int16(real_bids, tmp_path):
-    """gbm7294: LPS int16, four co-registered modalities, no face: QuickShear runs, the template methods record a failure."""
+    """gbm7294: LPS int16, four co-registered modalities, skull-stripped: no face, recorded as such for every
+    method (never a registration failure); with the check off, QuickShear runs and keeps the brain."""
     anat = real_bids / "sub-gbm7294/anat"
     images = {"T1w": anat / "sub-gbm7294_T1w.nii.gz", "FLAIR": anat / "sub-gbm7294_FLAIR.nii.gz"}
-    record = deface_subject("quickshear", images, tmp_path / "qs", options={"preparation_dir": tmp_path / "prep"})
+    options = {"preparation_dir": tmp_path / "prep"}
+    for method in METHODS:
+        record = deface_subject(method, images, tmp_path / method, options=options)
+        assert record["status"] == "no_face" and record["face_check"]["has_face"] is False, (method, record)
+        assert record["face_check"]["face_tissue_fraction"] < 0.01
+        out = io.load_image(tmp_path / method / "sub-gbm7294_FLAIR.nii.gz")
+        assert np.array_equal(np.asanyarray(out.dataobj), np.asanyarray(io.load_image(images["FLAIR"]).dataobj))
+    record = deface_subject("quickshear", images, tmp_path / "qs", options={**options, "detect_no_face": False})
     assert record["status"] == "ok", record
     out = io.load_image(tmp_path / "qs/sub-gbm7294_FLAIR.nii.gz")
     assert out.get_data_dtype() == np.int16 and nib.aff2axcodes(out.affine) == ("L", "P", "S")
     assert record["images"]["FLAIR"]["brain_voxels_changed_fraction"] <= 0.001
-    failed = deface_subject("pydeface", images, tmp_path / "pd", options={"preparation_dir": tmp_path / "prep"})
-    if failed["status"] == "failed":
-        assert failed["failed_stage"] == "registration" and not list((tmp_path / "pd").glob("*.nii.gz"))
+    assert record["images"]["FLAIR"]["brain_removed"] is False
+
+
+@pytest.mark.realdata
+def test_real_skull_stripped_mni_scan_has_no_face(real_bids):
+    """ms07, skull-stripped in MNI space: no face to remove (IXI012, IXI013, xa30 and otsu, with faces, are
+    checked in test_real_heads_brain_kept_face_removed; ms12, defaced by its provider, in bench/bench_face_check.py).
+    """
+    from defacebench.brain import extract_brain
+    from defacebench.deface.face import face_presence
+
+    img = io.load_image(real_bids / "sub-ms07/anat/sub-ms07_T1w.nii.gz")
+    check = face_presence(img, extract_brain(img))
+    assert check["has_face"] is False and check["face_tissue_ml"] < 1, check
 
 
 def test_within_mm_repeats_its_answer_and_keeps_it_private():

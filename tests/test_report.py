@@ -134,7 +134,9 @@ def make_run(results: Path) -> None:
                 "cohort": "demo",
                 "subject": subject,
                 "method": method,
-                "status": "ok",
+                # subject 004's scan had no face (skull-stripped): recorded as such for each method
+                "status": "no_face" if subject == "004" else "ok",
+                "message": "no face to remove (skull-stripped or already defaced): 0 ml" if subject == "004" else "",
                 "backend": f"{method} (re-implementation)",
                 "tool_versions": {"quickshear": "1.2.0"},
                 "preparation": {"brain_extraction": {"backend": "deepbet"}},
@@ -263,6 +265,12 @@ def test_brain_removed_is_said_loudly(report):
     defacing = document[document.index('id="defacing"') : document.index('id="quality"')]
     assert "Defacing removed brain on 1 image(s) (facemasking)" in defacing
     assert "<td>002</td><td>facemasking</td><td>T1w</td>" in defacing and ">6.2<" in defacing
+
+
+def test_no_face_subjects_are_named(report):
+    defacing = report.read_text()
+    defacing = defacing[defacing.index('id="defacing"') : defacing.index('id="quality"')]
+    assert "1 subject(s) had no face to remove" in defacing and "<td>004</td>" in defacing
 
 
 def test_provins_rows_follow_the_quality_arm_check(tmp_path):

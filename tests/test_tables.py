@@ -214,3 +214,21 @@ def test_defacing_table_and_summary_flag_brain_removed(tmp_path):
     text = write_study_summary([], [tsv], tmp_path / "summary.txt", "s")
     loud = [line for line in text.splitlines() if "BRAIN REMOVED" in line]
     assert len(loud) == 1 and "pydeface" in loud[0] and "2/3 T1w" in loud[0] and "6.30 %" in loud[0]
+
+
+def test_defacing_table_counts_no_face_apart_from_failures(tmp_path):
+    from defacebench.reports import defacing_records, defacing_table, write_study_summary
+
+    no_face = {"status": "no_face", "brain_removed": False, "brain_voxels_changed_fraction": 0.0}
+    paths = [
+        _deface_record(tmp_path, "001", "quickshear", **no_face),
+        _deface_record(tmp_path, "002", "quickshear", brain_removed=False, face_region_changed_fraction=0.5),
+        _deface_record(tmp_path, "003", "quickshear", status="failed"),
+    ]
+    row = defacing_table(defacing_records(paths)).iloc[0]
+    assert (row.n_images, row.n_failed, row.n_no_face, row.n_brain_removed) == (3, 1, 1, 0)
+    assert row.face_region_changed_mean == 0.5  # a no-face variant was not defaced: not in the means
+    tsv = tmp_path / "c_defacing.tsv"
+    defacing_table(defacing_records(paths)).to_csv(tsv, sep="\t", index=False, na_rep="n/a")
+    text = write_study_summary([], [tsv], tmp_path / "summary.txt", "s")
+    assert "no face to remove on 1/3 images" in text

@@ -20,6 +20,8 @@ DEFACING_COLUMNS = {
     "modality": "image defaced (T1w, ceT1w, T2w, FLAIR)",
     "n_images": "images the method was applied to",
     "n_failed": "images the method failed on (no defaced image; analyses of it are failures)",
+    "n_no_face": "images with no face to remove (skull-stripped or already defaced; defacebench.deface.face): "
+    "not defaced, the variant is the full image, so their analyses equal the full image's",
     "face_region_changed_mean": "mean fraction of the template face region whose voxels changed (1 = whole face altered)",
     "face_region_changed_min": "lowest such fraction over the images",
     "brain_voxels_changed_mean": "mean fraction of the full image's brain-mask voxels changed by defacing (0 = brain untouched)",
@@ -89,7 +91,8 @@ def defacing_table(long: pd.DataFrame) -> pd.DataFrame:
                 "backend": "; ".join(sorted({str(b) for b in group["backend"].dropna()})),
                 "modality": modality,
                 "n_images": len(group),
-                "n_failed": int((group["status"] != "ok").sum()),
+                "n_failed": int((~group["status"].isin(["ok", "no_face"])).sum()),
+                "n_no_face": int((group["status"] == "no_face").sum()),
                 "face_region_changed_mean": col("face_region_changed_fraction", "mean"),
                 "face_region_changed_min": col("face_region_changed_fraction", "min"),
                 "brain_voxels_changed_mean": col("brain_voxels_changed_fraction", "mean"),
@@ -204,6 +207,17 @@ def brain_removed_lines(defacing: pd.DataFrame) -> list[str]:
     return lines
 
 
+def no_face_lines(defacing: pd.DataFrame) -> list[str]:
+    """Summary lines for the defacing-table rows with images that had no face (``n_no_face`` > 0)."""
+    if "n_no_face" not in defacing:
+        return []
+    return [
+        f"  {row.method:<12} {row.modality:<6} no face to remove on {int(row.n_no_face)}/{row.n_images} images "
+        "(skull-stripped or already defaced): not defaced, the variant is the full image"
+        for row in defacing[defacing["n_no_face"].fillna(0) > 0].itertuples()
+    ]
+
+
 def write_study_summary(records_tsvs, defacing_tsvs, out_path: str | Path, study: str, overlap_tsvs=()) -> str:
     """Write (and return) the plain-text summary of the whole study."""
     frames = [tables.read_records_tsv(p) for p in records_tsvs]
@@ -223,7 +237,7 @@ def write_study_summary(records_tsvs, defacing_tsvs, out_path: str | Path, study
                 f"{row.brain_voxels_changed_mean:.3%}; face detected {row.face_detected_defaced}/{row.face_detected_full} "
                 f"(defaced/full renders)"
             )
-        text += brain_removed_lines(df)
+        text += brain_removed_lines(df) + no_face_lines(df)
         text.append("")
     text.append(f"Tables: {Path(out_path).parent}/")
     out = "\n".join(text) + "\n"

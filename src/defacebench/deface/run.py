@@ -14,6 +14,7 @@ from ..brain import backend_threads, extract_brain
 from ..integrity import BRAIN_REMOVED_FRACTION, brain_removed_flag, changed, integrity, resample_mask
 from ..records import AnalysisFailure, package_versions
 from . import common, facemasking, mri_deface, pydeface, quickshear
+from .face import face_presence
 
 #: Methods implemented in the package; any other name needs a ``command`` template in its options.
 METHODS = ("quickshear", "facemasking", "mri_deface", "pydeface")
@@ -51,8 +52,10 @@ def prepare_subject(t1w: nib.Nifti1Image, brain_backend: str = "deepbet", regist
 
     Returns ``brain_mask`` (bool) and ``face_region`` (face weights in [0, 1],
     see :func:`common.face_weights`) on the T1w grid, each replaced by a
-    ``*_failure`` entry (stage, reason) when it could not be made, and
-    ``face_region_info`` (registration details).
+    ``*_failure`` entry (stage, reason) when it could not be made,
+    ``face_region_info`` (registration details) and, with a brain mask,
+    ``face_check`` (:func:`defacebench.deface.face.face_presence`: is there a
+    face to remove?).
     """
     out: dict = {}
     start = time.perf_counter()
@@ -60,6 +63,8 @@ def prepare_subject(t1w: nib.Nifti1Image, brain_backend: str = "deepbet", regist
         out["brain_mask"] = extract_brain(t1w, backend=brain_backend)
     except AnalysisFailure as failure:
         out["brain_mask_failure"] = (failure.stage, failure.reason)
+    if "brain_mask" in out:
+        out["face_check"] = face_presence(t1w, out["brain_mask"])
     out["brain_extraction"] = {
         "backend": brain_backend,
         "threads": backend_threads(),
@@ -353,8 +358,11 @@ def deface_subject(
 
     Returns the integrity record; study failures (:class:`AnalysisFailure`)
     are recorded in it, with no image written for a failed modality, never
-    raised. ``status`` is ``ok``, ``failed`` (every image failed) or
-    ``partial``.
+    raised. ``status`` is ``ok``, ``failed`` (every image failed),
+    ``partial``, or ``no_face``: the preparation's ``face_check`` found no face
+    (skull-stripped or already defaced; :mod:`.face`), so unless
+    ``options["detect_no_face"]`` is False no method runs and every image is
+    written unchanged as the variant (:func:`_no_face_record`).
 
     Each image's entry carries ``brain_removed`` (:func:`defacebench.integrity.brain_removed_flag`:
     more than ``options["brain_removed_fraction"]``, default 0.1 %, of the
@@ -418,6 +426,11 @@ def deface_subject(
         k: v for k, v in prep.items() if k.endswith("_info") or k.endswith("_failure") or k == "brain_extraction"
     }
     failures = {k: prep[k] for k in ("brain_mask_failure", "face_region_failure") if k in prep}
+    face_check = prep.get("face_check") or {}
+    if face_check:
+        record["face_check"] = face_check
+    if reference is not None and face_check.get("has_face") is False and options.get("detect_no_face", True):
+        return _no_face_record(record, images, order, out_dir, face_check, prep.get("full_renders") or {})
     reference_removed = None
     for modality in order:
         if modality in record["images"]:  # the reference, already failed
@@ -496,6 +509,67 @@ def deface_subject(
             failed_stage=record["images"][failed[0]]["failed_stage"],
             message="; ".join(f"{m}: {record['images'][m]['message']}" for m in failed),
         )
+    return record
+
+
+#: Backend of a variant left undefaced because the scan has no face.
+NO_FACE_BACKEND = "none (no face to remove: the variant is the full image)"
+
+
+def _no_face_record(
+    record: dict, images: dict[str, Path], order: list[str], out_dir: Path, face_check: dict, renders: dict
+) -> dict:
+    """The record of a subject with no face (:mod:`.face`): every image is written unchanged as the variant.
+
+    Status ``no_face`` (record and images), with the check's reason as the
+    message: no method ran, so nothing failed and no brain was removed; the
+    analyses of the variant see the full image's voxels (headers and sidecars
+    scrubbed as for any variant). An image that cannot be read is a failure as usual.
+    """
+    reason = face_check.get("reason", "no face to remove")
+    for modality in order:
+        path = Path(images[modality])
+        entry: dict = {"input": path.name}
+        record["images"][modality] = entry
+        try:
+            img = io.validate_input_image(path, allow_nonfinite=True)
+        except io.BadInputImage as bad:
+            entry.update(status="failed", failed_stage=bad.stage, message=bad.reason)
+            continue
+        io.save_image(io.scrub_header(img), out_dir / path.name)
+        if _sidecar(path).exists():
+            io.write_json(io.scrub_sidecar(json.loads(_sidecar(path).read_text())), out_dir / _sidecar(path).name)
+        entry.update(
+            status="no_face",
+            message=reason,
+            backend=NO_FACE_BACKEND,
+            output=str(out_dir / path.name),
+            voxels_changed=0,
+            voxels_changed_fraction=0.0,
+            brain_removed=False,
+            brain_removed_pct=0.0,
+        )
+        full_render = renders.get(modality) or {}
+        if "render" in full_render:  # the variant's render is the full image's
+            entry.update(
+                face_detected_full=full_render["face_detected"],
+                face_detected_defaced=full_render["face_detected"],
+                faces_detected_full=full_render["faces_detected"],
+                faces_detected_defaced=full_render["faces_detected"],
+                render_full=full_render["render"],
+                render_defaced=full_render["render"],
+                face_detector=full_render["detector"],
+            )
+    _flag_brain_removed(record)
+    record["backend"] = NO_FACE_BACKEND
+    failed = [m for m in order if record["images"][m]["status"] == "failed"]
+    if len(failed) == len(order):
+        first = record["images"][order[0]]
+        record.update(status="failed", failed_stage=first["failed_stage"], message=first["message"])
+    else:
+        record.update(status="no_face", message=reason)
+        if failed:
+            record["message"] += "; " + "; ".join(f"{m}: {record['images'][m]['message']}" for m in failed)
     return record
 
 

@@ -567,12 +567,29 @@ def _brain_removed_alert(flagged: pd.DataFrame) -> str:
     )
 
 
+def _no_face_note(cohort: CohortResults) -> list[str]:
+    """A note naming the subjects whose scans had no face (defacing records with status ``no_face``)."""
+    reasons = {}
+    for record in cohort.deface_records:
+        if record.get("status") == "no_face":
+            reasons.setdefault(str(record.get("subject")), record.get("message", ""))
+    if not reasons:
+        return []
+    rows = pd.DataFrame([{"subject": s, "why": why} for s, why in sorted(reasons.items())])
+    return [
+        f'<p class="note">{len(reasons)} subject(s) had no face to remove (skull-stripped or already defaced by '
+        "the provider; criterion in defacebench.deface.face): no method ran on them, each method's variant is the "
+        "full image, so their analyses equal the full image's and add no defacing effect to the agreement.</p>",
+        table_html(rows),
+    ]
+
+
 def defacing_section(study: StudyResults) -> str:
 
     def draw(cohort: CohortResults) -> list[str]:
         flagged = brain_removed_rows(cohort)
         alert = [_brain_removed_alert(flagged), table_html(flagged)] if len(flagged) else []
-        return alert + _draw(cohort)
+        return alert + _no_face_note(cohort) + _draw(cohort)
 
     def _draw(cohort: CohortResults) -> list[str]:
         rows = _montage_rows(study, cohort)
