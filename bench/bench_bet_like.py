@@ -1,6 +1,6 @@
 """Benchmark of the brain extraction after Smith (2002) (defacebench.analysis.bet_like).
 
-    python bench/bench_bet_like.py [--n 3] [--seed 2024] [--out /tmp/bench_bet_like]
+    python bench/bench_bet_like.py [--route roi|plain] [--n 3] [--seed 2024] [--out /tmp/bench_bet_like]
                                    [--real ../shared/data/real-bids] [--deface IXI012 ...]
                                    [--parts real deface simulated]
 
@@ -41,14 +41,32 @@ def ml(mask, img) -> float:
     return float(mask.sum() * abs(np.linalg.det(img.affine[:3, :3])) / 1000)
 
 
+#: "roi": the classic extraction (whole-head affine, standard-space ROI, then bet_like; the NBV arm's
+#: ``brain_backend="bet-like"``); "plain": bet_like on the whole field of view (bet2 alone).
+ROUTE = "roi"
+
+
+def _bet_like(img):
+    from defacebench.analysis import head_registration as head_reg
+    from defacebench.analysis.bet_like import bet_like_brain_mask
+    from defacebench.analysis.nbv import bet_like_in_standard_space_roi
+    from defacebench.io import from_canonical, to_canonical
+
+    if ROUTE == "plain":
+        return bet_like_brain_mask(img)
+    canonical = to_canonical(img)
+    to_mni = head_reg.template_to_mni() @ head_reg.whole_head_affine(canonical)
+    mask, info = bet_like_in_standard_space_roi(canonical, to_mni)
+    return np.asarray(from_canonical(mask, img), bool), info
+
+
 def timed_bet_like(img):
     """(mask or None, info or failure text, wall s, CPU s)."""
-    from defacebench.analysis.bet_like import bet_like_brain_mask
     from defacebench.records import AnalysisFailure
 
     wall, cpu = time.perf_counter(), time.process_time()
     try:
-        mask, info = bet_like_brain_mask(img)
+        mask, info = _bet_like(img)
     except AnalysisFailure as failure:
         mask, info = None, f"FAILED ({failure.reason})"
     return mask, info, time.perf_counter() - wall, time.process_time() - cpu
@@ -57,7 +75,9 @@ def timed_bet_like(img):
 def describe(info) -> str:
     if isinstance(info, str):
         return info
-    return f"passes {info['passes']} (scores {info['self_intersection_scores']})"
+    return f"passes {info['passes']}" + (
+        f" (scores {info['self_intersection_scores']})" if "self_intersection_scores" in info else ""
+    )
 
 
 def canonical_mask(mask, img) -> np.ndarray:
@@ -211,7 +231,12 @@ def main() -> None:
     parser.add_argument(
         "--parts", nargs="*", default=["real", "deface", "simulated"], choices=["real", "deface", "simulated"]
     )
+    parser.add_argument(
+        "--route", choices=["roi", "plain"], default="roi", help="classic extraction inside the ROI, or bet_like alone"
+    )
     args = parser.parse_args()
+    global ROUTE
+    ROUTE = args.route
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.real.exists() and {"real", "deface"} & set(args.parts):
         print(f"real scans not found at {args.real}: parts 2 and 3 skipped")
