@@ -138,7 +138,26 @@ def test_too_few_complete_cases_give_nan_statistics_with_a_note(tmp_path):
     assert row.n_complete == 1 and np.isnan(row.icc_a1) and np.isnan(row.t_p)
     assert "at least 2" in row.note
     text = tables.summary_text(df)
-    assert "n complete=1" in text and "ICC(A,1)=n/a" in text
+    assert "n=1 complete of 5 subjects [n = 1 < 5: not interpretable]" in text and "ICC(A,1)=n/a" in text
+
+
+def test_small_n_is_flagged_and_the_summary_leads_with_significant_findings(tmp_path):
+    small = make_records(tmp_path, subjects=3)
+    row = tables.agreement_table(small).iloc[0]
+    assert row.note.startswith("n = 3 < 5: not interpretable")
+    text = tables.summary_text(small)
+    # quickshear shifts every value by about 5 ml, but three subjects are not a finding
+    assert text.splitlines()[1] == "  none"
+    assert all("[n = 3 < 5: not interpretable]" in line for line in text.splitlines() if "ICC(A,1)=" in line)
+    (tmp_path / "big").mkdir()
+    big = make_records(tmp_path / "big", subjects=8)
+    text = tables.summary_text(big)
+    lines = text.splitlines()
+    assert lines[0].startswith("Findings") and lines[2].startswith("  c NBV quickshear: mean diff +")
+    assert "(n=8; paired t p=" in lines[2] and "not interpretable" not in text
+    assert "- NBV: 3 of 3 subjects (n = 3 < 5: not interpretable" in tables.to_markdown(
+        tables.agreement_table(small), "t", small, tables._complete_case_lines(small)
+    )
 
 
 def test_duplicates_and_mixed_cohorts_are_refused(tmp_path):

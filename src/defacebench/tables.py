@@ -66,7 +66,8 @@ COLUMN_DESCRIPTIONS = {
     "wilcoxon_p": "two-sided p value of the Wilcoxon signed-rank test",
     "mape_full_vs_truth_pct": "mean absolute error of the full-image values against the simulated truth (% of truth)",
     "mape_defaced_vs_truth_pct": "mean absolute error of the defaced-image values against the simulated truth (% of truth)",
-    "note": "why a statistic is missing or special (too few complete cases, constant data, identical values)",
+    "note": "why a statistic is missing, special or not interpretable (fewer than 5 complete cases, constant data, "
+    "identical values)",
 }
 
 FAILURE_COLUMNS = (
@@ -110,6 +111,12 @@ AGREEMENT_COLUMNS = (
     "mape_defaced_vs_truth_pct",
     "note",
 )
+
+#: Fewer complete cases (or subjects) than this and a statistic is flagged as not interpretable.
+MIN_INTERPRETABLE_N = 5
+
+#: Level at which the summary lists a difference between defaced and full images as a finding.
+FINDING_ALPHA = 0.05
 
 COMPLETE_CASE_RULE = (
     "Complete cases: within a cohort and outcome, subjects whose analysis succeeded (status ok, finite value) "
@@ -279,15 +286,24 @@ def _mean(values: np.ndarray) -> float:
     return float(np.mean(values)) if values.size else float("nan")
 
 
+def small_n_flag(n: int) -> str:
+    """``"n = 3 < 5: not interpretable"`` below :data:`MIN_INTERPRETABLE_N` cases, else ``""``."""
+    return f"n = {n} < {MIN_INTERPRETABLE_N}: not interpretable" if n < MIN_INTERPRETABLE_N else ""
+
+
 def agreement_row(full: np.ndarray, defaced: np.ndarray, truth: np.ndarray | None = None) -> dict:
-    """All agreement statistics of one method against the full image on paired complete cases."""
+    """All agreement statistics of one method against the full image on paired complete cases.
+
+    Below :data:`MIN_INTERPRETABLE_N` complete cases the statistics are still
+    computed, and the note says they are not interpretable.
+    """
     full, defaced = np.asarray(full, float), np.asarray(defaced, float)
     truth = np.full(full.shape, np.nan) if truth is None else np.asarray(truth, float)
     icc = stats.icc(full, defaced, "ICC(A,1)")
     t = stats.paired_t(full, defaced)
     ba = stats.bland_altman(full, defaced)
     w = stats.wilcoxon(full, defaced)
-    notes = []
+    notes = [flag] if (flag := small_n_flag(int(full.size))) else []
     for name, result in (("ICC", icc), ("t", t), ("Bland-Altman", ba), ("Wilcoxon", w)):
         if result.get("note"):
             notes.append(f"{name}: {result['note']}")
@@ -383,9 +399,11 @@ def _complete_case_lines(df: pd.DataFrame) -> list[str]:
         subjects = sorted(sub["subject"].unique())
         kept = set(complete_cases(sub, outcome))
         excluded = [s for s in subjects if s not in kept]
+        flag = small_n_flag(len(kept))
         lines.append(
             f"- {outcome}: {len(kept)} of {len(subjects)} subjects"
             + (f" (excluded: {', '.join(excluded)})" if excluded else "")
+            + (f" ({flag}; so flagged in `note`)" if flag else "")
         )
     return lines
 
@@ -450,12 +468,58 @@ def _fmt(value, spec: str) -> str:
     return "n/a" if value is None or not np.isfinite(value) else format(value, spec)
 
 
+def _p_value(value) -> float:
+    return float(value) if value is not None and np.isfinite(value) else float("nan")
+
+
+def findings(df: pd.DataFrame) -> list[str]:
+    """The differences between defaced and full images that are significant, one line each, with their n.
+
+    A finding: a paired t test or Wilcoxon test of the values (n = complete
+    cases), or McNemar's test of the failure rates (n = subjects), with p below
+    :data:`FINDING_ALPHA` (uncorrected for the number of tests) on at least
+    :data:`MIN_INTERPRETABLE_N` cases.
+    """
+    lines = []
+    for cohort in sorted(df["cohort"].unique()):
+        sub = df[df["cohort"] == cohort]
+        failures = failure_table(sub).set_index(["outcome", "method"])
+        for (outcome, method), row in agreement_table(sub).set_index(["outcome", "method"]).iterrows():
+            found = []
+            n = int(row.n_complete)
+            tests = (("paired t", row.t_p), ("Wilcoxon", row.wilcoxon_p))
+            if n >= MIN_INTERPRETABLE_N and any(_p_value(p) < FINDING_ALPHA for _, p in tests):
+                found.append(
+                    f"mean diff {_fmt(row.mean_diff, '+.2f')} ml [{_fmt(row.diff_ci_low, '+.2f')}, "
+                    f"{_fmt(row.diff_ci_high, '+.2f')}] (n={n}; paired t p={_fmt(row.t_p, '.2g')}, "
+                    f"Wilcoxon p={_fmt(row.wilcoxon_p, '.2g')})"
+                )
+            f = failures.loc[(outcome, method)]
+            if int(f.n_subjects) >= MIN_INTERPRETABLE_N and _p_value(f.mcnemar_p) < FINDING_ALPHA:
+                found.append(
+                    f"failures full/defaced {f.failed_full}/{f.failed_defaced} of {f.n_subjects} "
+                    f"(n={f.n_subjects}; McNemar p={_fmt(f.mcnemar_p, '.2g')})"
+                )
+            lines += [f"  {cohort} {outcome} {method}: {text}" for text in found]
+    return lines
+
+
 def summary_text(df: pd.DataFrame) -> str:
-    """A line per cohort, outcome and method for the end of a run: complete cases, failures,
-    ICC(A,1) [95 % CI], mean difference and paired t p value."""
+    """The end-of-run summary: the significant findings first (:func:`findings`), then a line per cohort,
+    outcome and method: complete cases, failures, ICC(A,1) [95 % CI], mean difference and paired t p value.
+
+    Every statistic carries its n; fewer than :data:`MIN_INTERPRETABLE_N`
+    cases are flagged (:func:`small_n_flag`) ahead of the numbers.
+    """
     if df.empty:
         return "no records"
-    lines = []
+    found = findings(df)
+    lines = [
+        f"Findings: differences between defaced and full images with p < {FINDING_ALPHA:g} "
+        f"(uncorrected) on n >= {MIN_INTERPRETABLE_N}:"
+    ]
+    lines += found or ["  none"]
+    lines.append("")
     for cohort in sorted(df["cohort"].unique()):
         sub = df[df["cohort"] == cohort]
         failures = failure_table(sub).set_index(["outcome", "method"])
@@ -463,9 +527,13 @@ def summary_text(df: pd.DataFrame) -> str:
         lines.append(f"Cohort {cohort} ({sub['subject'].nunique()} subjects):")
         for (outcome, method), row in agreement.iterrows():
             f = failures.loc[(outcome, method)]
+            n = int(row.n_complete)
+            # McNemar's n is the subjects, the other statistics' the complete cases
+            flag = small_n_flag(min(n, int(f.n_subjects)))
             lines.append(
-                f"  {outcome:<4} {method:<12} n complete={row.n_complete:<3} failures full/defaced "
-                f"{f.failed_full}/{f.failed_defaced} (McNemar p={_fmt(f.mcnemar_p, '.2g')}); "
+                f"  {outcome:<4} {method:<12} n={n} complete of {f.n_subjects} subjects"
+                + (f" [{flag}]" if flag else "")
+                + f": failures full/defaced {f.failed_full}/{f.failed_defaced} (McNemar p={_fmt(f.mcnemar_p, '.2g')}); "
                 f"ICC(A,1)={_fmt(row.icc_a1, '.3f')} [{_fmt(row.icc_a1_ci_low, '.3f')}, "
                 f"{_fmt(row.icc_a1_ci_high, '.3f')}]; mean diff {_fmt(row.mean_diff, '+.2f')} ml "
                 f"(paired t p={_fmt(row.t_p, '.2g')})"
