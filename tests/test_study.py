@@ -143,7 +143,7 @@ def test_results_inside_dataset_is_refused(real_bids):
     [
         (
             lambda c: c["cohorts"][0].update(method="x"),
-            "cohorts[0].method: unknown key; allowed: bids_root, filters, kind, modalities, n_subjects, name, outcomes, seed, select, source",
+            "cohorts[0].method: unknown key; allowed: bids_root, filters, kind, modalities, n_subjects, name, outcomes, reference, seed, select, source",
         ),
         (lambda c: c["cohorts"][0].update(n_subjects=0), "cohorts[0].n_subjects: 0 is less than the minimum of 1"),
         (

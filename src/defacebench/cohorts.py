@@ -158,3 +158,126 @@ def _ambiguity_message(ambiguous: list, shown: int = 5) -> str:
         f"that keeps images without the entity, e.g. filters: {{{entity}: [1, null]}} "
         f"(a filter {{{entity}: 1}} alone drops every image that has no {entity})"
     )
+
+
+# --------------------------------------------------------------------------- reference labels (issue 24)
+# What the study plan needs of defacebench.reference, here so that planning imports neither numpy nor nibabel.
+
+#: Tumour label conventions: what each label means, and the labels of the core and the whole tumour.
+LABEL_CONVENTIONS = {
+    "brats2017": {
+        "description": "BraTS 2017-2020: 1 necrotic and non-enhancing core, 2 oedema, 4 enhancing tumour",
+        "core": (1, 4),
+        "whole": (1, 2, 4),
+    },
+    "brats2023": {
+        "description": "BraTS 2023 (BraTS-GLI): 1 necrotic core, 2 oedema (surrounding FLAIR hyperintensity), "
+        "3 enhancing tumour",
+        "core": (1, 3),
+        "whole": (1, 2, 3),
+    },
+    "defacebench": {
+        "description": "defacebench's tumour arm and simulator (BraTS 2012-2016): 1 necrosis, 2 oedema, "
+        "3 non-enhancing tumour, 4 enhancing tumour",
+        "core": (1, 3, 4),
+        "whole": (1, 2, 3, 4),
+    },
+}
+
+#: Which tumour region each tumour outcome measures.
+TUMOUR_REGION = {"GBV": "core", "WTV": "whole"}
+
+#: The reference file each outcome is compared with by default: BIDS ``desc`` and suffix.
+DEFAULT_REFERENCE = {
+    "NBV": {"desc": "brain", "suffix": "mask"},
+    "WMLV": {"desc": "lesion", "suffix": "mask"},
+    "GBV": {"desc": "tumour", "suffix": "dseg"},
+    "WTV": {"desc": "tumour", "suffix": "dseg"},
+}
+
+
+def convention(labels: str | dict) -> dict:
+    """A label convention: a name of :data:`LABEL_CONVENTIONS` or a mapping with ``core`` and ``whole`` label lists."""
+    if isinstance(labels, str):
+        if labels not in LABEL_CONVENTIONS:
+            raise ValueError(f"unknown tumour label convention {labels!r}; known: {', '.join(LABEL_CONVENTIONS)}")
+        return LABEL_CONVENTIONS[labels]
+    missing = [k for k in ("core", "whole") if k not in labels]
+    if missing:
+        raise ValueError(f"a tumour label map needs {' and '.join(missing)} (lists of labels)")
+    return {
+        "description": labels.get("description", "label map from the config"),
+        "core": tuple(int(v) for v in labels["core"]),
+        "whole": tuple(int(v) for v in labels["whole"]),
+    }
+
+
+def default_derivatives(bids_root: str | Path, name: str) -> Path | None:
+    """``<bids_root>/derivatives/<name>`` when it is a dataset (has a dataset_description.json), else None."""
+    candidate = Path(bids_root) / "derivatives" / name
+    return candidate if (candidate / "dataset_description.json").exists() else None
+
+
+def plan_reference(block: dict, bids_root: str | Path, outcomes, workdir: str | Path = ".") -> tuple[dict, list[str]]:
+    """A BIDS cohort's ``reference`` config block resolved for its analyses, and the plan's warnings.
+
+    ``block``: ``derivatives`` (a path, relative to ``workdir``; it must be a
+    derivatives dataset) or ``name`` (its folder under
+    ``<bids_root>/derivatives/``: used when present, else every record says
+    there is none), and ``outcomes``: per outcome, the reference file's BIDS
+    entities and, for tumour outcomes, ``labels`` (default: every outcome of
+    the cohort, with :data:`DEFAULT_REFERENCE`). Returns ``({"derivatives":
+    path or None, "outcomes": {outcome: spec}}, warnings)``; raises
+    ``ValueError`` naming the key for a block that cannot work.
+    """
+    if "derivatives" in block and "name" in block:
+        raise ValueError(
+            "reference: give derivatives (a path) or name (a folder under <bids_root>/derivatives), not both"
+        )
+    warnings = []
+    if "derivatives" in block:
+        derivatives = (Path(workdir) / block["derivatives"]).resolve()
+        if not (derivatives / "dataset_description.json").exists():
+            raise ValueError(
+                f"reference.derivatives: {derivatives} is not a BIDS dataset (no dataset_description.json)"
+            )
+    elif "name" in block:
+        derivatives = default_derivatives(bids_root, block["name"])
+        if derivatives is None:
+            warnings.append(
+                f"reference: no derivatives dataset {Path(bids_root) / 'derivatives' / block['name']}; "
+                "every record will say there is no reference"
+            )
+    else:
+        raise ValueError("reference: give derivatives (a path) or name (a folder under <bids_root>/derivatives)")
+    specs = block.get("outcomes") or {outcome: {} for outcome in outcomes}
+    unknown = [outcome for outcome in specs if outcome not in outcomes]
+    if unknown:
+        raise ValueError(f"reference.outcomes: {', '.join(unknown)} not among the cohort's outcomes {list(outcomes)}")
+    for outcome, spec in specs.items():
+        if outcome in ("GBV", "WTV"):
+            try:
+                convention((spec or {}).get("labels", "brats2017"))
+            except ValueError as exc:
+                raise ValueError(f"reference.outcomes.{outcome}.labels: {exc}") from exc
+    resolved = {outcome: dict(spec or {}) for outcome, spec in specs.items()}
+    return {"derivatives": str(derivatives) if derivatives else None, "outcomes": resolved}, warnings
+
+
+def analysis_reference(plan: dict | None, outcome: str) -> dict | None:
+    """What one analysis of ``outcome`` is given about its reference: ``derivatives`` and ``spec``, or None.
+
+    None when the cohort has no reference block, or its block does not list
+    the outcome (then the records carry no reference fields at all).
+    """
+    if not plan or outcome not in plan.get("outcomes", {}):
+        return None
+    return {"derivatives": plan.get("derivatives"), "spec": dict(plan["outcomes"][outcome])}
+
+
+def session_of(path: str | Path) -> str | None:
+    """The BIDS session label in an image's file name (``sub-01_ses-2_T1w.nii.gz`` -> ``2``), or None."""
+    for part in Path(path).name.split("_"):
+        if part.startswith("ses-"):
+            return part[4:]
+    return None

@@ -25,63 +25,27 @@ gives a record entry that says so, never a made-up value.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 from scipy import ndimage
 
+from .cohorts import (  # noqa: F401 (the plan's part lives in cohorts, light to import; re-exported)
+    DEFAULT_REFERENCE,
+    LABEL_CONVENTIONS,
+    TUMOUR_REGION,
+    analysis_reference,
+    convention,
+    default_derivatives,
+    plan_reference,
+    session_of,
+)
 from .integrity import resample_mask
 from .overlap import REGIONS as ARM_REGIONS
 from .overlap import dice
-
-#: Tumour label conventions: what each label means, and the labels of the core and the whole tumour.
-LABEL_CONVENTIONS = {
-    "brats2017": {
-        "description": "BraTS 2017-2020: 1 necrotic and non-enhancing core, 2 oedema, 4 enhancing tumour",
-        "core": (1, 4),
-        "whole": (1, 2, 4),
-    },
-    "brats2023": {
-        "description": "BraTS 2023 (BraTS-GLI): 1 necrotic core, 2 oedema (surrounding FLAIR hyperintensity), "
-        "3 enhancing tumour",
-        "core": (1, 3),
-        "whole": (1, 2, 3),
-    },
-    "defacebench": {
-        "description": "defacebench's tumour arm and simulator (BraTS 2012-2016): 1 necrosis, 2 oedema, "
-        "3 non-enhancing tumour, 4 enhancing tumour",
-        "core": (1, 3, 4),
-        "whole": (1, 2, 3, 4),
-    },
-}
-
-#: Which tumour region each tumour outcome measures.
-TUMOUR_REGION = {"GBV": "core", "WTV": "whole"}
-
-#: The reference file each outcome is compared with by default: BIDS ``desc`` and suffix.
-DEFAULT_REFERENCE = {
-    "NBV": {"desc": "brain", "suffix": "mask"},
-    "WMLV": {"desc": "lesion", "suffix": "mask"},
-    "GBV": {"desc": "tumour", "suffix": "dseg"},
-    "WTV": {"desc": "tumour", "suffix": "dseg"},
-}
-
-
-def convention(labels: str | dict) -> dict:
-    """A label convention: a name of :data:`LABEL_CONVENTIONS` or a mapping with ``core`` and ``whole`` label lists."""
-    if isinstance(labels, str):
-        if labels not in LABEL_CONVENTIONS:
-            raise ValueError(f"unknown tumour label convention {labels!r}; known: {', '.join(LABEL_CONVENTIONS)}")
-        return LABEL_CONVENTIONS[labels]
-    missing = [k for k in ("core", "whole") if k not in labels]
-    if missing:
-        raise ValueError(f"a tumour label map needs {' and '.join(missing)} (lists of labels)")
-    return {
-        "description": labels.get("description", "label map from the config"),
-        "core": tuple(int(v) for v in labels["core"]),
-        "whole": tuple(int(v) for v in labels["whole"]),
-    }
 
 
 def reference_region(labels: np.ndarray, outcome: str, labels_convention: str | dict = "brats2017") -> np.ndarray:
@@ -257,7 +221,104 @@ def reference_entry(
         return {**entry, "reference_missing": f"reference {path.name} unreadable: {exc}"}
 
 
-def default_derivatives(bids_root: str | Path, name: str) -> Path | None:
-    """``<bids_root>/derivatives/<name>`` when it is a dataset (has a dataset_description.json), else None."""
-    candidate = Path(bids_root) / "derivatives" / name
-    return candidate if (candidate / "dataset_description.json").exists() else None
+# --------------------------------------------------------------------------- the accuracy table
+
+#: Columns of ``<cohort>_accuracy.tsv``, with their meaning.
+ACCURACY_COLUMNS = {
+    "outcome": "NBV brain; WMLV white-matter lesions; GBV tumour core; WTV whole tumour incl. oedema",
+    "method": "defacing method; none = the full image",
+    "backend": "analysis backend(s) that produced the label maps",
+    "reference_labels": "how the reference's tumour labels were read (tumour outcomes)",
+    "n": "analyses compared with a reference (succeeded, with a label map and a reference file)",
+    "n_no_reference": "analyses that succeeded but had no reference to compare with (reasons in the records, "
+    "reference_missing)",
+    "dice_mean": "mean Dice of the analysis' region against the reference's, on the reference's grid (1 = identical)",
+    "dice_min": "lowest Dice",
+    "dice_diff_vs_full_mean": "mean over subjects of Dice on this variant minus Dice on the full image "
+    "(negative: defacing made the result less right; n/a for the full image)",
+    "volume_difference_ml_mean": "mean of the analysis' volume minus the reference's, ml, on the reference's grid",
+    "abs_volume_difference_ml_mean": "mean absolute volume difference, ml",
+    "hd95_mm_mean": "mean HD95 (95th percentile of the symmetric surface distances, mm) over the analyses where "
+    "both regions are non-empty",
+    "n_hd95": "analyses with an HD95 (both regions non-empty)",
+}
+
+
+def _reference_rows(records) -> pd.DataFrame:
+    """One row per successful analysis that a reference was sought for: the record's reference fields."""
+    rows = []
+    for record in records.itertuples():
+        details = record.details if isinstance(record.details, dict) else json.loads(record.details or "{}")
+        if record.status != "ok" or ("dice_vs_reference" not in details and "reference_missing" not in details):
+            continue
+        rows.append(
+            {
+                "outcome": record.outcome,
+                "method": record.variant,
+                "subject": record.subject,
+                "backend": record.backend,
+                "reference_labels": details.get("reference_labels", ""),
+                "dice": details.get("dice_vs_reference", np.nan),
+                "volume_difference_ml": details.get("volume_difference_ml", np.nan),
+                "hd95_mm": details.get("hd95_mm", np.nan),
+            }
+        )
+    columns = ["outcome", "method", "subject", "backend", "reference_labels", "dice", "volume_difference_ml", "hd95_mm"]
+    frame = pd.DataFrame(rows, columns=columns)
+    for column in ("dice", "volume_difference_ml", "hd95_mm"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
+    return frame
+
+
+def accuracy_table(records) -> pd.DataFrame:
+    """Accuracy against the reference per outcome and method (``none``, the full image, first).
+
+    ``records``: the long records table (:func:`defacebench.tables.load_records`;
+    ``details`` as JSON strings or dicts). Only successful analyses count; a
+    failed one has no label map to compare (the failure table counts it).
+    """
+    from .tables import FULL, OUTCOME_ORDER
+
+    rows = _reference_rows(records)
+    out = []
+    outcomes = [o for o in OUTCOME_ORDER if o in set(rows["outcome"])] + sorted(
+        set(rows["outcome"]) - set(OUTCOME_ORDER)
+    )
+    for outcome in outcomes:
+        of_outcome = rows[rows["outcome"] == outcome]
+        full = of_outcome[of_outcome["method"] == FULL].set_index("subject")["dice"]
+        methods = sorted(set(of_outcome["method"]) - {FULL})
+        for method in ([FULL] if FULL in set(of_outcome["method"]) else []) + methods:
+            group = of_outcome[of_outcome["method"] == method]
+            compared = group[group["dice"].notna()]
+            hd = compared["hd95_mm"].dropna()
+            paired = compared.set_index("subject")["dice"].sub(full).dropna() if method != FULL else pd.Series([])
+            out.append(
+                {
+                    "outcome": outcome,
+                    "method": method,
+                    "backend": "; ".join(sorted({str(b) for b in group["backend"].dropna() if str(b)})),
+                    "reference_labels": "; ".join(sorted({str(b) for b in group["reference_labels"] if str(b)})),
+                    "n": len(compared),
+                    "n_no_reference": int(group["dice"].isna().sum()),
+                    "dice_mean": compared["dice"].mean() if len(compared) else np.nan,
+                    "dice_min": compared["dice"].min() if len(compared) else np.nan,
+                    "dice_diff_vs_full_mean": paired.mean() if len(paired) else np.nan,
+                    "volume_difference_ml_mean": compared["volume_difference_ml"].mean() if len(compared) else np.nan,
+                    "abs_volume_difference_ml_mean": compared["volume_difference_ml"].abs().mean()
+                    if len(compared)
+                    else np.nan,
+                    "hd95_mm_mean": hd.mean() if len(hd) else np.nan,
+                    "n_hd95": len(hd),
+                }
+            )
+    return pd.DataFrame(out, columns=list(ACCURACY_COLUMNS))
+
+
+def accuracy_per_subject(records) -> pd.DataFrame:
+    """The accuracy table's rows before averaging: one per outcome, method and subject."""
+    from .tables import FULL
+
+    rows = _reference_rows(records).drop(columns=["backend", "reference_labels"])
+    order = {FULL: ""}
+    return rows.sort_values(["outcome", "method", "subject"], key=lambda s: s.map(lambda v: order.get(v, v)))

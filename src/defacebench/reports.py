@@ -140,6 +140,7 @@ def write_cohort_tables(
     tables.plot_agreement(records, out_dir / f"{cohort}_agreement.png", cohort)
     if segmentation_root is not None:
         write_overlap_tables(records, segmentation_root, out_dir, cohort, images)
+    write_accuracy_tables(records, out_dir, cohort)
     long = defacing_records(deface_paths)
     summary = defacing_table(long)
     write_text(summary.to_csv(sep="\t", index=False, na_rep="n/a"), out_dir / f"{cohort}_defacing.tsv")
@@ -147,6 +148,38 @@ def write_cohort_tables(
         markdown_table(summary, f"Defacing integrity and privacy: cohort {cohort}", DEFACING_COLUMNS),
         out_dir / f"{cohort}_defacing.md",
     )
+
+
+def write_accuracy_tables(records: pd.DataFrame, out_dir: str | Path, cohort: str) -> None:
+    """``<cohort>_accuracy.tsv`` and ``.md``: each method's accuracy against the user's reference labels.
+
+    Written for every cohort; without a ``reference`` block (or for a simulated
+    cohort, whose accuracy is its Dice against the truth in the overlap table)
+    the table has no rows and the Markdown says why.
+    """
+    from . import reference
+
+    records = records[records["cohort"] == cohort]
+    summary = reference.accuracy_table(records)
+    per_subject = reference.accuracy_per_subject(records)
+    write_text(summary.to_csv(sep="\t", index=False, na_rep="n/a"), Path(out_dir) / f"{cohort}_accuracy.tsv")
+    preamble = [
+        "Each successful analysis compared with the user's reference labels (config `reference`), on the "
+        "reference's grid (the analysis' label map resampled by nearest neighbour): Dice (Dice 1945), volume "
+        "difference (analysis minus reference) and HD95 (95th percentile of the symmetric surface distances; "
+        "Huttenlocher et al. 1993, as in the BraTS evaluation, Bakas et al. 2018)."
+    ]
+    if summary.empty:
+        preamble.append(
+            "No analysis of this cohort was compared with a reference: the cohort has no `reference` block "
+            "(a simulated cohort's accuracy is its Dice against the truth, in the overlap table)."
+        )
+    text = markdown_table(
+        summary, f"Accuracy against the reference labels: cohort {cohort}", reference.ACCURACY_COLUMNS, preamble
+    )
+    if not per_subject.empty:
+        text += "\n## Per subject\n\n" + per_subject.to_markdown(index=False, floatfmt=".4g") + "\n"
+    write_text(text, Path(out_dir) / f"{cohort}_accuracy.md")
 
 
 def write_overlap_tables(

@@ -111,6 +111,7 @@ def analyse(
     threads: int = 1,
     preparation_dir: str | Path | None = None,
     segmentation_dir: str | Path | None = None,
+    reference: dict | None = None,
 ) -> list[dict]:
     """Analyse one image variant for ``outcome``; returns the records (dicts) it produced.
 
@@ -125,6 +126,13 @@ def analyse(
     empty) under :func:`defacebench.overlap.segmentation_name`; the records name
     it (``segmentation``) and, for a simulated subject, carry its Dice against
     the truth (``dice_vs_truth``, :func:`defacebench.overlap.region_dice`).
+
+    ``reference`` (a BIDS cohort with reference labels,
+    :func:`defacebench.reference.analysis_reference`): ``derivatives`` and the
+    outcome's ``spec``; every successful record then carries its Dice, volume
+    difference and HD95 against the subject's reference on the reference's
+    grid, or ``reference_missing`` with the reason
+    (:func:`defacebench.reference.reference_entry`).
     """
     settings = dict(settings or {})
     set_threads(threads)
@@ -190,7 +198,27 @@ def analyse(
         Path(segmentation_dir).mkdir(parents=True, exist_ok=True)
     if primary.status == "ok" and made.get("segmentation") is not None:
         _keep_segmentation(made["segmentation"], records, segmentation_dir, truth_path)
+    if primary.status == "ok" and reference is not None:
+        _compare_with_reference(made.get("segmentation"), records, reference, image_paths)
     return [r.to_dict() for r in records]
+
+
+def _compare_with_reference(segmentation, records: list[Record], reference: dict, image_paths: dict) -> None:
+    """Put each record's accuracy against the subject's reference labels (or why there is none) in its details."""
+    from .reference import reference_entry, session_of
+
+    sessions = {session_of(path) for path in image_paths.values()} - {None}
+    session = sessions.pop() if len(sessions) == 1 else None
+    for record in records:
+        entry = reference_entry(
+            segmentation,
+            record.outcome,
+            record.subject,
+            reference.get("derivatives"),
+            reference.get("spec"),
+            session=session,
+        )
+        record.details = {**record.details, **entry}
 
 
 def _keep_segmentation(segmentation: nib.Nifti1Image, records: list[Record], segmentation_dir, truth_path) -> None:

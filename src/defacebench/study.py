@@ -20,6 +20,7 @@ from .cohorts import (
     OUTCOME_MODALITIES,
     SIMULATED_MODALITIES,
     discover_bids_images,
+    plan_reference,
     simulated_image_path,
     simulated_subjects,
 )
@@ -42,6 +43,7 @@ class Cohort:
     kind: str | None = None
     seed: int | None = None
     warnings: list = field(default_factory=list)  # what the plan noticed but runs anyway (printed at start)
+    reference: dict | None = None  # the user's reference labels (defacebench.reference.plan_reference)
 
     @property
     def subjects(self) -> list[str]:
@@ -95,6 +97,8 @@ def plan_cohorts(config: dict, workdir: str | Path = ".") -> dict[str, Cohort]:
         key = f"cohorts[{i}] ({entry['name']})"
         if entry["name"] in cohorts:
             raise ConfigError(f"{key}: cohort name {entry['name']!r} is used twice")
+        if entry["source"] == "simulated" and "reference" in entry:
+            raise ConfigError(f"{key}.reference: a simulated cohort is compared with its own truth, not a reference")
         if entry["source"] == "simulated":
             kind = entry["kind"]
             # relative to the working directory, exactly as the workflow names its outputs
@@ -148,7 +152,16 @@ def plan_cohorts(config: dict, workdir: str | Path = ".") -> dict[str, Cohort]:
                         f"{key}.outcomes: {outcome} needs {', '.join(absent)}, and no subject in {root} has "
                         f"{'that image' if len(absent) == 1 else 'those images'} with filters {entry.get('filters')}"
                     )
-            cohort = Cohort(entry["name"], "bids", list(entry["outcomes"]), root, images, warnings=warnings)
+            reference = None
+            if "reference" in entry:
+                try:
+                    reference, more = plan_reference(entry["reference"], root, entry["outcomes"], workdir)
+                except ValueError as exc:
+                    raise ConfigError(f"{key}.{exc}") from exc
+                warnings += [f"{key}.{warning}" for warning in more]
+            cohort = Cohort(
+                entry["name"], "bids", list(entry["outcomes"]), root, images, warnings=warnings, reference=reference
+            )
         cohorts[cohort.name] = cohort
     return cohorts
 

@@ -12,6 +12,8 @@ rule analyse:
         images=lambda wc: variant_image_paths(wc.cohort, wc.subject, wc.variant),
         settings=lambda wc: ANALYSIS.get(wc.outcome, {}),
         truth=lambda wc: truth_json(wc.cohort, wc.subject),
+        # the user's reference labels, when the cohort has them: defacebench.reference
+        reference=lambda wc: analysis_reference(COHORTS[wc.cohort].reference, wc.outcome),
     conda:
         "../../envs/defacebench.yaml"
     log:

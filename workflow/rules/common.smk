@@ -6,7 +6,7 @@ from pathlib import Path
 from snakemake.logging import logger
 
 from defacebench.study import ConfigError, plan_cohorts
-from defacebench.cohorts import OUTCOME_RECORDS
+from defacebench.cohorts import OUTCOME_RECORDS, analysis_reference
 from defacebench.simulate.model_version import MODEL_VERSION as ANATOMY_MODEL_VERSION
 
 try:
@@ -158,6 +158,8 @@ def table_files(cohort):
             "overlap.tsv",
             "overlap.md",
             "overlap.png",
+            "accuracy.tsv",
+            "accuracy.md",
         )
     ]
 

@@ -20,5 +20,6 @@ with job_log(snakemake.log[0]):
         threads=snakemake.threads,
         preparation_dir=snakemake.input.get("preparation"),
         segmentation_dir=snakemake.output.segmentation,
+        reference=snakemake.params.reference,
     )
     write_json(records, snakemake.output.record)

@@ -18,7 +18,17 @@ from ..tables import read_records_tsv
 
 #: The per-cohort tables of :func:`defacebench.reports.write_cohort_tables`, by file suffix.
 #: ``iqm_*``: the study's own quality arm (``quality: {iqms: true}``; defacebench.quality.arm), absent otherwise.
-COHORT_TABLES = ("records", "failures", "agreement", "overlap", "defacing", "iqm_agreement", "iqm_multivariate")
+#: ``accuracy``: against the user's reference labels (a cohort's ``reference`` block), empty otherwise.
+COHORT_TABLES = (
+    "records",
+    "failures",
+    "agreement",
+    "overlap",
+    "accuracy",
+    "defacing",
+    "iqm_agreement",
+    "iqm_multivariate",
+)
 
 #: Tables of the quality arm (Provins et al. 2025), written under ``<results>/provins2025/tables`` when it ran.
 QUALITY_TABLES = ("ratings_lmm", "ratings_agreement", "iqm_agreement", "iqm_multivariate")

@@ -63,7 +63,9 @@ LEADS = {
         "Two equal volumes can lie in different places, so each defaced image's label map is compared voxel by "
         "voxel with the full image's (Dice 1 = the same voxels). For simulated cohorts the full and the defaced "
         "label maps are also compared with the simulated truth: the distance between the two boxes is the "
-        "accuracy that defacing cost. Each point is a subject."
+        "accuracy that defacing cost. Each point is a subject. For a cohort with reference labels (config "
+        "<code>reference</code>), each method's accuracy against them follows: does defacing make the result "
+        "less right?"
     ),
     "defacing": (
         "What each method did to the head. The montage shows frontal surface renders of the full head and of "
@@ -479,6 +481,19 @@ def _worst_links(frame: pd.DataFrame, cohort: str, outcome: str, links: Links) -
 def overlap_section(study: StudyResults) -> str:
 
     def draw(cohort: CohortResults) -> list[str]:
+        accuracy = cohort.table("accuracy")
+        against_reference = (
+            [
+                "<p>Accuracy against the user's reference labels (Dice, volume difference and HD95 on the "
+                f"reference's grid; <code>{esc(cohort.name)}_accuracy.md</code> has every subject):</p>",
+                table_html(accuracy),
+            ]
+            if not accuracy.empty
+            else []
+        )
+        return _overlap(cohort) + against_reference
+
+    def _overlap(cohort: CohortResults) -> list[str]:
         overlap = cohort.table("overlap")
         if overlap.empty or not figures.dice_columns(overlap):
             return []
