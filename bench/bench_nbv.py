@@ -34,16 +34,16 @@ def peak_rss_mb() -> float:
 
 
 def run_one(name, img, threads, segmentation=None):
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     try:
         r = normalised_brain_volume({"T1w": img}, threads=threads, plausible_range_ml=None, segmentation=segmentation)
     except AnalysisFailure as failure:
         print(f"{name:12s} FAILED at {failure.stage}: {failure.reason} ({time.perf_counter() - start:.1f} s)")
         return None
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     print(
         f"{name:12s} NBV {r['value']:7.1f} ml  GM {r['gm_ml']:6.1f}  WM {r['wm_ml']:6.1f}  CSF {r['csf_ml']:6.1f}  "
-        f"VSCALING {r['vscaling']:.3f} (brain-only {r['brain_only_vscaling']:.3f})  wall {wall:5.1f} s  "
+        f"VSCALING {r['vscaling']:.3f} (brain-only {r['brain_only_vscaling']:.3f})  wall {wall:5.1f} s  CPU {cpu:5.1f} s  "
         f"stages {r['stage_times_s']}  peak RSS so far {peak_rss_mb():.0f} MB"
     )
     return r
@@ -66,12 +66,12 @@ def mni_check():
     )
 
 
-def simulated(threads, work: Path, n=6, seed=SIMULATION_SEED, segmentation=None):
+def simulated(threads, work: Path, n=6, seed=SIMULATION_SEED, segmentation=None, voxel_size=1.0):
     from defacebench.analysis.pathology_training import simulate_cohort, subject_images
 
     errors = []
     # the same healthy subjects bench/diag_vscaling.py diagnoses (seeds 1000.., cached under ``work``)
-    for truth in simulate_cohort("healthy", n, seed, work, prefix="sim"):
+    for truth in simulate_cohort("healthy", n, seed, work, {"voxel_size": voxel_size}, prefix="sim"):
         subject = truth["subject"]
         r = run_one(subject, subject_images(truth["bids_root"], subject, "healthy")["T1w"], threads, segmentation)
         if r:
@@ -113,11 +113,14 @@ def main():
         metavar="KEY=VALUE",
         help="segmentation setting (JSON value), e.g. reestimate_sds=true; repeatable",
     )
+    parser.add_argument(
+        "--voxel-size", type=float, default=1.0, help="simulated grid in mm (the demo study's simulation.voxel_size)"
+    )
     parser.add_argument("--skip-real", action="store_true", help="simulated subjects only")
     args = parser.parse_args()
     segmentation = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.segmentation)}
     if args.skip_real:
-        simulated(args.threads, Path(args.work), args.n, args.seed, segmentation)
+        simulated(args.threads, Path(args.work), args.n, args.seed, segmentation, args.voxel_size)
         print(f"peak RSS {peak_rss_mb():.0f} MB")
         return
     mni_check()
@@ -128,7 +131,7 @@ def main():
             images[sub] = load_image(path)
     for name, img in images.items():
         run_one(name, img, args.threads, segmentation)
-    simulated(args.threads, Path(args.work), args.n, args.seed, segmentation)
+    simulated(args.threads, Path(args.work), args.n, args.seed, segmentation, args.voxel_size)
     print(f"peak RSS {peak_rss_mb():.0f} MB")
 
 

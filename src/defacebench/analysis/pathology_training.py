@@ -46,8 +46,14 @@ def simulate_cohort(
     anatomy = out_dir / "anatomy"
     if not is_current(anatomy):
         simulate.prepare_anatomy(anatomy)
-    # subjects simulated from another version of the head model are other subjects: cache them apart
-    bids = out_dir / f"{kind}-{seed}-model{MODEL_VERSION}"
+    sim_settings = dict(settings or {})
+    if "resolution_mm" in sim_settings:  # the fitting scripts' name for the simulator's voxel size
+        sim_settings["voxel_size"] = sim_settings.pop("resolution_mm")
+    voxel = float(sim_settings.get("voxel_size", 1.0))
+    # subjects simulated from another version of the head model, or on another grid, are other subjects:
+    # cache them apart (1 mm keeps its historical folder name)
+    grid = "" if voxel == 1.0 else f"-{voxel:g}mm"
+    bids = out_dir / f"{kind}-{seed}-model{MODEL_VERSION}{grid}"
     truths = []
     for i in range(n_subjects):
         subject = f"{prefix}{i + 1:03d}"
@@ -57,9 +63,6 @@ def simulate_cohort(
 
             truth = json.loads(done.read_text())
         else:
-            sim_settings = dict(settings or {})
-            if "resolution_mm" in sim_settings:  # the fitting scripts' name for the simulator's voxel size
-                sim_settings["voxel_size"] = sim_settings.pop("resolution_mm")
             truth = simulate.simulate_subject(kind, subject, seed + i, anatomy, bids, sim_settings)
             import json
 
