@@ -357,3 +357,35 @@ def test_paths_relative_to_the_working_folder_as_the_workflow_gives_them(study, 
     )
     assert outcome.report["images_shared"] == ["sub-01/anat/sub-01_T1w.nii.gz"]
     assert "sub-01/anat/sub-01_T1w.json" not in {e["path"] for e in outcome.report["left_out"]}
+
+
+@pytest.mark.parametrize("keep_flagged", [[], ["unchanged"]])
+def test_a_scan_without_a_face_is_no_face_not_a_failed_defacing(study, tmp_path, keep_flagged):
+    """A subject the defacing step recorded as no_face: listed as "no face to remove", shared on request."""
+    reason = "head tissue in the face zone 0.0 % of the brain's volume (< 5 %): no face"
+    out = tmp_path / "defaced" / "sub-03"
+    record = deface_subject(
+        "quickshear", study["images"]["03"], out / "anat", prep={"face_check": {"has_face": False, "reason": reason}}
+    )
+    assert record["status"] == "no_face" and record["images"]["T1w"]["status"] == "no_face"
+    outcome = build_share(
+        source_root=study["source"],
+        images={"03": study["images"]["03"]},
+        defaced_dirs={"03": out},
+        records={"03": io.write_json(record, tmp_path / "sub-03_method-quickshear.json")},
+        method="quickshear",
+        out_dir=tmp_path / "share",
+        cohort="tiny",
+        options={"keep_flagged": keep_flagged, "validate": False},
+        key_path=tmp_path / "key.tsv",
+        report_path=tmp_path / "share_report.json",
+    )
+    left_out = {e["path"]: e["reason"] for e in outcome.report["left_out"]}
+    assert left_out["sub-03/anat/sub-03_FLAIR.nii.gz"].startswith("defacing failed (input")  # unreadable: a failure
+    if keep_flagged:
+        assert outcome.report["images_shared"] == ["sub-03/anat/sub-03_T1w.nii.gz"]
+        assert outcome.report["kept_flagged"] == [{"path": "sub-03/anat/sub-03_T1w.nii.gz", "flags": ["unchanged"]}]
+    else:
+        why = left_out["sub-03/anat/sub-03_T1w.nii.gz"]
+        assert why.startswith("privacy check failed: no face to remove (head tissue in the face zone")
+        assert "defacing failed" not in why

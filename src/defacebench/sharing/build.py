@@ -233,7 +233,7 @@ class _Share:
                     rel, f"defacing failed ({record.get('failed_stage') or 'deface'}: {self.clean_message(why)})"
                 )
                 continue
-            if entry.get("status") != "ok":
+            if entry.get("status") not in ("ok", "no_face"):  # no_face: a scan without a face, written unchanged
                 self.leave_out(
                     rel,
                     f"defacing failed ({entry.get('failed_stage', '?')}: "
@@ -284,7 +284,13 @@ class _Share:
         else:
             unmeasured.append("brain change not measured (no brain mask)")
         if voxel_digest(nib.load(str(defaced))) == voxel_digest(nib.load(str(source))):
-            flags["unchanged"] = "the defaced image's voxels equal the full image's (defacing changed nothing)"
+            if entry.get("status") == "no_face":  # the defacing step found no face (defacebench.deface.face)
+                flags["unchanged"] = (
+                    f"no face to remove ({self.clean_message(entry.get('message') or 'no face found')}): "
+                    "not defaced, its voxels are the full image's"
+                )
+            else:
+                flags["unchanged"] = "the defaced image's voxels equal the full image's (defacing changed nothing)"
         return flags, unmeasured
 
     @staticmethod
@@ -469,7 +475,8 @@ def readme_text(
         + (f"; dropped: {', '.join(participants['dropped'])}." if participants["dropped"] else "."),
         "- An image was left out when its defacing failed, when a face was still detected on a frontal render of "
         f"the defaced head, when defacing changed more than {opts['max_brain_changed_fraction']:.2%} of the brain's "
-        "voxels, or when its voxels equal the full image's"
+        "voxels, or when its voxels equal the full image's (a scan with no face to remove, skull-stripped or "
+        "defaced by its provider, is not defaced and is left out so)"
         + (f" (shared all the same for: {', '.join(opts['keep_flagged'])})." if opts["keep_flagged"] else "."),
         "- Every other file of the source that may show a face or identify a person (other images, sidecars of "
         "images not shared, scans/sessions tables, derivatives) was left out"
