@@ -156,3 +156,27 @@ def test_the_report_shows_the_accuracy_table():
     html = overlap_section(study)
     assert "Accuracy against the user's reference labels" in html and "0.8333" in html
     assert "No overlap values" not in html
+
+
+@pytest.mark.parametrize(("kind", "flagged"), [("ms", True), (None, False), ("healthy", False)])
+def test_a_near_zero_lesion_volume_in_an_ms_cohort_is_flagged(tmp_path, lesion_arm, kind, flagged):
+    flair = np.zeros(SHAPE)
+    flair[5:7, 5:7, 5:7] = 100  # 8 voxels: 0.008 ml
+    path = _save(flair, tmp_path / "sub-01_FLAIR.nii.gz")
+    [record] = runner.analyse("WMLV", {"FLAIR": path}, cohort="ms", subject="01", variant="none", cohort_kind=kind)
+    assert record["status"] == "ok" and record["value"] == pytest.approx(0.008)
+    assert ("plausibility" in record["details"]) is flagged
+    if flagged:
+        assert record["details"]["plausibility"] == "near_zero_lesion_volume_in_ms"
+        assert "0.01 ml of lesions (< 0.2 ml) in a cohort labelled MS" in record["details"]["warnings"][0]
+    # the threshold is a setting: at 0.005 ml, 0.008 ml passes
+    [record] = runner.analyse(
+        "WMLV",
+        {"FLAIR": path},
+        cohort="ms",
+        subject="01",
+        variant="none",
+        cohort_kind=kind,
+        settings={"near_zero_ml": 0.005},
+    )
+    assert "plausibility" not in record["details"]

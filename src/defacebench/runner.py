@@ -27,8 +27,15 @@ ARMS = {
     "GBV": ("defacebench.analysis.tumour", "glioblastoma_volume"),
 }
 
-#: Settings of an arm's config block that the study plan reads and the arm does not take.
-PLAN_SETTINGS = ("check_executable",)
+#: Settings of an arm's config block that the study plan or the runner reads and the arm does not take.
+PLAN_SETTINGS = ("check_executable", "near_zero_ml")
+
+#: A lesion volume below this (ml) in a cohort labelled MS (``kind: ms``) is flagged as implausible
+#: (``analysis.WMLV.near_zero_ml`` overrides it). A choice, not a measurement: MS is diagnosed on
+#: lesions (McDonald 2017: at least one T2 lesion in two of four regions, Thompson et al. 2018), so a
+#: patient's volume near zero more likely means the segmentation missed them; issue 24's clinical
+#: 2D scans came out at 0.0 and 0.1 ml, both below it. A warning on an ``ok`` record, never a failure.
+NEAR_ZERO_LESION_ML = 0.2
 
 #: Distributions whose versions each record carries.
 TOOLS = ("antspyx", "deepbet", "torch", "nibabel", "numpy", "scipy", "scikit-learn")
@@ -112,6 +119,7 @@ def analyse(
     preparation_dir: str | Path | None = None,
     segmentation_dir: str | Path | None = None,
     reference: dict | None = None,
+    cohort_kind: str | None = None,
 ) -> list[dict]:
     """Analyse one image variant for ``outcome``; returns the records (dicts) it produced.
 
@@ -133,6 +141,10 @@ def analyse(
     difference and HD95 against the subject's reference on the reference's
     grid, or ``reference_missing`` with the reason
     (:func:`defacebench.reference.reference_entry`).
+
+    ``cohort_kind`` (``ms``, ``glioma``, ``healthy``, or None): in a cohort
+    labelled MS a lesion volume below :data:`NEAR_ZERO_LESION_ML` gets
+    ``plausibility`` and a warning (:func:`lesion_plausibility`).
     """
     settings = dict(settings or {})
     set_threads(threads)
@@ -183,6 +195,10 @@ def analyse(
         )
     if mask_uses:
         primary.details["brain_mask_reused_from"] = "; ".join(sorted(set(mask_uses)))
+    implausible = lesion_plausibility(primary, cohort_kind, settings.get("near_zero_ml", NEAR_ZERO_LESION_ML))
+    if implausible:
+        primary.details["plausibility"] = "near_zero_lesion_volume_in_ms"
+        made["warnings"] = [*(made.get("warnings") or []), implausible]
     if made.get("warnings"):  # what the record's value may not say by itself (an oblique input)
         primary.details["warnings"] = made["warnings"]
     records = [primary]
@@ -201,6 +217,19 @@ def analyse(
     if primary.status == "ok" and reference is not None:
         _compare_with_reference(made.get("segmentation"), records, reference, image_paths)
     return [r.to_dict() for r in records]
+
+
+def lesion_plausibility(record: Record, cohort_kind: str | None, near_zero_ml: float) -> str | None:
+    """Why a WMLV record of a cohort labelled MS is implausible (a near-zero volume), or None."""
+    if record.outcome != "WMLV" or cohort_kind != "ms" or record.status != "ok" or record.value is None:
+        return None
+    if float(record.value) >= float(near_zero_ml):
+        return None
+    return (
+        f"implausible: {float(record.value):.2f} ml of lesions (< {float(near_zero_ml):g} ml) in a cohort labelled MS; "
+        "the segmentation more likely missed the lesions than the patient has none (check the lesion mask on the "
+        "FLAIR; docs/failures.md)"
+    )
 
 
 def _compare_with_reference(segmentation, records: list[Record], reference: dict, image_paths: dict) -> None:

@@ -160,7 +160,14 @@ def plan_cohorts(config: dict, workdir: str | Path = ".") -> dict[str, Cohort]:
                     raise ConfigError(f"{key}.{exc}") from exc
                 warnings += [f"{key}.{warning}" for warning in more]
             cohort = Cohort(
-                entry["name"], "bids", list(entry["outcomes"]), root, images, warnings=warnings, reference=reference
+                entry["name"],
+                "bids",
+                list(entry["outcomes"]),
+                root,
+                images,
+                kind=entry.get("kind"),
+                warnings=warnings,
+                reference=reference,
             )
         cohorts[cohort.name] = cohort
     return cohorts

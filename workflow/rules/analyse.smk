@@ -14,6 +14,8 @@ rule analyse:
         truth=lambda wc: truth_json(wc.cohort, wc.subject),
         # the user's reference labels, when the cohort has them: defacebench.reference
         reference=lambda wc: analysis_reference(COHORTS[wc.cohort].reference, wc.outcome),
+        # healthy, ms or glioma (a BIDS cohort's optional kind): an MS cohort's near-zero lesion volume is flagged
+        kind=lambda wc: COHORTS[wc.cohort].kind,
     conda:
         "../../envs/defacebench.yaml"
     log:

@@ -21,5 +21,6 @@ with job_log(snakemake.log[0]):
         preparation_dir=snakemake.input.get("preparation"),
         segmentation_dir=snakemake.output.segmentation,
         reference=snakemake.params.reference,
+        cohort_kind=snakemake.params.kind,
     )
     write_json(records, snakemake.output.record)
