@@ -12,7 +12,7 @@ import pytest
 
 from defacebench import runner, tables
 from defacebench.cohorts import analysis_reference
-from defacebench.reports import write_accuracy_tables
+from defacebench.reports import accuracy_lines, write_accuracy_tables
 from defacebench.study import ConfigError, plan_cohorts
 
 SHAPE = (20, 20, 20)
@@ -133,6 +133,9 @@ def test_every_variant_records_its_accuracy_and_the_cohort_gets_a_table(tmp_path
     assert table["volume_difference_ml_mean"].tolist() == pytest.approx([-0.05, -0.1])
     text = (tmp_path / "ms_accuracy.md").read_text()
     assert "Accuracy against the reference labels: cohort ms" in text and "## Per subject" in text
+    lines = accuracy_lines(tmp_path / "ms_accuracy.tsv")
+    assert lines[0] == "Accuracy against the reference labels (ms):"
+    assert "quickshear" in lines[2] and "Dice 0.6000 (vs full -0.2333); volume difference -0.10 ml; HD95" in lines[2]
 
 
 def test_a_cohort_without_a_reference_gets_an_empty_accuracy_table(tmp_path, bids, lesion_arm):

@@ -251,13 +251,35 @@ def no_face_lines(defacing: pd.DataFrame) -> list[str]:
     ]
 
 
-def write_study_summary(records_tsvs, defacing_tsvs, out_path: str | Path, study: str, overlap_tsvs=()) -> str:
+def accuracy_lines(accuracy_tsv: str | Path) -> list[str]:
+    """Summary lines of one cohort's accuracy table (against the user's reference labels); none when it is empty."""
+    table = pd.read_csv(accuracy_tsv, sep="\t", na_values=["n/a"])
+    if table.empty:
+        return []
+    lines = [f"Accuracy against the reference labels ({Path(accuracy_tsv).name.removesuffix('_accuracy.tsv')}):"]
+    for row in table.itertuples():
+        change = "" if pd.isna(row.dice_diff_vs_full_mean) else f" (vs full {row.dice_diff_vs_full_mean:+.4f})"
+        hd95 = "n/a" if pd.isna(row.hd95_mm_mean) else f"{row.hd95_mm_mean:.1f} mm"
+        dice = "n/a" if pd.isna(row.dice_mean) else f"{row.dice_mean:.4f}"
+        volume = "n/a" if pd.isna(row.volume_difference_ml_mean) else f"{row.volume_difference_ml_mean:+.2f} ml"
+        lines.append(
+            f"  {row.outcome:<4} {row.method:<12} n={row.n:<3} Dice {dice}{change}; volume difference {volume}; "
+            f"HD95 {hd95}"
+        )
+    return lines + [""]
+
+
+def write_study_summary(
+    records_tsvs, defacing_tsvs, out_path: str | Path, study: str, overlap_tsvs=(), accuracy_tsvs=()
+) -> str:
     """Write (and return) the plain-text summary of the whole study."""
     frames = [tables.read_records_tsv(p) for p in records_tsvs]
     records = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     text = [f"defacebench study '{study}'", "=" * (19 + len(study)), "", tables.summary_text(records), ""]
     for path in overlap_tsvs:
         text += overlap_lines(path)
+    for path in accuracy_tsvs:
+        text += accuracy_lines(path)
     for path in defacing_tsvs:
         df = pd.read_csv(path, sep="\t")
         if df.empty:

@@ -31,6 +31,7 @@ rule study_summary:
         records=expand(f"{RESULTS}/tables/{{cohort}}_records.tsv", cohort=list(COHORTS)),
         defacing=expand(f"{RESULTS}/tables/{{cohort}}_defacing.tsv", cohort=list(COHORTS)),
         overlap=expand(f"{RESULTS}/tables/{{cohort}}_overlap.tsv", cohort=list(COHORTS)),
+        accuracy=expand(f"{RESULTS}/tables/{{cohort}}_accuracy.tsv", cohort=list(COHORTS)),
     output:
         summary=f"{RESULTS}/tables/summary.txt",
     params:

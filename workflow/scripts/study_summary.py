@@ -10,4 +10,5 @@ with job_log(snakemake.log[0]):
         snakemake.output.summary,
         snakemake.params.study,
         overlap_tsvs=snakemake.input.overlap,
+        accuracy_tsvs=snakemake.input.accuracy,
     )
