@@ -33,6 +33,7 @@ from ..arrays import bounding_box, box_affine, uncrop
 from ..io import from_canonical, mask_like, voxel_volume_ml
 from ..records import AnalysisFailure, check_plausible
 from . import tumour_features as tfeat
+from .tumour_plausibility import PLAUSIBILITY_SETTINGS, tumour_plausibility
 from .pathology_common import (
     brain_mask,
     canonical_array,
@@ -230,7 +231,8 @@ def _segment_canonical(
         images, threads=threads, register=register, brain_backend=brain_backend, bias_correction=bias_correction
     )
     labels = uncrop(forest_labels(prep, model), prep["box"], prep["shape"])
-    return labels, {"canonical": prep["canonical"], "brain_mask": prep["brain_mask"], "model": model}
+    brain = uncrop(prep["mask"], prep["box"], prep["shape"]).astype(bool)
+    return labels, {"canonical": prep["canonical"], "brain_mask": prep["brain_mask"], "brain": brain, "model": model}
 
 
 def label_volumes(labels: np.ndarray, voxel_ml: float) -> dict[str, float]:
@@ -259,6 +261,7 @@ def glioblastoma_volume(
     bias_correction: bool = True,
     model_file: str | None = None,
     timeout: float | None = None,
+    plausibility: bool | dict = True,
     **_ignored,
 ) -> dict:
     """Glioblastoma volume: tumour core (ml) and compartments, from T1w, ceT1w, T2w and FLAIR.
@@ -266,9 +269,15 @@ def glioblastoma_volume(
     Returns :func:`label_volumes` with ``backend``, ``parameters`` and
     ``segmentation`` (the label map measured, :func:`segment_tumour`'s labels, on the T1w's grid).
 
+    ``plausibility``: the shape checks of :mod:`.tumour_plausibility` (True: its defaults; a dict
+    overrides thresholds; False: off) on the whole tumour inside the brain mask (forest backend;
+    an external tool's label map is not judged by shape, since no brain mask is made for it). Their
+    measures are in ``plausibility``.
+
     Raises :class:`~defacebench.records.AnalysisFailure` for a missing modality,
-    failed brain extraction or registration, an external tool's error, or a
-    core volume outside ``plausible_range_ml``.
+    failed brain extraction or registration, an external tool's error, a
+    core volume outside ``plausible_range_ml``, or (stage ``plausibility``) a whole tumour that
+    is too large or follows the brain's surface or midline.
     """
     labels, info = _segment_canonical(
         images,
@@ -285,6 +294,14 @@ def glioblastoma_volume(
     result["segmentation"] = mask_like(from_canonical(labels, images["T1w"]), images["T1w"])
     low, high = plausible_range_ml or (None, None)
     check_plausible(result["value"], low, high, "tumour_segmentation", "tumour core volume", "ml")
+    if plausibility and "brain" in info:
+        settings = {**PLAUSIBILITY_SETTINGS, **(plausibility if isinstance(plausibility, dict) else {})}
+        measures, reasons = tumour_plausibility(
+            labels > 0, info["brain"] | (labels > 0), info["canonical"].header.get_zooms()[:3], settings
+        )
+        result["plausibility"] = {**measures, "settings": settings}
+        if reasons:
+            raise AnalysisFailure("plausibility", "implausible tumour segmentation: " + "; ".join(reasons))
     if backend == "command":
         result["backend"] = f"command: {command.split()[0]}"
         result["parameters"] = json.dumps({"command": command})
