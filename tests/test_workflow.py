@@ -47,9 +47,10 @@ def test_default_study_dry_run():
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     counts = job_counts(output)
-    # 7 subjects; NBV on 5, WMLV on 2, GBV on 2, each on 4 variants; 3 methods x 7 subjects defaced
-    assert counts["analyse"] == (5 + 2 + 2) * 4 and counts["deface"] == 21, output
-    assert counts["prepare_defacing"] == 7 and counts["simulate_subject"] == 7, output
+    # 24 subjects; NBV on 16, WMLV on 8, GBV on 8, one job per subject and outcome for its 4 variants;
+    # 3 methods x 24 subjects defaced
+    assert counts["analyse"] == 16 + 8 + 8 and counts["deface"] == 72, output
+    assert counts["prepare_defacing"] == 24 and counts["simulate_subject"] == 24, output
 
 
 def test_bad_config_stops_with_key_and_problem(tmp_path):

@@ -86,13 +86,14 @@ def preparation_dir(cohort, subject):
     return f"{RESULTS}/defaced/{cohort}/preparation/sub-{subject}"
 
 
-def analysis_inputs(wildcards):
+def subject_analysis_inputs(wildcards):
+    """What one analysis job (a subject's outcome on every variant) reads: the full images, every defaced
+    variant with its defacing record, and the defacing preparation, whose brain mask of the full T1w is
+    offered to the arm on the full image."""
     inputs = dict(subject_source(wildcards))
-    if wildcards.variant != "none":
-        inputs["defaced"] = defaced_dir(wildcards.cohort, wildcards.variant, wildcards.subject)
-        inputs["deface_record"] = deface_record(wildcards.cohort, wildcards.variant, wildcards.subject)
-    elif METHODS and "T1w" in full_image_paths(wildcards.cohort, wildcards.subject):
-        # the full T1w's brain mask, made once by the defacing preparation, is offered to the arm
+    inputs["defaced"] = [defaced_dir(wildcards.cohort, m, wildcards.subject) for m in METHODS]
+    inputs["deface_records"] = [deface_record(wildcards.cohort, m, wildcards.subject) for m in METHODS]
+    if METHODS and "T1w" in full_image_paths(wildcards.cohort, wildcards.subject):
         inputs["preparation"] = preparation_dir(wildcards.cohort, wildcards.subject)
     return inputs
 
