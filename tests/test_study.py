@@ -101,7 +101,7 @@ def test_outcome_needing_missing_modality_is_rejected():
 def test_simulated_plan_names_bids_paths():
     cohorts = plan_cohorts(default_config(), REPO)
     glioma = cohorts["glioma"]
-    assert glioma.subjects == ["001", "002"]
+    assert glioma.subjects == [f"{i:03d}" for i in range(1, 9)]
     paths = glioma.images["002"]
     assert set(paths) == {"T1w", "ceT1w", "T2w", "FLAIR"}
     assert paths["ceT1w"].as_posix().endswith("results/cohorts/glioma/sub-002/anat/sub-002_ce-gadolinium_T1w.nii.gz")
