@@ -104,6 +104,11 @@ def analyse_image(task: dict) -> list[dict]:
     _install_memos()
     rows = []
     base = {k: task[k] for k in ("subject", "variant", "truth_ml")}
+    intracranial = None
+    if task.get("truth_dseg") and task["variant"] == "none":
+        from defacebench.simulate.anatomy import CSF, GM, WM
+
+        intracranial = np.isin(np.asarray(nib.load(task["truth_dseg"]).dataobj), (CSF, GM, WM))
     if task["path"] is None:
         return [
             {**base, "combination": c, "status": "failed", "stage": "deface", "reason": task["why"], "value": np.nan}
@@ -126,6 +131,12 @@ def analyse_image(task: dict) -> list[dict]:
                     "cpu_s": round(time.process_time() - start, 1),
                 }
             )
+            if intracranial is not None:
+                # the arm's mask is its tissue labels' support (CSF, GM, WM inside the brain mask)
+                mask = np.asarray(result["segmentation"].dataobj) > 0
+                rows[-1]["mask_dice_vs_true_intracranial"] = round(
+                    float(2 * (mask & intracranial).sum() / (mask.sum() + intracranial.sum())), 4
+                )
         except AnalysisFailure as failure:
             rows.append(
                 {**base, "combination": name, "status": "failed", "stage": failure.stage, "reason": failure.reason}
@@ -151,6 +162,7 @@ def tasks(config: dict, results: Path) -> list[dict]:
             t1w = sorted((subject_dir / "anat").glob("*_T1w.nii*"))[0]
             truth_file = root / "derivatives/truth" / subject_dir.name / "anat" / f"{subject_dir.name}_truth.json"
             truth = json.loads(truth_file.read_text()).get("nbv_ml") if truth_file.exists() else None
+            dseg = truth_file.with_name(f"{subject_dir.name}_dseg.nii.gz")
             for method in methods:
                 path, why = t1w, ""
                 if method != "none":
@@ -166,6 +178,7 @@ def tasks(config: dict, results: Path) -> list[dict]:
                         "path": str(path) if path else None,
                         "why": why or "no defaced image",
                         "truth_ml": truth,
+                        "truth_dseg": str(dseg) if dseg.exists() else None,
                     }
                 )
     return out
@@ -250,6 +263,9 @@ def main() -> None:
         ]
     ]
     (out / "ablation_NBV.md").write_text(shown.to_markdown(index=False, floatfmt=".4g") + "\n")
+    if "mask_dice_vs_true_intracranial" in records:
+        full = records[records["variant"] == "none"].groupby("combination")
+        print(full[["mask_dice_vs_true_intracranial", "cpu_s"]].agg(["mean", "min", "max"]).round(3).to_string())
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"tables in {out}")
 
