@@ -53,3 +53,15 @@ def test_classic_pipeline_on_a_rescaled_template_head():
     dice = 2 * (labels & reference).sum() / (labels.sum() + reference.sum())
     assert dice > 0.9, dice
     assert "head_registration" in result["stage_times_s"] and "registration" not in parameters
+
+
+def test_classic_pipeline_refuses_a_skull_stripped_image_with_the_reason():
+    """A brain-only image has no head for the whole-head registration: a failure that says so, not a number."""
+    from defacebench.records import AnalysisFailure
+
+    template = nib.as_closest_canonical(load_image(pydeface_head()))
+    inside = head_reg.standard_space_brain_roi(template, head_reg.template_to_mni(), dilation_mm=0.0)
+    stripped = nib.Nifti1Image(np.where(inside, np.asarray(template.dataobj, np.float32), 0), template.affine)
+    with pytest.raises(AnalysisFailure) as failure:
+        normalised_brain_volume({"T1w": stripped}, pipeline="classic", threads=2)
+    assert failure.value.stage == "head_registration" and "skull-stripped" in failure.value.reason

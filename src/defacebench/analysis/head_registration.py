@@ -59,6 +59,20 @@ HEAD_AFFINE_SETTINGS = {
 #: Dilation of the MNI152 intracranial region for the standard-space ROI (mm).
 ROI_DILATION_MM = 8.0
 
+#: Below this volume above BET's head threshold the image holds a brain, not a head (measured: the
+#: skull-stripped sub-ms07 and sub-gbm7294 1101 and 1225 ml; heads with a face, defaced heads and
+#: sub-ms12 whose face the provider removed 2629-4654 ml).
+MIN_HEAD_ML = 2000.0
+
+
+def head_tissue_ml(image: nib.Nifti1Image) -> float:
+    """Volume (ml) of the voxels above BET's head threshold ``t2 + 0.1 (t98 - t2)`` (Smith 2002)."""
+    data = np.asarray(image.dataobj, dtype=np.float32)
+    finite = data[np.isfinite(data)]
+    t2, t98 = np.percentile(finite, [2, 98])
+    voxel_ml = abs(np.linalg.det(image.affine[:3, :3])) / 1000
+    return float(np.count_nonzero(data > t2 + 0.1 * (t98 - t2)) * voxel_ml)
+
 
 @lru_cache(maxsize=2)
 def head_template(resolution_mm: float | None = 2.0):

@@ -238,6 +238,15 @@ def _sienax_like(
     brain_info: dict = {}
     if brain_backend == "bet-like" or scaling == "whole-head":
         with _stage("head_registration", times):
+            head_ml = head_reg.head_tissue_ml(canonical)
+            if head_ml < head_reg.MIN_HEAD_ML:
+                # a brain-only image registered to a whole head gives a meaningless scale and ROI
+                raise AnalysisFailure(
+                    "head_registration",
+                    f"only {head_ml:.0f} ml above the head threshold (a head has > {head_reg.MIN_HEAD_ML:.0f}): "
+                    "skull-stripped? The classic pipeline's whole-head registration needs a head; the modern "
+                    "pipeline (deepbet, intracranial outline) measures such images",
+                )
             head_to_mni = head_reg.template_to_mni() @ head_reg.whole_head_affine(canonical, **head_settings)
             if not np.isfinite(head_to_mni).all():
                 raise AnalysisFailure("head_registration", "whole-head affine is not finite")
