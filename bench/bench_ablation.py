@@ -95,7 +95,7 @@ def _install_memos() -> None:
 
 
 def analyse_image(task: dict) -> list[dict]:
-    """Every combination on one T1w variant: one row each (value or failure)."""
+    """Every chosen combination on one T1w variant: one row each (value or failure)."""
     import nibabel as nib
 
     from defacebench.analysis.nbv import normalised_brain_volume
@@ -112,10 +112,11 @@ def analyse_image(task: dict) -> list[dict]:
     if task["path"] is None:
         return [
             {**base, "combination": c, "status": "failed", "stage": "deface", "reason": task["why"], "value": np.nan}
-            for c in COMBINATIONS
+            for c in task["combinations"]
         ]
     img = nib.load(task["path"])
-    for name, settings in COMBINATIONS.items():
+    for name in task["combinations"]:
+        settings = COMBINATIONS[name]
         start = time.process_time()
         try:
             result = normalised_brain_volume({"T1w": img}, threads=1, **settings)
@@ -188,7 +189,7 @@ def ablation_table(records: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
     from defacebench.tables import agreement_row
 
     rows = []
-    for combination in COMBINATIONS:
+    for combination in [c for c in COMBINATIONS if c in set(records["combination"])]:
         df = records[records["combination"] == combination]
         wide = df.pivot(index="subject", columns="variant", values="value")
         ok = wide.notna()
@@ -223,6 +224,13 @@ def main() -> None:
     parser.add_argument("--results", default=None)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--skip-study", action="store_true")
+    parser.add_argument(
+        "--combinations",
+        nargs="+",
+        choices=list(COMBINATIONS),
+        default=list(COMBINATIONS),
+        help="which cells to run (modern -> deepbet + whole-head -> classic changes one component at a time)",
+    )
     args = parser.parse_args()
     config = yaml.safe_load(Path(args.configfile).read_text())
     results = Path(args.results or REPO / config["results"])
@@ -233,7 +241,7 @@ def main() -> None:
         start = time.perf_counter()
         subprocess.run(cmd, cwd=REPO, check=True)
         print(f"study: {(time.perf_counter() - start) / 60:.1f} min wall")
-    todo = tasks(config, results)
+    todo = [{**task, "combinations": args.combinations} for task in tasks(config, results)]
     start = time.perf_counter()
     with Pool(args.jobs) as pool:
         rows = [row for image_rows in pool.imap_unordered(analyse_image, todo) for row in image_rows]
