@@ -403,5 +403,16 @@ def _schema_error_line(error) -> str:
     return f"{_key_path(path)}: {error.message if len(error.message) < 200 else _short(error.instance) + ' is invalid (' + kind + ')'}"
 
 
+def set_max_image_mb(megabytes: float) -> None:
+    """Set the input size limit (``max_image_mb``) for this process and the jobs it starts.
+
+    Read by every job's input check (:func:`defacebench.io.max_image_bytes`); kept here because the
+    workflow's parse-time code may import only light modules.
+    """
+    import os
+
+    os.environ["DEFACEBENCH_MAX_IMAGE_MB"] = str(float(megabytes))
+
+
 if __name__ == "__main__":
     sys.exit(main())

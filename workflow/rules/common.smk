@@ -5,7 +5,7 @@ from pathlib import Path
 
 from snakemake.logging import logger
 
-from defacebench.study import ConfigError, plan_cohorts
+from defacebench.study import ConfigError, plan_cohorts, set_max_image_mb
 from defacebench.cohorts import OUTCOME_RECORDS, analysis_reference
 from defacebench.simulate.model_version import MODEL_VERSION as ANATOMY_MODEL_VERSION
 
@@ -17,7 +17,7 @@ if workflow.is_main_process:  # once per run, not once per job
     for _warning in (w for c in COHORTS.values() for w in c.warnings):
         logger.warning(f"Study plan: {_warning}")
 if "max_image_mb" in config:  # read by every job's input check (defacebench.io.max_image_bytes)
-    os.environ["DEFACEBENCH_MAX_IMAGE_MB"] = str(config["max_image_mb"])
+    set_max_image_mb(config["max_image_mb"])
 
 RESULTS = config["results"]
 METHODS = list(config["methods"])
