@@ -124,5 +124,5 @@ def test_workflow_measures_every_t1w_variant_when_asked(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     counts = job_counts(output)
-    # the default study: 7 subjects (all with a T1w) x (full + 3 methods); 3 cohorts
-    assert counts["image_quality"] == 7 * 4 and counts["cohort_quality_tables"] == 3, output
+    # the default study: 24 subjects (all with a T1w) x (full + 3 methods); 3 cohorts
+    assert counts["image_quality"] == 24 * 4 and counts["cohort_quality_tables"] == 3, output
