@@ -246,7 +246,7 @@ def main() -> None:
     with Pool(args.jobs) as pool:
         rows = [row for image_rows in pool.imap_unordered(analyse_image, todo) for row in image_rows]
     print(
-        f"ablation: {len(todo)} images x {len(COMBINATIONS)} combinations, {(time.perf_counter() - start) / 60:.1f} min wall"
+        f"ablation: {len(todo)} images x {len(args.combinations)} combinations, {(time.perf_counter() - start) / 60:.1f} min wall"
     )
     records = pd.DataFrame(rows).sort_values(["combination", "subject", "variant"])
     table = ablation_table(records, list(config["methods"]))
