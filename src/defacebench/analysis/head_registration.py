@@ -30,8 +30,6 @@ volume scaling, which the classic NBV configuration uses where SIENAX's skull-co
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from functools import lru_cache
 from importlib import resources
 
@@ -39,9 +37,9 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from ..antsseed import seeded
 from ..templates import mni152_intracranial, pydeface_head
-from .registration import _LPS, _transform_to_matrix, ants, resample_to, to_ants
+from ..brain import dilate_mask
+from .registration import affine_between, resample_to, to_ants
 
 METHOD = "whole-head affine (ANTs, 12 dof, Mattes MI) to PyDeface's mean head, after FLIRT of the whole head"
 TEMPLATE_TO_MNI_FILE = "head_template_to_mni152.json"
@@ -89,34 +87,13 @@ def template_to_mni() -> np.ndarray:
     return matrix
 
 
-def whole_head_affine(
-    head: nib.Nifti1Image,
-    *,
-    resolution_mm: float | None = HEAD_AFFINE_SETTINGS["resolution_mm"],
-    aff_metric: str = HEAD_AFFINE_SETTINGS["aff_metric"],
-    aff_iterations=HEAD_AFFINE_SETTINGS["aff_iterations"],
-    aff_shrink_factors=HEAD_AFFINE_SETTINGS["aff_shrink_factors"],
-    aff_smoothing_sigmas=HEAD_AFFINE_SETTINGS["aff_smoothing_sigmas"],
-    aff_random_sampling_rate: float = HEAD_AFFINE_SETTINGS["aff_random_sampling_rate"],
-    seed: int = 1,
-) -> np.ndarray:
-    """4x4 RAS matrix mapping points of the subject's whole head to the head template (12 dof, unmasked)."""
-    fixed = head_template(resolution_mm)
-    moving = resample_to(to_ants(head), resolution_mm)
-    with seeded(seed), tempfile.TemporaryDirectory(prefix="defacebench-headreg-") as tmp:
-        result = ants.registration(
-            fixed,
-            moving,
-            type_of_transform="Affine",
-            aff_metric=aff_metric,
-            aff_iterations=tuple(aff_iterations),
-            aff_shrink_factors=tuple(aff_shrink_factors),
-            aff_smoothing_sigmas=tuple(aff_smoothing_sigmas),
-            aff_random_sampling_rate=aff_random_sampling_rate,
-            outprefix=os.path.join(tmp, "head_"),
-        )
-        template_to_subject_lps = _transform_to_matrix(result["fwdtransforms"][0])
-    return np.linalg.inv(_LPS @ template_to_subject_lps @ _LPS)
+def whole_head_affine(head: nib.Nifti1Image, **settings) -> np.ndarray:
+    """4x4 RAS matrix mapping points of the subject's whole head to the head template (12 dof, unmasked).
+
+    ``settings`` override :data:`HEAD_AFFINE_SETTINGS` (:func:`.registration.affine_between`'s keywords).
+    """
+    settings = {**HEAD_AFFINE_SETTINGS, **settings}
+    return affine_between(head_template(settings["resolution_mm"]), to_ants(head), **settings)
 
 
 def standard_space_brain_roi(
@@ -130,10 +107,7 @@ def standard_space_brain_roi(
     """
     mask, mni_affine = mni152_intracranial()
     zooms = np.sqrt((mni_affine[:3, :3] ** 2).sum(axis=0))
-    radius = [max(1, int(round(dilation_mm / z))) for z in zooms]
-    grid = np.ogrid[tuple(slice(-r, r + 1) for r in radius)]
-    element = sum((g / r) ** 2 for g, r in zip(grid, radius)) <= 1.0
-    dilated = ndimage.binary_dilation(mask, structure=element)
+    dilated = dilate_mask(mask, dilation_mm, zooms)
     # subject voxel -> MNI voxel
     voxel_map = np.linalg.inv(mni_affine) @ subject_to_mni @ image.affine
     shape = image.shape[:3]

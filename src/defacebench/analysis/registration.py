@@ -69,8 +69,9 @@ def _transform_to_matrix(path: str) -> np.ndarray:
     return matrix
 
 
-def affine_to_mni(
-    brain: ants.ANTsImage,
+def affine_between(
+    fixed: ants.ANTsImage,
+    moving: ants.ANTsImage,
     *,
     resolution_mm: float | None = AFFINE_SETTINGS["resolution_mm"],
     aff_metric: str = AFFINE_SETTINGS["aff_metric"],
@@ -80,14 +81,12 @@ def affine_to_mni(
     aff_random_sampling_rate: float = AFFINE_SETTINGS["aff_random_sampling_rate"],
     seed: int = 1,
 ) -> np.ndarray:
-    """4x4 RAS matrix mapping subject-brain points to MNI points (12-parameter affine).
+    """4x4 RAS matrix mapping ``moving`` points to ``fixed`` points (ANTs 12-parameter affine, seeded).
 
-    ``brain`` is the subject's skull-stripped, bias-corrected image (zero outside
-    the brain). The images are first aligned by their centres of mass
-    (antsRegistration's default initialisation).
+    ``moving`` is resampled to ``resolution_mm`` (``fixed`` is given at the resolution wanted); the
+    images are first aligned by their centres of mass (antsRegistration's default initialisation).
     """
-    fixed = mni_brain(resolution_mm)
-    moving = resample_to(brain, resolution_mm)
+    moving = resample_to(moving, resolution_mm)
     with seeded(seed), tempfile.TemporaryDirectory(prefix="defacebench-reg-") as tmp:
         result = ants.registration(
             fixed,
@@ -100,9 +99,19 @@ def affine_to_mni(
             aff_random_sampling_rate=aff_random_sampling_rate,
             outprefix=os.path.join(tmp, "aff_"),
         )
-        mni_to_subject_lps = _transform_to_matrix(result["fwdtransforms"][0])
-    mni_to_subject = _LPS @ mni_to_subject_lps @ _LPS
-    return np.linalg.inv(mni_to_subject)
+        fixed_to_moving_lps = _transform_to_matrix(result["fwdtransforms"][0])
+    return np.linalg.inv(_LPS @ fixed_to_moving_lps @ _LPS)
+
+
+def affine_to_mni(
+    brain: ants.ANTsImage, *, resolution_mm: float | None = AFFINE_SETTINGS["resolution_mm"], **settings
+) -> np.ndarray:
+    """4x4 RAS matrix mapping subject-brain points to MNI points (12-parameter affine).
+
+    ``brain`` is the subject's skull-stripped, bias-corrected image (zero outside
+    the brain); ``settings`` are :func:`affine_between`'s.
+    """
+    return affine_between(mni_brain(resolution_mm), brain, resolution_mm=resolution_mm, **settings)
 
 
 def volume_scaling(subject_to_mni: np.ndarray) -> float:
