@@ -85,11 +85,11 @@ def _install_memos() -> None:
             memory.clear()
         return
     from defacebench import brain
-    from defacebench.analysis import head_registration, nbv
+    from defacebench.analysis import head_registration
 
     head_registration.whole_head_affine = _memoise(head_registration.whole_head_affine, lambda img, **kw: _key(img))
-    nbv.bet_like_in_standard_space_roi = _memoise(
-        nbv.bet_like_in_standard_space_roi, lambda img, to_mni: _key(img, np.round(to_mni, 6).tolist())
+    head_registration.bet_like_in_standard_space_roi = _memoise(
+        head_registration.bet_like_in_standard_space_roi, lambda img, to_mni: _key(img, np.round(to_mni, 6).tolist())
     )
     brain.extract_brain = _memoise(brain.extract_brain, lambda img, backend="deepbet", **kw: _key(img, backend))
 

@@ -49,14 +49,12 @@ ROUTE = "roi"
 def _bet_like(img):
     from defacebench.analysis import head_registration as head_reg
     from defacebench.analysis.bet_like import bet_like_brain_mask
-    from defacebench.analysis.nbv import bet_like_in_standard_space_roi
     from defacebench.io import from_canonical, to_canonical
 
     if ROUTE == "plain":
         return bet_like_brain_mask(img)
     canonical = to_canonical(img)
-    to_mni = head_reg.template_to_mni() @ head_reg.whole_head_affine(canonical)
-    mask, info = bet_like_in_standard_space_roi(canonical, to_mni)
+    mask, info = head_reg.bet_like_in_standard_space_roi(canonical, head_reg.head_to_mni(canonical))
     return np.asarray(from_canonical(mask, img), bool), info
 
 

@@ -127,12 +127,12 @@ def bet_like_mask(img: nib.Nifti1Image) -> np.ndarray:
     registration and the surface's whole-image statistics. On ``img``'s grid.
     """
     from .analysis import head_registration as head_reg
-    from .analysis.nbv import bet_like_in_standard_space_roi
     from .io import from_canonical, to_canonical
 
     canonical = to_canonical(img)
-    to_mni = head_reg.template_to_mni() @ head_reg.whole_head_affine(canonical)
-    mask, _ = bet_like_in_standard_space_roi(canonical, to_mni)
+    mask, _ = head_reg.bet_like_in_standard_space_roi(
+        canonical, head_reg.head_to_mni(canonical, stage="brain_extraction")
+    )
     return np.asarray(from_canonical(mask, img), bool)
 
 

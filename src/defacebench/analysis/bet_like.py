@@ -186,15 +186,24 @@ def mean_edge_length(vertices: np.ndarray, edges: np.ndarray) -> float:
 # --- image statistics (Smith 2002, "Estimation of basic image and brain parameters") -------------------
 
 
+def robust_range(data: np.ndarray) -> tuple[float, float]:
+    """BET's robust intensity range: the 2nd and 98th percentiles of the finite voxels (``t2``, ``t98``).
+
+    Raises :class:`AnalysisFailure` when the image has no finite voxel.
+    """
+    finite = data[np.isfinite(data)]
+    if finite.size == 0:
+        raise AnalysisFailure("brain_extraction", "image has no finite voxels")
+    t2, t98 = np.percentile(finite, [2, 98])
+    return float(t2), float(t98)
+
+
 def head_parameters(data: np.ndarray, affine: np.ndarray) -> dict:
     """``t2``, ``t98``, ``t``, centre of gravity (world mm), head radius (mm) and ``tm``.
 
     Raises :class:`AnalysisFailure` when the image has no usable range or too few head voxels.
     """
-    finite = data[np.isfinite(data)]
-    if finite.size == 0:
-        raise AnalysisFailure("brain_extraction", "image has no finite voxels")
-    t2, t98 = (float(v) for v in np.percentile(finite, [2, 98]))
+    t2, t98 = robust_range(data)
     if not t98 > t2:
         raise AnalysisFailure("brain_extraction", f"robust intensity range is empty (t2 = t98 = {t2:g})")
     t = t2 + 0.1 * (t98 - t2)

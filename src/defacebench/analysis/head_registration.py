@@ -37,8 +37,11 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from ..templates import mni152_intracranial, pydeface_head
 from ..brain import dilate_mask
+from ..io import voxel_volume_ml
+from ..records import AnalysisFailure
+from ..templates import mni152_intracranial, pydeface_head
+from .bet_like import bet_like_brain_mask, robust_range
 from .registration import affine_between, resample_to, to_ants
 
 METHOD = "whole-head affine (ANTs, 12 dof, Mattes MI) to PyDeface's mean head, after FLIRT of the whole head"
@@ -66,10 +69,8 @@ MIN_HEAD_ML = 2000.0
 def head_tissue_ml(image: nib.Nifti1Image) -> float:
     """Volume (ml) of the voxels above BET's head threshold ``t2 + 0.1 (t98 - t2)`` (Smith 2002)."""
     data = np.asarray(image.dataobj, dtype=np.float32)
-    finite = data[np.isfinite(data)]
-    t2, t98 = np.percentile(finite, [2, 98])
-    voxel_ml = abs(np.linalg.det(image.affine[:3, :3])) / 1000
-    return float(np.count_nonzero(data > t2 + 0.1 * (t98 - t2)) * voxel_ml)
+    t2, t98 = robust_range(data)
+    return float(np.count_nonzero(data > t2 + 0.1 * (t98 - t2)) * voxel_volume_ml(image))
 
 
 @lru_cache(maxsize=2)
@@ -94,6 +95,28 @@ def whole_head_affine(head: nib.Nifti1Image, **settings) -> np.ndarray:
     """
     settings = {**HEAD_AFFINE_SETTINGS, **settings}
     return affine_between(head_template(settings["resolution_mm"]), to_ants(head), **settings)
+
+
+def head_to_mni(head: nib.Nifti1Image, stage: str = "head_registration", **settings) -> np.ndarray:
+    """4x4 RAS matrix from the subject's whole head to MNI152 2009, through the head template.
+
+    The classic pipelines' spatial normalisation (FLIRT of the whole head, as SIENAX and ``bet -B``
+    run it). Raises :class:`AnalysisFailure` at ``stage`` when the image holds a brain rather than a
+    head (:data:`MIN_HEAD_ML`): a brain registered to a whole head gives a meaningless scale and ROI.
+    ``settings`` override :data:`HEAD_AFFINE_SETTINGS`.
+    """
+    head_ml = head_tissue_ml(head)
+    if head_ml < MIN_HEAD_ML:
+        raise AnalysisFailure(
+            stage,
+            f"only {head_ml:.0f} ml above the head threshold (a head has > {MIN_HEAD_ML:.0f}): "
+            "skull-stripped? The classic pipeline's whole-head registration needs a head; the modern "
+            "pipeline (deepbet, intracranial outline) measures such images",
+        )
+    matrix = template_to_mni() @ whole_head_affine(head, **settings)
+    if not np.isfinite(matrix).all():
+        raise AnalysisFailure(stage, "whole-head affine is not finite")
+    return matrix
 
 
 def standard_space_brain_roi(
@@ -122,3 +145,27 @@ def apply_roi(image: nib.Nifti1Image, roi: np.ndarray) -> nib.Nifti1Image:
     data = np.asarray(image.dataobj, dtype=np.float32)
     floor = float(np.nanmin(data))
     return nib.Nifti1Image(np.where(roi, data, floor).astype(np.float32), image.affine)
+
+
+def bet_like_in_standard_space_roi(canonical: nib.Nifti1Image, subject_to_mni: np.ndarray) -> tuple[np.ndarray, dict]:
+    """The classic brain extraction: the BET-like surface grown inside the standard-space brain ROI.
+
+    After FSL's ``bet -B`` (``standard_space_roi -b`` before ``bet2``): voxels outside the dilated
+    MNI152 brain region carried to the subject (:func:`standard_space_brain_roi`) are set to the
+    image's minimum, so the neck no longer pulls the centre of gravity, the head radius and the
+    median intensity (Smith 2002) away from the brain. ``bet -B``'s FAST-based bias clean-up
+    iterations are not re-implemented. ``canonical`` is in RAS voxel order; the mask is on its grid.
+    """
+    roi = standard_space_brain_roi(canonical, subject_to_mni)
+    if not roi.any():
+        raise AnalysisFailure("brain_extraction", "the standard-space brain region falls outside the image")
+    mask, info = bet_like_brain_mask(apply_roi(canonical, roi))
+    mask &= roi
+    if mask.sum() * voxel_volume_ml(canonical) < 300:
+        raise AnalysisFailure("brain_extraction", "bet-like mask inside the standard-space ROI is implausibly small")
+    keep = ("passes", "self_intersection_rerun", "volume_ml", "t2", "t98", "t", "tm", "radius_mm")
+    return mask, {
+        "method": "bet_like inside the standard-space brain ROI (after bet -B)",
+        "roi_dilation_mm": ROI_DILATION_MM,
+        **{k: (round(float(v), 3) if isinstance(v, (float, np.floating)) else v) for k, v in info.items() if k in keep},
+    }

@@ -238,22 +238,11 @@ def _sienax_like(
     brain_info: dict = {}
     if brain_backend == "bet-like" or scaling == "whole-head":
         with _stage("head_registration", times):
-            head_ml = head_reg.head_tissue_ml(canonical)
-            if head_ml < head_reg.MIN_HEAD_ML:
-                # a brain-only image registered to a whole head gives a meaningless scale and ROI
-                raise AnalysisFailure(
-                    "head_registration",
-                    f"only {head_ml:.0f} ml above the head threshold (a head has > {head_reg.MIN_HEAD_ML:.0f}): "
-                    "skull-stripped? The classic pipeline's whole-head registration needs a head; the modern "
-                    "pipeline (deepbet, intracranial outline) measures such images",
-                )
-            head_to_mni = head_reg.template_to_mni() @ head_reg.whole_head_affine(canonical, **head_settings)
-            if not np.isfinite(head_to_mni).all():
-                raise AnalysisFailure("head_registration", "whole-head affine is not finite")
+            head_to_mni = head_reg.head_to_mni(canonical, **head_settings)
 
     with _stage("brain_extraction", times):
         if brain_backend == "bet-like":
-            mask, brain_info = bet_like_in_standard_space_roi(canonical, head_to_mni)
+            mask, brain_info = head_reg.bet_like_in_standard_space_roi(canonical, head_to_mni)
         else:
             mask = extract_brain(canonical, backend=brain_backend)
 
@@ -374,33 +363,6 @@ def _sienax_like(
             "threads": int(threads),
         },
         "stage_times_s": times,
-    }
-
-
-def bet_like_in_standard_space_roi(canonical: nib.Nifti1Image, subject_to_mni: np.ndarray) -> tuple[np.ndarray, dict]:
-    """The classic brain extraction: the BET-like surface grown inside the standard-space brain ROI.
-
-    After FSL's ``bet -B`` (``standard_space_roi -b`` before ``bet2``): voxels outside the dilated
-    MNI152 brain region carried to the subject (:func:`.head_registration.standard_space_brain_roi`)
-    are set to the image's minimum, so the neck no longer pulls the centre of gravity, the head
-    radius and the median intensity (Smith 2002) away from the brain. ``bet -B``'s FAST-based bias
-    clean-up iterations are not re-implemented.
-    """
-    from . import head_registration as head_reg
-    from .bet_like import bet_like_brain_mask
-
-    roi = head_reg.standard_space_brain_roi(canonical, subject_to_mni)
-    if not roi.any():
-        raise AnalysisFailure("brain_extraction", "the standard-space brain region falls outside the image")
-    mask, info = bet_like_brain_mask(head_reg.apply_roi(canonical, roi))
-    mask &= roi
-    if mask.sum() * voxel_volume_ml(canonical) < 300:
-        raise AnalysisFailure("brain_extraction", "bet-like mask inside the standard-space ROI is implausibly small")
-    keep = ("passes", "self_intersection_rerun", "volume_ml", "t2", "t98", "t", "tm", "radius_mm")
-    return mask, {
-        "method": "bet_like inside the standard-space brain ROI (after bet -B)",
-        "roi_dilation_mm": head_reg.ROI_DILATION_MM,
-        **{k: (round(float(v), 3) if isinstance(v, (float, np.floating)) else v) for k, v in info.items() if k in keep},
     }
 
 
