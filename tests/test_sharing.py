@@ -181,6 +181,7 @@ def test_no_full_image_and_no_identifying_key_reaches_the_share(study, default_s
             nib.load(str(study["defaced_dirs"]["01"] / "anat" / path.name))
         )
         assert nib.load(str(path)).header["descrip"].tobytes().strip(b"\x00") == b""
+    assert b"John Doe" in nib.load(str(study["images"]["01"]["T1w"])).header["descrip"].tobytes()
     sidecar = json.loads((share / "sub-01/anat/sub-01_T1w.json").read_text())
     assert sidecar == {"RepetitionTime": 2.3, "MagneticFieldStrength": 3}
     assert not any("Patient" in p.read_text() or "Hospital" in p.read_text() for p in share.rglob("*.json"))
@@ -248,11 +249,13 @@ def test_relabelling_keeps_the_key_outside_and_consistent(study):
     participants = (share / "participants.tsv").read_text().splitlines()
     assert participants[0] == "participant_id\tgroup"
     assert participants[1:] == sorted(f"sub-{key[s][0]}\t{g}" for s, g in (("01", "control"), ("02", "patient")))
+    originals = [share_build._label_pattern(s) for s in ("01", "02", "03", "04")]
     for path in share.rglob("*"):
         text = path.relative_to(share).as_posix() + (
             path.read_text() if path.suffix in (".json", ".tsv", "") and path.is_file() else ""
         )
-        assert not any(f"sub-{s}" in text for s in ("01", "02", "03", "04")), path
+        # whole labels only: a random label may start with "01"
+        assert not any(pattern.search(text) for pattern in originals), path
     new01 = key["01"][0]
     bold_json = json.loads((share / f"sub-{new01}/func/sub-{new01}_task-rest_bold.json").read_text())
     assert bold_json == {"TaskName": "rest"}  # copied on request, still scrubbed
@@ -389,3 +392,136 @@ def test_a_scan_without_a_face_is_no_face_not_a_failed_defacing(study, tmp_path,
         why = left_out["sub-03/anat/sub-03_T1w.nii.gz"]
         assert why.startswith("privacy check failed: no face to remove (head tissue in the face zone")
         assert "defacing failed" not in why
+
+
+# --- what must never reach a share, each shown by a case that would leak without the check ---------------
+
+
+def test_header_text_left_in_a_defaced_image_is_cleared_in_the_share(study, tmp_path):
+    """A defacing output that still carries identifying header text (a command-template method) is rewritten."""
+    defaced = tmp_path / "defaced/sub-01"
+    shutil.copytree(study["defaced_dirs"]["01"], defaced)
+    t1w = defaced / "anat/sub-01_T1w.nii.gz"
+    img = nib.load(str(t1w))
+    dirty = nib.Nifti1Image(np.asanyarray(img.dataobj), img.affine, img.header.copy())
+    dirty.header["descrip"] = b"Doe^John 19700101"
+    dirty.header["db_name"] = b"Some Hospital"
+    dirty.header.extensions.append(nib.nifti1.Nifti1Extension(6, b"PatientName=Doe^John"))
+    io.save_image(dirty, t1w)
+    assert b"Doe^John" in nib.load(str(t1w)).header["descrip"].tobytes()
+    outcome = build_share(
+        source_root=study["source"],
+        images={"01": {"T1w": study["images"]["01"]["T1w"]}},
+        defaced_dirs={"01": defaced},
+        records=study["records"],
+        method="quickshear",
+        out_dir=tmp_path / "share",
+        options={"validate": False},
+    )
+    shared = nib.load(str(outcome.out_dir / "sub-01/anat/sub-01_T1w.nii.gz"))
+    for name in io.IDENTIFYING_HEADER_FIELDS:
+        assert shared.header[name].tobytes().strip(b"\x00 ") == b"", name
+    assert len(shared.header.extensions) == 0
+    assert voxel_digest(shared) == voxel_digest(nib.load(str(t1w)))  # the same voxels, only the text cleared
+    assert shared.get_data_dtype() == nib.load(str(t1w)).get_data_dtype()
+
+
+def test_identifying_keys_left_in_a_defaced_sidecar_are_removed_and_checked(study, tmp_path, monkeypatch):
+    """A defacing output whose sidecar still names the patient: the share removes the keys; and should that
+    scrubbing ever break, the last check refuses to publish (nothing under the final name)."""
+    defaced = tmp_path / "defaced/sub-01"
+    shutil.copytree(study["defaced_dirs"]["01"], defaced)
+    (defaced / "anat/sub-01_T1w.json").write_text(json.dumps(SIDECAR))
+
+    def share(name):
+        return build_share(
+            source_root=study["source"],
+            images={"01": {"T1w": study["images"]["01"]["T1w"]}},
+            defaced_dirs={"01": defaced},
+            records=study["records"],
+            method="quickshear",
+            out_dir=tmp_path / name,
+            options={"validate": False},
+        )
+
+    outcome = share("share")
+    assert json.loads((outcome.out_dir / "sub-01/anat/sub-01_T1w.json").read_text()) == {
+        "RepetitionTime": 2.3,
+        "MagneticFieldStrength": 3,
+    }
+    monkeypatch.setattr(share_build.io, "scrub_sidecar", lambda meta: dict(meta))
+    with pytest.raises(ShareError, match="identifying keys.*PatientName"):
+        share("broken")
+    assert not (tmp_path / "broken").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["defaced", "share"]  # no partial folder either
+
+
+def test_a_failed_or_missing_defacing_never_shares_the_file_on_disk(study, tmp_path):
+    """A record saying the defacing failed, or no record at all: the image is left out and listed, even though
+    a defaced file sits in the folder (a stale output of an earlier run), and the reason names no user folder."""
+    source_t1w = study["images"]["01"]["T1w"]
+    failed = {
+        "status": "failed",
+        "failed_stage": "deface",
+        "message": f"quickshear crashed on {source_t1w}",
+        "images": {},
+    }
+    outcome = build_share(
+        source_root=study["source"],
+        images={"01": {"T1w": source_t1w}, "02": study["images"]["02"]},
+        defaced_dirs=study["defaced_dirs"],
+        records={"01": failed, "02": None},
+        method="quickshear",
+        out_dir=tmp_path / "share",
+        report_path=tmp_path / "report.json",
+        options={"validate": False},
+    )
+    assert (study["defaced_dirs"]["01"] / "anat/sub-01_T1w.nii.gz").exists()
+    left_out = {e["path"]: e["reason"] for e in outcome.report["left_out"]}
+    assert left_out["sub-01/anat/sub-01_T1w.nii.gz"] == (
+        "defacing failed (deface: quickshear crashed on <source>/sub-01/anat/sub-01_T1w.nii.gz)"
+    )
+    assert left_out["sub-02/anat/sub-02_T1w.nii.gz"] == "no defacing record"
+    assert outcome.report["images_shared"] == [] and not list(outcome.out_dir.rglob("*.nii*"))
+    readme = (outcome.out_dir / "README").read_text()
+    assert "- sub-01/anat/sub-01_T1w.nii.gz: defacing failed (deface: " in readme
+    assert str(study["source"]) not in readme + json.dumps(outcome.report["left_out"])
+
+
+def test_a_cohort_with_nothing_to_share_says_so_and_is_not_validated(study, tmp_path, monkeypatch):
+    """Every image left out (sub-03: no face to remove, and a failed FLAIR): a folder without subjects is
+    not BIDS (the validator's QUICK_VALIDATION_FAILED), so it is written with its README and report, marked
+    empty, and not validated; validate: true does not turn it into an error."""
+    monkeypatch.setattr(share_validator, "find_validator", lambda: (None, "bids-validator not found (test)"))
+    outcome = build_share(
+        source_root=study["source"],
+        images={"03": study["images"]["03"]},
+        defaced_dirs=study["defaced_dirs"],
+        records=study["records"],
+        method="quickshear",
+        out_dir=tmp_path / "share",
+        report_path=tmp_path / "report.json",
+        options={"validate": True},
+    )
+    assert outcome.report["status"] == share_build.EMPTY_SHARE_STATUS
+    assert not outcome.validation.ran and outcome.validation.reason == share_build.EMPTY_SHARE_REASON
+    assert sorted(p.name for p in outcome.out_dir.iterdir()) == [
+        "CHANGES",
+        "README",
+        "dataset_description.json",
+        "participants.json",
+        "participants.tsv",
+    ]
+    assert (outcome.out_dir / "participants.tsv").read_text() == "participant_id\n"
+    readme = (outcome.out_dir / "README").read_text()
+    assert "Nothing to share" in readme and "- sub-03/anat/sub-03_T1w.nii.gz: privacy check failed" in readme
+    assert io.read_json(tmp_path / "report.json")["status"] == share_build.EMPTY_SHARE_STATUS
+
+
+def test_the_validator_rejects_a_share_without_subjects(default_share, validator, tmp_path):
+    """Why an empty share is not validated: the validator calls a folder without subjects no BIDS dataset."""
+    empty = tmp_path / "empty"
+    shutil.copytree(default_share.out_dir, empty, ignore=shutil.ignore_patterns("sub-*"))
+    (empty / "participants.tsv").write_text("participant_id\n")
+    result = run_validator(empty, validator)
+    assert "QUICK_VALIDATION_FAILED" in {e.key for e in result.errors}, result.summary()

@@ -107,6 +107,10 @@ IMAGE_ENDINGS = (
 #: File endings read as text and relabelled when copied on request under ``share.relabel``.
 TEXT_ENDINGS = (".json", ".tsv", ".txt", ".csv", ".bval", ".bvec", ".md", ".rst")
 
+#: The report's status, and the validator's reason for not running, when every image was left out.
+EMPTY_SHARE_STATUS = "empty: every image was left out, nothing to upload"
+EMPTY_SHARE_REASON = "no image shared: a folder without subjects is not a BIDS dataset, so it was not validated"
+
 #: Random subject labels: BIDS labels are alphanumeric; 8 of 36 characters make collisions negligible.
 LABEL_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 LABEL_LENGTH = 8
@@ -465,6 +469,14 @@ def readme_text(
         f"This dataset holds the images of cohort '{cohort}' defaced with {share.method}, made with defacebench "
         f"{__version__} from the BIDS dataset '{desc['Name'].rsplit(' (defaced', 1)[0]}' "
         f"(SourceDatasets in dataset_description.json).",
+    ]
+    if not share.shared:
+        lines += [
+            "",
+            "**Nothing to share.** Every image of the cohort was left out (the reasons are listed below), so this "
+            "folder holds no subject and is not a BIDS dataset: do not upload it.",
+        ]
+    lines += [
         "",
         "## What was done",
         f"- Each image was defaced with {share.method} ({desc['GeneratedBy'][1]['Description']}).",
@@ -587,6 +599,10 @@ def build_share(
     The report (what was shared, left out, the validator's result) is
     returned and written to ``report_path``. Validator errors raise
     :class:`ShareError` after the report is written, and nothing is published.
+    A cohort whose every image is left out gets a folder with its README
+    (saying so) and no subject, status :data:`EMPTY_SHARE_STATUS`, and no
+    validation (a dataset without subjects is not BIDS); the workflow's
+    output exists and the other cohorts' shares go on.
     """
     opts = share_options(options, method)
     source_root, out_dir = Path(os.path.abspath(source_root)), Path(os.path.abspath(out_dir))
@@ -632,13 +648,20 @@ def build_share(
             if (source_root / name).is_file():
                 shutil.copyfile(source_root / name, tmp / name)
         check_share(tmp, labels if opts["relabel"] else {})
-        validation = validate_if_wanted(tmp, opts["validate"])
+        if share.shared:
+            validation = validate_if_wanted(tmp, opts["validate"])
+            status = "published" if not validation.errors else "rejected: BIDS validator errors"
+        else:
+            # a folder without subjects is not BIDS (the validator's QUICK_VALIDATION_FAILED): it is written,
+            # so the report and README say why, but it is not a dataset to upload
+            validation = ValidationResult(False, reason=EMPTY_SHARE_REASON)
+            status = EMPTY_SHARE_STATUS
         report = {
             "cohort": cohort,
             "method": method,
             "share": str(out_dir),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "status": "published" if not validation.errors else "rejected: BIDS validator errors",
+            "status": status,
             "options": opts,
             "subjects_shared": len(shared_subjects),
             "images_shared": sorted(s["path"] for s in share.shared),
