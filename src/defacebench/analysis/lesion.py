@@ -13,6 +13,28 @@ Backend ``command``: any external lesion tool, configured as a command
 template, e.g. ``"matlab -batch \\"lst_lpa('{flair}','{output}')\\""``; the tool
 writes a lesion probability map (or binary mask) to ``{output}``, which is
 thresholded and cluster-filtered exactly like the built-in backend's map.
+
+Pipelines of the lpa-like backend (setting ``pipeline``, :data:`PIPELINES`; explicit
+``brain_backend``, ``tissue_priors`` and ``bias_field`` override the preset):
+
+* ``modern`` (default): deepbet's brain mask (or the input's own brain when it is skull-stripped),
+  the MNI152 tissue priors placed by an affine of the MNI152 brain to the subject's masked brain,
+  the bias field fitted inside the brain.
+* ``classic``: the whole-head route of LST's lpa, which runs on SPM12's unified segmentation
+  (Ashburner & Friston 2005, NeuroImage 26:839; Schmidt et al. 2012, NeuroImage 59:3774 for the
+  LGA that lpa extends). Unified segmentation registers the *whole head* affinely to its tissue
+  probability maps, which have classes for the tissues outside the brain, and fits one generative
+  model, tissue intensities and a bias field, to every voxel of the image. Here: one whole-head
+  affine to a head template (:func:`.pathology_common.whole_head_to_mni`, after FLIRT of the whole
+  head) places the MNI152 priors (``tissue_priors: whole-head``) and carries back the
+  standard-space brain region in which the BET-like surface is grown (``brain_backend:
+  bet-like``), and N4's field is fitted on the whole head (``bias_field: whole-head``), where
+  unified segmentation's bias field sees every voxel. The whole-head step runs on the T1w
+  (on the FLAIR's grid) when there is one, else on the FLAIR. The tissue means and spread of the
+  lesion belief map stay those of the brain's prior-selected white and grey matter (Schmidt et al.
+  2012 take them from the segmentation's tissue classes, inside the brain). A skull-stripped input
+  is refused with the reason (stage ``head_registration``), as the classic NBV pipeline refuses
+  it; the modern pipeline measures such images.
 """
 
 from __future__ import annotations
@@ -29,14 +51,21 @@ from ..io import from_canonical, like, mask_like, voxel_volume_ml
 from ..records import AnalysisFailure, check_plausible
 from . import lesion_features as lf
 from .pathology_common import (
+    WHOLE_HEAD_BRAIN_MASK,
     brain_mask,
     canonical_array,
+    head_registration_record,
+    json_scalar,
+    head_region,
     n4_correct,
     require,
     resample_to,
+    resolve_pipeline,
     rigid_registrar,
     run_command,
     same_grid,
+    whole_head_brain_mask,
+    whole_head_to_mni,
 )
 
 BACKENDS = ("lpa-like", "command")
@@ -45,6 +74,14 @@ BACKEND_NAME = "defacebench-lpa-like (re-implementation after Schmidt 2017, LST 
 #: LST reports total lesion volume at p > 0.5, without clusters of <= 0.015 ml.
 DEFAULT_THRESHOLD = lf.LST_THRESHOLD
 DEFAULT_MIN_CLUSTER_ML = lf.LST_MIN_CLUSTER_ML
+
+#: Component settings each pipeline stands for (``pipeline``; see the module notes).
+PIPELINES = {
+    "modern": {"brain_backend": "deepbet", "tissue_priors": "brain-affine", "bias_field": "brain"},
+    "classic": {"brain_backend": "bet-like", "tissue_priors": "whole-head", "bias_field": "whole-head"},
+}
+TISSUE_PRIORS = ("brain-affine", "whole-head")
+BIAS_FIELDS = ("brain", "whole-head")
 
 COEFFICIENTS_FILE = "lesion_lpa_coefficients.json"
 T1W_COEFFICIENTS_FILE = "lesion_lpa_t1w_coefficients.json"
@@ -119,8 +156,29 @@ def t1w_on_flair(
     return out, how
 
 
-def _prepare(images: dict, threads: int, brain_backend: str, bias_correction: bool, register_t1w: bool = True) -> dict:
-    """FLAIR (and T1w) on FLAIR's canonical grid, brain mask, bias-corrected FLAIR."""
+def _check_components(tissue_priors: str, bias_field: str) -> None:
+    if tissue_priors not in TISSUE_PRIORS:
+        raise ValueError(f"tissue_priors must be one of {TISSUE_PRIORS}, not {tissue_priors!r}")
+    if bias_field not in BIAS_FIELDS:
+        raise ValueError(f"bias_field must be one of {BIAS_FIELDS}, not {bias_field!r}")
+
+
+def _prepare(
+    images: dict,
+    threads: int,
+    brain_backend: str,
+    bias_correction: bool,
+    register_t1w: bool = True,
+    tissue_priors: str = "brain-affine",
+    bias_field: str = "brain",
+) -> dict:
+    """FLAIR (and T1w) on FLAIR's canonical grid, brain mask, bias-corrected FLAIR.
+
+    ``brain_backend`` ``bet-like`` or ``tissue_priors`` ``whole-head`` (the classic pipeline) run
+    the whole-head affine first (on the T1w when there is one, else the FLAIR), which refuses a
+    skull-stripped input; its subject -> MNI map is ``head_to_mni`` (else None).
+    """
+    _check_components(tissue_priors, bias_field)
     require(images, ("FLAIR",))
     flair, flair_c = canonical_array(images["FLAIR"])
     zooms = tuple(float(z) for z in flair_c.header.get_zooms()[:3])
@@ -128,24 +186,40 @@ def _prepare(images: dict, threads: int, brain_backend: str, bias_correction: bo
     if images.get("T1w") is not None:
         t1_raw, t1_c = canonical_array(images["T1w"])
         t1, t1_how = t1w_on_flair(t1_raw, t1_c, flair, flair_c, register_t1w, threads)
-    if t1 is not None:
-        mask, how = brain_mask(nib.Nifti1Image(t1, flair_c.affine), t1, zooms, backend=brain_backend)
+    # the image the brain is found on: the T1w on the FLAIR's grid, or the FLAIR
+    head, head_name = (t1, "T1w") if t1 is not None else (flair, "FLAIR")
+    head_img = nib.Nifti1Image(head, flair_c.affine)  # canonical: the FLAIR's canonical affine
+    head_to_mni, brain_info = None, {}
+    if brain_backend == "bet-like" or tissue_priors == "whole-head":
+        head_to_mni = whole_head_to_mni(head_img, "lesion")
+    if brain_backend == "bet-like":
+        mask, brain_info = whole_head_brain_mask(head_img, head_to_mni)
+        how = WHOLE_HEAD_BRAIN_MASK
+    elif t1 is not None:
+        mask, how = brain_mask(head_img, t1, zooms, backend=brain_backend)
     else:
         mask, how = brain_mask(images["FLAIR"], flair, zooms, backend=brain_backend)
     volume = mask.sum() * np.prod(zooms) / 1000.0
     if volume < 300:
         raise AnalysisFailure("brain_extraction", f"brain mask of {volume:.0f} ml is implausibly small")
-    flair_n = n4_correct(flair, flair_c.affine, mask, threads) if bias_correction else np.where(mask, flair, 0)
-    t1_n = None
-    if t1 is not None:
-        t1_n = n4_correct(t1, flair_c.affine, mask, threads) if bias_correction else np.where(mask, t1, 0.0)
+
+    def corrected(data: np.ndarray) -> np.ndarray:
+        if not bias_correction:
+            return np.where(mask, data, 0.0).astype(np.float32)
+        # classic: the field is fitted on the whole head (unified segmentation's bias field sees every voxel)
+        region = (head_region(data) | mask) if bias_field == "whole-head" else None
+        return n4_correct(data, flair_c.affine, mask, threads, fit_region=region)
+
     return {
-        "flair": flair_n,
-        "t1": t1_n,
+        "flair": corrected(flair),
+        "t1": None if t1 is None else corrected(t1),
         "mask": mask,
         "canonical": flair_c,
         "zooms": zooms,
         "brain_mask": how,
+        "brain_mask_details": brain_info,
+        "head_to_mni": head_to_mni,
+        "head_image": head_name if head_to_mni is not None else None,
         "t1w": t1_how,
     }
 
@@ -158,6 +232,8 @@ def lpa_like(
     bias_correction: bool = True,
     coefficients: dict | None = None,
     register_t1w: bool = True,
+    tissue_priors: str = "brain-affine",
+    bias_field: str = "brain",
 ) -> dict:
     """Run the lpa-like pipeline; returns canonical-grid maps and the intermediate statistics.
 
@@ -168,6 +244,7 @@ def lpa_like(
     :func:`.lesion_features.lesion_probability`; None and 0 without one); the feature
     maps: :func:`lpa_like_features`. Without ``coefficients`` the shipped model for
     the images at hand: FLAIR and T1w when a T1w overlaps the FLAIR, else FLAIR alone.
+    ``brain_backend``, ``tissue_priors``, ``bias_field``: the pipeline's components (module notes).
     """
     candidates = [coefficients] if coefficients else [load_coefficients(t1w=True), load_coefficients()]
     # the brain's box must hold the widest smoothing of whichever model is chosen below
@@ -179,6 +256,8 @@ def lpa_like(
         bias_correction=bias_correction,
         postprocessing=widest["postprocessing"],
         register_t1w=register_t1w,
+        tissue_priors=tissue_priors,
+        bias_field=bias_field,
     )
     if coefficients:
         params = coefficients
@@ -213,6 +292,8 @@ def lpa_like_features(
     bias_correction: bool = True,
     postprocessing: dict | None = None,
     register_t1w: bool = True,
+    tissue_priors: str = "brain-affine",
+    bias_field: str = "brain",
 ) -> dict:
     """Pre-processing, registered priors, tissue statistics and feature maps: everything before the model.
 
@@ -220,17 +301,25 @@ def lpa_like_features(
     ``postprocessing``'s smoothing), ``box_mask`` and ``box_features`` on that box
     (:data:`.lesion_features.T1W_FEATURE_NAMES` when a T1w overlaps the FLAIR, else
     :data:`.lesion_features.FEATURE_NAMES`), and ``stats``. Needs no coefficients,
-    so the fitting script computes a cohort's features with it.
+    so the fitting script computes a cohort's features with it. ``tissue_priors``: ``brain-affine``
+    (:func:`.lesion_features.tissue_priors`, the MNI152 brain registered to the subject's masked
+    brain) or ``whole-head`` (:func:`.lesion_features.tissue_priors_from_mni_map`, placed by the
+    whole-head affine); ``bias_field``: where N4's field is fitted, ``brain`` or ``whole-head``.
     """
-    prep = _prepare(images, threads, brain_backend, bias_correction, register_t1w)
+    prep = _prepare(images, threads, brain_backend, bias_correction, register_t1w, tissue_priors, bias_field)
     zooms = prep["zooms"]
     # priors, features and post-processing concern the brain only: they run on its box (a third to
     # a half of a head's grid), whose margin makes every filter there equal to the whole grid's
     box = lf.brain_box(prep["mask"], zooms, postprocessing or {})
     flair, mask = prep["flair"][box], prep["mask"][box]
     t1 = None if prep["t1"] is None else prep["t1"][box]
-    reference = t1 if t1 is not None else flair
-    gm_prior, wm_prior = lf.tissue_priors(reference, box_affine(prep["canonical"].affine, box), mask, threads)
+    if tissue_priors == "whole-head":
+        gm_prior, wm_prior = lf.tissue_priors_from_mni_map(
+            prep["head_to_mni"], box_affine(prep["canonical"].affine, box), mask
+        )
+    else:
+        reference = t1 if t1 is not None else flair
+        gm_prior, wm_prior = lf.tissue_priors(reference, box_affine(prep["canonical"].affine, box), mask, threads)
     stats = lf.tissue_stats(flair, mask, gm_prior, wm_prior, t1)
     features = lf.lesion_features(flair, mask, gm_prior, wm_prior, zooms, stats, t1)
     return {**prep, "box": box, "box_mask": mask, "box_features": features, "stats": stats}
@@ -240,18 +329,20 @@ def lesion_probability_map(
     images: dict[str, nib.Nifti1Image],
     *,
     threads: int = 1,
-    brain_backend: str = "deepbet",
+    brain_backend: str | None = None,
     bias_correction: bool = True,
     coefficients_file: str | None = None,
+    pipeline: str | None = None,
     **_ignored,
 ) -> nib.Nifti1Image:
-    """Lesion probability map (float32, 0..1) on the FLAIR's own voxel grid (lpa-like backend)."""
+    """Lesion probability map (float32, 0..1) on the FLAIR's own voxel grid (lpa-like backend, ``pipeline``)."""
+    _, components = resolve_pipeline(pipeline, PIPELINES, {"brain_backend": brain_backend})
     result = lpa_like(
         images,
         threads=threads,
-        brain_backend=brain_backend,
         bias_correction=bias_correction,
         coefficients=load_coefficients(coefficients_file) if coefficients_file else None,
+        **components,
     )
     data = from_canonical(result["probability"], images["FLAIR"])
     return like(data, images["FLAIR"], dtype=np.float32)
@@ -289,11 +380,14 @@ def white_matter_lesion_volume(
     plausible_range_ml=None,
     threshold: float = DEFAULT_THRESHOLD,
     min_cluster_ml: float = DEFAULT_MIN_CLUSTER_ML,
-    brain_backend: str = "deepbet",
+    brain_backend: str | None = None,
     bias_correction: bool = True,
     coefficients_file: str | None = None,
     timeout: float | None = None,
     register_t1w: bool = True,
+    pipeline: str | None = None,
+    tissue_priors: str | None = None,
+    bias_field: str | None = None,
     **_ignored,
 ) -> dict:
     """Total white-matter lesion volume (ml) from FLAIR (T1w optional; on another grid, registered to the FLAIR).
@@ -303,10 +397,20 @@ def white_matter_lesion_volume(
     mask whose voxels make ``value``, uint8, on the FLAIR's own grid). Raises
     :class:`~defacebench.records.AnalysisFailure` for a missing FLAIR, a failed
     brain extraction or registration, an external tool's error, or a volume
-    outside ``plausible_range_ml``.
+    outside ``plausible_range_ml``; with the classic pipeline also for a skull-stripped
+    input (stage ``head_registration``).
+
+    ``pipeline`` (lpa-like backend): ``modern`` (default) or ``classic`` (:data:`PIPELINES`, module
+    notes); ``brain_backend``, ``tissue_priors`` and ``bias_field`` override its components. The
+    record says which ran: ``pipeline``, and in ``parameters`` the pipeline and its components.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown WMLV backend {backend!r}; choose from {BACKENDS}")
+    pipeline, components = resolve_pipeline(
+        pipeline,
+        PIPELINES,
+        {"brain_backend": brain_backend, "tissue_priors": tissue_priors, "bias_field": bias_field},
+    )
     if backend == "command":
         if not command:
             raise AnalysisFailure("configuration", "WMLV backend 'command' needs a command template")
@@ -318,10 +422,10 @@ def white_matter_lesion_volume(
         result = lpa_like(
             images,
             threads=threads,
-            brain_backend=brain_backend,
             bias_correction=bias_correction,
             coefficients=load_coefficients(coefficients_file) if coefficients_file else None,
             register_t1w=register_t1w,
+            **components,
         )
         probability, voxel_ml, params = (
             result["probability"],
@@ -330,6 +434,16 @@ def white_matter_lesion_volume(
         )
         name = BACKEND_NAME
         parameters = {
+            "pipeline": pipeline,
+            "brain_extraction": components["brain_backend"],
+            "tissue_priors": components["tissue_priors"],
+            "bias_field": components["bias_field"] if bias_correction else None,
+            **(
+                {"head_registration": head_registration_record(result["head_image"])}
+                if result["head_to_mni"] is not None
+                else {}
+            ),
+            **({"brain_extraction_details": result["brain_mask_details"]} if result["brain_mask_details"] else {}),
             "threshold": threshold,
             "min_cluster_ml": min_cluster_ml,
             "bias_correction": bias_correction,
@@ -343,6 +457,7 @@ def white_matter_lesion_volume(
             **params["postprocessing"],
         }
         details = {
+            "pipeline": pipeline,
             "uses_t1w": result["t1"] is not None,
             "t1w": result["t1w"],
             "brain_mask": result["brain_mask"],
@@ -359,7 +474,7 @@ def white_matter_lesion_volume(
         "value": volume,
         "backend": name,
         "n_lesions": n_lesions,
-        "parameters": json.dumps(parameters, sort_keys=True),
+        "parameters": json.dumps(parameters, sort_keys=True, default=json_scalar),
         "segmentation": mask_like(from_canonical(lesions, images["FLAIR"]), images["FLAIR"]),
         **details,
     }

@@ -120,6 +120,32 @@ def tissue_priors(
     return gm_s, wm_s
 
 
+def tissue_priors_from_mni_map(
+    subject_to_mni: np.ndarray, affine: np.ndarray, mask: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """MNI152 GM and WM priors carried onto the subject's grid by a given subject -> MNI152 map.
+
+    The classic lesion pipeline's prior placement: ``subject_to_mni`` is the whole-head affine
+    (:func:`.pathology_common.whole_head_to_mni`), as SPM12's unified segmentation places its
+    tissue probability maps by an affine registration of the whole head (Ashburner & Friston 2005,
+    NeuroImage 26:839; its non-linear warp is not re-implemented), rather than
+    :func:`tissue_priors`' registration of the MNI152 brain to the masked brain. Each subject
+    voxel (grid ``affine``, shape of ``mask``) reads the maps at its MNI152 position (trilinear).
+    A placement whose white-matter prior misses the brain is a failure at stage ``registration``.
+    """
+    _, gm, wm, mni_affine = _mni_maps()
+    # subject voxel -> MNI voxel; affine_transform maps output (subject) coordinates to input (MNI) ones
+    voxel_map = np.linalg.inv(mni_affine) @ np.asarray(subject_to_mni, float) @ affine
+    placed = [
+        ndimage.affine_transform(prior, voxel_map[:3, :3], voxel_map[:3, 3], output_shape=mask.shape, order=1)
+        for prior in (gm, wm)
+    ]
+    gm_s, wm_s = (np.clip(np.where(mask, p, 0.0), 0, 1).astype(np.float32) for p in placed)
+    if wm_s[mask].mean() < 0.1:
+        raise AnalysisFailure("registration", "tissue priors placed by the whole-head affine did not land on the brain")
+    return gm_s, wm_s
+
+
 def tissue_stats(
     flair: np.ndarray, mask: np.ndarray, gm_prior: np.ndarray, wm_prior: np.ndarray, t1: np.ndarray | None = None
 ) -> TissueStats:

@@ -7,6 +7,21 @@ resampling) and need the same few steps: a brain mask (deepbet, Fisch et al.
 co-registration of one modality to another (antspyx; Avants et al. 2011,
 NeuroImage 54:2033), intensity standardisation to normal white matter, and running a
 configured external command.
+
+Two pipelines (setting ``pipeline``, :data:`PIPELINE_NAMES`): ``modern`` (the default) takes
+deepbet's brain mask, or the input's own brain when it is already skull-stripped, and places
+atlas priors by registering the MNI152 brain to the subject's brain. ``classic`` takes the route of
+the tools de Sitter et al. (2020) ran, which start from the whole head: LST's lpa runs on SPM12's
+unified segmentation (Ashburner & Friston 2005, NeuroImage 26:839), whose affine registration to
+the tissue priors and whose intensity model cover the whole head (head-tissue and air classes);
+BraTumIA (Porz et al. 2014, PLoS One 9:e96873) skull-strips by registering a whole-head atlas to
+the patient. Here the classic route is :func:`whole_head_to_mni` (the whole-head affine of
+:mod:`.head_registration`, after FLIRT of the whole head) and :func:`whole_head_brain_mask` (the
+BET-like surface inside the standard-space brain region it carries back, after ``bet -B``), the
+same open re-implementations the classic NBV pipeline runs. Defacing removes part of the head they
+see, which is how the classic pipelines can feel it. A skull-stripped image has no head to
+register: the classic route refuses it with the reason (stage ``head_registration``), as the
+classic NBV pipeline does.
 """
 
 from __future__ import annotations
@@ -95,6 +110,100 @@ def brain_mask(img: nib.Nifti1Image, data: np.ndarray, zooms, backend: str = "de
     return ndimage.binary_fill_holes(canon_mask), backend
 
 
+#: The pipelines of the lesion and tumour arms; each arm maps them to its own components.
+PIPELINE_NAMES = ("modern", "classic")
+
+#: Records' name of the classic brain extraction (what :func:`whole_head_brain_mask` runs).
+WHOLE_HEAD_BRAIN_MASK = "bet-like inside the standard-space brain ROI (whole-head affine)"
+
+
+def resolve_pipeline(pipeline: str | None, presets: dict[str, dict], explicit: dict) -> tuple[str, dict]:
+    """The pipeline's name and component settings: ``presets[pipeline]`` with the explicit settings on top.
+
+    ``explicit``: component settings given by the caller (None: not given). Without ``pipeline``
+    the name is the preset the settings match, or ``custom`` (as the NBV arm names them); an
+    unknown pipeline is a configuration error (ValueError), not a study failure.
+    """
+    if pipeline is not None and pipeline not in presets:
+        raise ValueError(f"unknown pipeline {pipeline!r}; choose from {sorted(presets)}")
+    given = {k: v for k, v in explicit.items() if v is not None}
+    settings = {**presets[pipeline or "modern"], **given}
+    if pipeline is None:
+        pipeline = next((name for name, preset in presets.items() if preset == settings), "custom")
+    return pipeline, settings
+
+
+def head_region(data: np.ndarray) -> np.ndarray:
+    """The head: voxels above BET's head threshold ``t2 + 0.1 (t98 - t2)`` (Smith 2002), enclosed holes filled.
+
+    The same threshold that :func:`.head_registration.head_tissue_ml` counts; the region a
+    whole-head intensity model sees (the brain and everything around it that is not air).
+    """
+    from .bet_like import robust_range
+
+    t2, t98 = robust_range(data)
+    return ndimage.binary_fill_holes(data > t2 + 0.1 * (t98 - t2))
+
+
+def whole_head_to_mni(head: nib.Nifti1Image, arm: str) -> np.ndarray:
+    """4x4 RAS map from the subject's whole head to MNI152 (:func:`.head_registration.head_to_mni`).
+
+    ``head``: a RAS-canonical image of the whole head (the grid the arm works on). An image that
+    holds a brain rather than a head (less than :data:`.head_registration.MIN_HEAD_ML` above the
+    head threshold: skull-stripped) is refused at stage ``head_registration`` with the figures, and
+    ``arm`` names what needed the head; the whole-head affine of a brain gives a meaningless ROI
+    and meaningless prior placement. A failed registration is a failure at the same stage.
+    """
+    from . import head_registration as head_reg
+
+    head_ml = head_reg.head_tissue_ml(head)
+    if head_ml < head_reg.MIN_HEAD_ML:
+        raise AnalysisFailure(
+            "head_registration",
+            f"only {head_ml:.0f} ml above the head threshold (a head has > {head_reg.MIN_HEAD_ML:.0f}): "
+            f"skull-stripped? The classic {arm} pipeline starts with a whole-head registration and needs a "
+            "head; the modern pipeline (deepbet, or the input's own brain) measures such images",
+        )
+    try:
+        return head_reg.head_to_mni(head, stage="head_registration")
+    except (RuntimeError, ValueError, IndexError) as exc:
+        raise failure_from_exception("head_registration", exc) from exc
+
+
+def whole_head_brain_mask(head: nib.Nifti1Image, head_to_mni: np.ndarray) -> tuple[np.ndarray, dict]:
+    """The classic brain mask on ``head``'s (canonical) grid, holes filled, and its details for the record.
+
+    :func:`.head_registration.bet_like_in_standard_space_roi`: the BET-like surface (Smith 2002)
+    grown inside the dilated MNI152 brain region carried back by the whole-head affine
+    ``head_to_mni`` (after ``bet -B``'s ``standard_space_roi``).
+    """
+    from . import head_registration as head_reg
+
+    try:
+        mask, info = head_reg.bet_like_in_standard_space_roi(head, head_to_mni)
+    except (RuntimeError, ValueError, IndexError) as exc:
+        raise failure_from_exception("brain_extraction", exc) from exc
+    return ndimage.binary_fill_holes(mask), info
+
+
+def head_registration_record(image: str) -> dict:
+    """What a record says about the classic pipeline's whole-head registration: its method and the image registered."""
+    from .head_registration import HEAD_AFFINE_SETTINGS, METHOD
+
+    return {
+        "method": METHOD,
+        "image": image,
+        **{k: list(v) if isinstance(v, tuple) else v for k, v in HEAD_AFFINE_SETTINGS.items()},
+    }
+
+
+def json_scalar(value):
+    """A numpy scalar in a record's parameters as its Python value (``json.dumps``' ``default``)."""
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
 def largest_component(mask: np.ndarray) -> np.ndarray:
     """The largest 26-connected component of ``mask`` (empty stays empty)."""
     labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3)))
@@ -106,9 +215,18 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
 
 
 def n4_correct(
-    data: np.ndarray, affine: np.ndarray, mask: np.ndarray, threads: int = 1, shrink_factor: int | None = None
+    data: np.ndarray,
+    affine: np.ndarray,
+    mask: np.ndarray,
+    threads: int = 1,
+    shrink_factor: int | None = None,
+    fit_region: np.ndarray | None = None,
 ) -> np.ndarray:
     """N4 bias-corrected ``data`` inside ``mask``, 0 outside (:func:`defacebench.analysis.bias.n4_field`).
+
+    The field is fitted on ``fit_region`` (default: ``mask``): the classic lesion pipeline fits it
+    on the whole head (:func:`head_region`), as unified segmentation estimates its bias field
+    from every voxel of the image (Ashburner & Friston 2005).
 
     Fast settings, shared with the NBV arm (:data:`defacebench.analysis.bias.N4_SETTINGS`).
     ``shrink_factor`` overrides their 4: N4 fits the field on the image subsampled by that factor
@@ -121,7 +239,7 @@ def n4_correct(
     os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(max(1, int(threads)))
     settings = {**N4_SETTINGS, **({"shrink_factor": shrink_factor} if shrink_factor else {})}
     try:
-        field = n4_field(image_from_array(data, affine), mask, **settings)
+        field = n4_field(image_from_array(data, affine), mask if fit_region is None else fit_region, **settings)
     except (RuntimeError, ValueError) as exc:
         raise failure_from_exception("bias_correction", exc) from exc
     return np.where(mask, data / np.where(mask, field, 1.0), 0.0).astype(np.float32)

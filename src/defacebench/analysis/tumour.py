@@ -20,6 +20,24 @@ Backend ``command``: an external tumour tool, configured as a command template
 with ``{t1w}``, ``{cet1w}``, ``{t2w}``, ``{flair}`` and ``{output}``; it writes a
 label map (BraTS labels: 1 necrosis/non-enhancing, 2 oedema, 3 non-enhancing,
 4 enhancing) to ``{output}``.
+
+Pipelines of the forest backend (setting ``pipeline``, :data:`PIPELINES`; an explicit
+``brain_backend`` overrides the preset's):
+
+* ``modern`` (default): deepbet's brain mask on the T1w, or the input's own brain when it is
+  already skull-stripped.
+* ``classic``: BraTumIA's route from the whole head. BraTumIA skull-strips by registering a
+  whole-head atlas to the patient's head and refining the atlas' brain mask on the image (Porz et
+  al. 2014; Bauer et al. 2012, "Skull-stripping for tumor-bearing brain images",
+  arXiv:1204.0357), so the face takes part in the registration that places the brain. Here: the
+  whole-head affine of the T1w to a head template (:func:`.pathology_common.whole_head_to_mni`,
+  after FLIRT of the whole head), the dilated MNI152 brain region carried back, and the BET-like
+  surface (Smith 2002) grown inside it (:func:`.pathology_common.whole_head_brain_mask`; its
+  non-rigid atlas step and level-set refinement are not re-implemented). Everything after the
+  mask is the modern pipeline's: the intensity standardisation stays the white-matter one, since
+  nothing in BraTumIA's description ties its intensity normalisation to the whole head. A
+  skull-stripped input (BraTS-like data, sub-gbm7294) is refused with the reason (stage
+  ``head_registration``), as the classic NBV pipeline refuses it.
 """
 
 from __future__ import annotations
@@ -35,22 +53,31 @@ from ..records import AnalysisFailure, check_plausible
 from . import tumour_features as tfeat
 from .tumour_plausibility import PLAUSIBILITY_SETTINGS, tumour_plausibility
 from .pathology_common import (
+    WHOLE_HEAD_BRAIN_MASK,
     brain_mask,
     canonical_array,
+    head_registration_record,
+    json_scalar,
     n4_correct,
     require,
     resample_to,
+    resolve_pipeline,
     rigid_registrar,
     run_command,
     same_grid,
     white_matter_reference,
     white_matter_standardise,
+    whole_head_brain_mask,
+    whole_head_to_mni,
 )
 from .tumour_forest import MODEL_FILE, load_forest, predict_proba
 
 BACKENDS = ("brats-forest", "command")
 BACKEND_NAME = "defacebench-tumour-forest (re-implementation after BraTumIA, Porz et al. 2014)"
 MODALITIES = ("T1w", "ceT1w", "T2w", "FLAIR")
+
+#: Component settings each pipeline stands for (``pipeline``; see the module notes).
+PIPELINES = {"modern": {"brain_backend": "deepbet"}, "classic": {"brain_backend": "bet-like"}}
 
 #: Margin (voxels) of the brain's box, on which everything after the brain mask runs. It is
 #: wide enough for every feature but the 8 mm contrast (whose Gaussian reaches 32 voxels, so
@@ -80,12 +107,21 @@ def prepare(
     """Co-registered, skull-stripped, standardised modalities on the T1w's canonical grid.
 
     Returns ``standardised`` (dict of arrays cropped to the brain's bounding box),
-    ``mask`` (cropped), ``box`` (the crop), ``canonical`` (T1w canonical image), ``zooms``.
+    ``mask`` (cropped), ``box`` (the crop), ``canonical`` (T1w canonical image), ``zooms``,
+    ``brain_mask`` (how it was made) and, for ``brain_backend`` ``bet-like`` (the classic
+    pipeline: whole-head affine of the T1w, BET-like surface inside the standard-space brain ROI;
+    refuses a skull-stripped T1w), ``brain_mask_details``.
     """
     require(images, MODALITIES)
     t1, t1_c = canonical_array(images["T1w"])
     zooms = tuple(float(z) for z in t1_c.header.get_zooms()[:3])
-    mask, how = brain_mask(images["T1w"], t1, zooms, backend=brain_backend)
+    brain_info: dict = {}
+    if brain_backend == "bet-like":
+        head = nib.Nifti1Image(t1, t1_c.affine)
+        mask, brain_info = whole_head_brain_mask(head, whole_head_to_mni(head, "tumour"))
+        how = WHOLE_HEAD_BRAIN_MASK
+    else:
+        mask, how = brain_mask(images["T1w"], t1, zooms, backend=brain_backend)
     if mask.sum() * np.prod(zooms) / 1000.0 < 300:
         raise AnalysisFailure("brain_extraction", "brain mask is implausibly small")
     box = bounding_box(mask, margin=BOX_MARGIN)
@@ -121,6 +157,7 @@ def prepare(
         "canonical": t1_c,
         "zooms": zooms,
         "brain_mask": how,
+        "brain_mask_details": brain_info,
         "shape": t1.shape,
     }
 
@@ -190,13 +227,16 @@ def segment_tumour(
     threads: int = 1,
     command: str | None = None,
     register: bool = True,
-    brain_backend: str = "deepbet",
+    brain_backend: str | None = None,
     bias_correction: bool = True,
     model_file: str | None = None,
     timeout: float | None = None,
+    pipeline: str | None = None,
     **_ignored,
 ) -> nib.Nifti1Image:
     """Tumour label map (uint8) on the T1w's own voxel grid: 1 necrosis, 2 oedema, 3 non-enhancing, 4 enhancing."""
+    _, components = resolve_pipeline(pipeline, PIPELINES, {"brain_backend": brain_backend})
+    brain_backend = components["brain_backend"]
     labels, _ = _segment_canonical(
         images,
         backend=backend,
@@ -232,7 +272,13 @@ def _segment_canonical(
     )
     labels = uncrop(forest_labels(prep, model), prep["box"], prep["shape"])
     brain = uncrop(prep["mask"], prep["box"], prep["shape"]).astype(bool)
-    return labels, {"canonical": prep["canonical"], "brain_mask": prep["brain_mask"], "brain": brain, "model": model}
+    return labels, {
+        "canonical": prep["canonical"],
+        "brain_mask": prep["brain_mask"],
+        "brain_mask_details": prep["brain_mask_details"],
+        "brain": brain,
+        "model": model,
+    }
 
 
 def label_volumes(labels: np.ndarray, voxel_ml: float) -> dict[str, float]:
@@ -257,11 +303,12 @@ def glioblastoma_volume(
     command: str | None = None,
     plausible_range_ml=None,
     register: bool = True,
-    brain_backend: str = "deepbet",
+    brain_backend: str | None = None,
     bias_correction: bool = True,
     model_file: str | None = None,
     timeout: float | None = None,
     plausibility: bool | dict = True,
+    pipeline: str | None = None,
     **_ignored,
 ) -> dict:
     """Glioblastoma volume: tumour core (ml) and compartments, from T1w, ceT1w, T2w and FLAIR.
@@ -277,8 +324,15 @@ def glioblastoma_volume(
     Raises :class:`~defacebench.records.AnalysisFailure` for a missing modality,
     failed brain extraction or registration, an external tool's error, a
     core volume outside ``plausible_range_ml``, or (stage ``plausibility``) a whole tumour that
-    is too large or follows the brain's surface or midline.
+    is too large or follows the brain's surface or midline; with the classic pipeline also for a
+    skull-stripped T1w (stage ``head_registration``).
+
+    ``pipeline`` (forest backend): ``modern`` (default) or ``classic`` (:data:`PIPELINES`, module
+    notes); ``brain_backend`` overrides its brain extraction. The record says which ran:
+    ``pipeline``, and in ``parameters`` the pipeline and its brain extraction.
     """
+    pipeline, components = resolve_pipeline(pipeline, PIPELINES, {"brain_backend": brain_backend})
+    brain_backend = components["brain_backend"]
     labels, info = _segment_canonical(
         images,
         backend=backend,
@@ -307,9 +361,20 @@ def glioblastoma_volume(
         result["parameters"] = json.dumps({"command": command})
     else:
         result["backend"] = BACKEND_NAME
+        result["pipeline"] = pipeline
         result["brain_mask"] = info["brain_mask"]
         result["parameters"] = json.dumps(
             {
+                "pipeline": pipeline,
+                "brain_extraction": brain_backend,
+                **(
+                    {
+                        "head_registration": head_registration_record("T1w"),
+                        "brain_extraction_details": info["brain_mask_details"],
+                    }
+                    if info["brain_mask_details"]
+                    else {}
+                ),
                 "register": register,
                 "bias_correction": bias_correction,
                 "model_file": model_file or MODEL_FILE,
@@ -318,5 +383,6 @@ def glioblastoma_volume(
                 **{f"postprocessing_{k}": v for k, v in postprocessing(info["model"]).items()},
             },
             sort_keys=True,
+            default=json_scalar,
         )
     return result
