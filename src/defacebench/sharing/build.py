@@ -289,10 +289,10 @@ class _Share:
             unmeasured.append("brain change not measured (no brain mask)")
         if voxel_digest(nib.load(str(defaced))) == voxel_digest(nib.load(str(source))):
             if entry.get("status") == "no_face":  # the defacing step found no face (defacebench.deface.face)
-                flags["unchanged"] = (
-                    f"no face to remove ({self.clean_message(entry.get('message') or 'no face found')}): "
-                    "not defaced, its voxels are the full image's"
-                )
+                why = self.clean_message(entry.get("message") or "no face found")
+                # the face check's own message may already say so: "no face to remove (skull-stripped ...): ..."
+                why = why if why.startswith("no face to remove") else f"no face to remove ({why})"
+                flags["unchanged"] = f"{why}: not defaced, its voxels are the full image's"
             else:
                 flags["unchanged"] = "the defaced image's voxels equal the full image's (defacing changed nothing)"
         return flags, unmeasured
