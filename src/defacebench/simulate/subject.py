@@ -31,7 +31,7 @@ import numpy as np
 from ..arrays import bounding_box
 from ..cohorts import MODALITY_FILENAME, SIMULATED_MODALITIES
 from ..templates import mni152_intracranial_ml
-from . import contrast, dataset, deform, mimics, pathology
+from . import contrast, dataset, deform, mimics, pathology, realism
 from .anatomy import CSF, GM, HEAD, MAX_DISTANCE_MM, WM, load_anatomy
 
 COHORT_KINDS = ("healthy", "ms", "glioma")
@@ -49,7 +49,8 @@ DEFAULT_DIFFICULTY = {
     "warp_mm": 2.5,  # s.d. of the smooth non-linear displacement
     "reorient_probability": 0.25,  # images stored in LPS/LAS/PIL/PSR voxel order instead of RAS
 }
-DEFAULTS = {"voxel_size": 1.0, "difficulty": DEFAULT_DIFFICULTY}
+#: ``head_realism`` (:mod:`.realism`) is off unless a study turns it on: the default cohorts stay as they were.
+DEFAULTS = {"voxel_size": 1.0, "difficulty": DEFAULT_DIFFICULTY, "head_realism": None}
 
 #: Atrophy levels 0 and 1: grey matter within this distance (mm) of sulcal/extracerebral CSF, and brain
 #: within this distance of the ventricles, becomes CSF (linear in between). Calibrated on the model so that
@@ -80,7 +81,10 @@ def subject_seed(seed: int, subject: str, kind: str = "") -> int:
 
 
 def merged_settings(settings: dict | None) -> tuple[float, dict]:
-    """Voxel size and difficulty settings with defaults filled in; rejects unknown keys."""
+    """Voxel size and difficulty settings with defaults filled in; rejects unknown keys.
+
+    (``head_realism`` is read by :func:`.realism.settings_of`.)
+    """
     settings = dict(settings or {})
     unknown = set(settings) - set(DEFAULTS)
     if unknown:
@@ -180,6 +184,7 @@ def simulate_subject(
     if kind not in COHORT_KINDS:
         raise ValueError(f"unknown cohort kind {kind!r}; choose from {COHORT_KINDS}")
     voxel, difficulty = merged_settings(settings)
+    head_realism = realism.settings_of((settings or {}).get("head_realism"))
     own_seed = subject_seed(seed, subject, kind)
     rng = np.random.default_rng(own_seed)
     model = anatomy_model(anatomy_dir)
@@ -211,7 +216,25 @@ def simulate_subject(
     )
 
     # -- resample the model once
-    sampled = {name: deform.sample(model[name], coords) for name in ("head", "head_mask", "face")}
+    if head_realism is None:
+        sampled = {name: deform.sample(model[name], coords) for name in ("head", "head_mask", "face")}
+    else:
+        # its own stream: every draw of the main generator is the same as without realism
+        realism_rng = np.random.default_rng([own_seed, realism.REALISM_STREAM])
+        realism_draw = realism.draw(realism_rng, head_realism)
+        shape_field = (
+            realism.head_shape_field(realism_rng, model, realism_draw["head_shape_mm"])
+            if realism_draw["head_shape_mm"] > 0
+            else None
+        )
+        head_coords = realism.head_coordinates(coords, model, realism_draw, shape_field)
+        del shape_field
+        sampled = {"face": deform.sample(model["face"], head_coords)}
+        neck_head, neck_mask, pad = realism.extended_head(model, realism_draw["neck_mm"])
+        head_coords[2] += pad  # the extended model's slice index
+        sampled["head"] = deform.sample(neck_head, head_coords)
+        sampled["head_mask"] = deform.sample(neck_mask, head_coords)
+        del head_coords
     # brain maps: zero (probabilities) or irrelevant (distances, read only inside the skull) outside the brain box
     in_brain_box = deform.points_in_box(coords, model["brain_box"])
     for name in ("gm", "wm", "icv", "ventricle_distance", "csf_distance"):
@@ -236,6 +259,10 @@ def simulate_subject(
     fractions = tissue_fractions(sampled["gm"], sampled["wm"], sampled["icv"], labels)
     face = (sampled["face"] > 0.5) & (labels == HEAD)
     head_t1 = sampled["head"] / np.float32(model["template_wm_intensity"])
+    if head_realism is not None:
+        head_t1 = realism.head_tissue_signal(
+            head_t1, labels, (voxel,) * 3, realism_draw, realism.template_fat_level(model), realism_rng
+        )
     bone = sampled["skull"]
     zooms = (voxel,) * 3
 
@@ -262,6 +289,8 @@ def simulate_subject(
         )
         # each sequence sees the coil a little differently
         clean *= bias * contrast.bias_field(shape, zooms, rng, difficulty["bias_level"] / 3)
+        if head_realism is not None:
+            clean = realism.add_ghost(clean, labels, realism_draw["ghost_level"])
         data = contrast.rician(clean, noise * signal["wm"], rng)
         affine = out_affine
         if modality == "FLAIR" and rng.random() < difficulty["thick_slice_flair_probability"]:
@@ -293,6 +322,8 @@ def simulate_subject(
         "noise_level": noise,
         "face_shape": face_shape,
     }
+    if head_realism is not None:
+        truth["head_realism"] = realism_draw
     truth["brain_ml"] = truth["gm_ml"] + truth["wm_ml"]
     truth["icv_ml"] = truth["brain_ml"] + truth["csf_ml"]
     truth["vscaling"] = mni152_intracranial_ml() / truth["icv_ml"]
