@@ -2,7 +2,7 @@
 
     python bench/bench_ablation_pathology.py [--configfile config/studies/ablation-pathology.yaml]
         [--results DIR] [--out DIR] [--skip-study] [--jobs 1] [--pipelines classic modern]
-        [--subjects 001 002 ...]
+        [--subjects 001 002 ...] [--add-records earlier/ablation_pathology_records.tsv ...]
 
 1. Simulates the study's MS and glioma cohorts and defaces them (``snakemake --until deface``: no
    analysis; skipped with ``--skip-study`` when the images exist, e.g. those of another study's
@@ -20,6 +20,8 @@
    mean % change, and the Dice of the label map against the simulated truth (full and defaced
    images) and of the defaced image's map against the full image's; ``ablation_pathology_records.tsv``
    holds every analysis (value or failure with stage and reason, Dice, CPU seconds).
+   ``--add-records``: the records of earlier runs join the table, and their subjects (per outcome
+   and pipeline) are not analysed again (a run in parts, or one resumed).
 
 The pipeline whose rows move (failures, low ICC, a significant mean difference, Dice lost) is the one
 defacing reaches; docs/ablation.md quotes the current figures.
@@ -216,6 +218,7 @@ def main() -> None:
     parser.add_argument("--skip-study", action="store_true")
     parser.add_argument("--pipelines", nargs="+", choices=PIPELINES, default=list(PIPELINES))
     parser.add_argument("--subjects", nargs="+", default=None, help="only these subject labels")
+    parser.add_argument("--add-records", nargs="+", default=[], help="records TSVs of earlier runs to include")
     args = parser.parse_args()
     config = yaml.safe_load(Path(args.configfile).read_text())
     results = Path(args.results or REPO / config["results"])
@@ -228,12 +231,16 @@ def main() -> None:
         subprocess.run(cmd, cwd=REPO, check=True)
         print(f"simulation and defacing: {(time.perf_counter() - start) / 60:.1f} min wall")
     todo = tasks(config, results, args.pipelines, args.subjects)
+    earlier = [pd.read_csv(path, sep="\t", dtype={"subject": str}) for path in args.add_records]
+    done = {tuple(key) for frame in earlier for key in frame[["outcome", "pipeline", "subject"]].to_numpy()}
+    todo = [t for t in todo if (t["outcome"], t["pipeline"], t["subject"]) not in done]
     start = time.perf_counter()
     with Pool(args.jobs) as pool:
         rows = [row for task_rows in pool.imap_unordered(analyse_subject, todo) for row in task_rows]
     n_images = sum(len(t["variants"]) for t in todo)
     print(f"analyses: {n_images} (images x pipelines), {(time.perf_counter() - start) / 60:.1f} min wall")
-    records = pd.DataFrame(rows).sort_values(["outcome", "pipeline", "subject", "variant"])
+    records = pd.concat([*earlier, pd.DataFrame(rows)], ignore_index=True)
+    records = records.sort_values(["outcome", "pipeline", "subject", "variant"])
     table = ablation_table(records, list(config["methods"]))
     out = Path(args.out) if args.out else results / "tables"
     out.mkdir(parents=True, exist_ok=True)
