@@ -212,7 +212,7 @@ def simulate_heads(n: int, voxel_size: float, head_realism: dict | None, seed: i
     if not is_current(anatomy):
         prepare_anatomy(anatomy, threads=1)
     settings = {"voxel_size": voxel_size}
-    if head_realism:
+    if head_realism is not None:  # {}: every default
         settings["head_realism"] = head_realism
     paths = []
     for i in range(1, n + 1):
@@ -259,7 +259,7 @@ def main() -> None:
     for subject in args.real:
         todo.append(("real", subject, sorted((REAL_BIDS / f"sub-{subject}" / "anat").glob("*_T1w.nii*"))[0]))
     if args.simulated:
-        tag = args.tag or ("realistic" if realism else "default") + f"-{args.voxel_size:g}mm"
+        tag = args.tag or ("realistic" if realism is not None else "default") + f"-{args.voxel_size:g}mm"
         paths = simulate_heads(args.simulated, args.voxel_size, realism, args.seed, out / f"cohort-{tag}")
         todo += [(f"sim-{tag}", p.parent.parent.name[4:], p) for p in paths]
     image_rows, variant_rows = [], []
