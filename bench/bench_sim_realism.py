@@ -241,6 +241,36 @@ def rows_of(group: str, subject: str, result: dict) -> tuple[dict, list[dict]]:
     return image_row, variant_rows
 
 
+def agreement(variants: pd.DataFrame) -> pd.DataFrame:
+    """Per group and method, the study's statistics of classic NBV, defaced against full.
+
+    Mean difference (ml) and paired t test (``defacebench.stats.paired_t``) and ICC(A,1) with its
+    95 % CI (``defacebench.stats.icc``), as the workflow's agreement tables give them.
+    """
+    from defacebench.stats import icc, paired_t
+
+    rows = []
+    for (group, method), rows_of_method in variants.dropna(subset=["nbv_full", "nbv_defaced"]).groupby(
+        ["group", "method"]
+    ):
+        full, defaced = rows_of_method["nbv_full"].to_numpy(), rows_of_method["nbv_defaced"].to_numpy()
+        test, agreement_ = paired_t(full, defaced), icc(full, defaced)
+        rows.append(
+            {
+                "group": group,
+                "method": method,
+                "n": test["n"],
+                "mean_diff_ml": test["mean_diff"],
+                "mean_change_pct": rows_of_method["nbv_change_pct"].mean(),
+                "paired_t_p": test["pval"],
+                "icc_a1": agreement_["icc"],
+                "icc_ci_low": agreement_["ci_low"],
+                "icc_ci_high": agreement_["ci_high"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--real", nargs="*", default=[], help="subjects of the shared real sample (with a face)")
@@ -252,7 +282,13 @@ def main() -> None:
     parser.add_argument("--nbv", action="store_true", help="also the classic NBV (about 30 s per image)")
     parser.add_argument("--out", default="/tmp/defacebench-sim-realism")
     parser.add_argument("--tag", default=None, help="name of this run's simulated group (default from the options)")
+    parser.add_argument(
+        "--summarise", metavar="VARIANTS_TSV", help="only print the NBV agreement of an earlier run's variants_*.tsv"
+    )
     args = parser.parse_args()
+    if args.summarise:
+        print(agreement(pd.read_csv(args.summarise, sep="\t")).to_markdown(index=False, floatfmt=".4g"))
+        return
     out = Path(args.out)
     realism = json.loads(args.head_realism) if args.head_realism else None
     todo: list[tuple[str, str, Path]] = []
@@ -285,6 +321,12 @@ def main() -> None:
         + by_method.to_markdown(floatfmt=".3g")
         + "\n"
     )
+    if args.nbv:
+        text += (
+            "\n## Classic NBV, defaced vs full\n\n"
+            + agreement(variants).to_markdown(index=False, floatfmt=".4g")
+            + "\n"
+        )
     (out / f"summary_{tag}.md").write_text(text)
     print(text)
 
