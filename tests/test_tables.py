@@ -251,3 +251,9 @@ def test_defacing_table_counts_no_face_apart_from_failures(tmp_path):
     defacing_table(defacing_records(paths)).to_csv(tsv, sep="\t", index=False, na_rep="n/a")
     text = write_study_summary([], [tsv], tmp_path / "summary.txt", "s")
     assert "no face to remove on 1/3 images" in text
+    assert "quickshear   T1w    failed 1/3; face region changed 50%" in text
+
+    only_no_face = tmp_path / "d_defacing.tsv"  # a cohort with no face anywhere: no line of n/a means
+    defacing_table(defacing_records(paths[:1])).to_csv(only_no_face, sep="\t", index=False, na_rep="n/a")
+    text = write_study_summary([], [only_no_face], tmp_path / "summary.txt", "s")
+    assert "no face to remove on 1/1 images" in text and "face region changed" not in text

@@ -274,7 +274,8 @@ def oblique_warning(modality: str, img: nib.spatialimages.SpatialImage, path: st
 
     The analyses reorient by axis flips and permutations only, so an oblique
     head lies rotated in their grid. Their affine registrations start from a
-    rotation search on such grids (:data:`defacebench.analysis.registration.ROTATION_SEARCH`),
+    rotation search on grids turned by 10 degrees or more
+    (:data:`defacebench.analysis.registration.ROTATION_SEARCH`),
     which brought the NBV of sub-IXI012 turned by 30 degrees from +8.7 % to
     -0.1 % of the straight grid's (classic pipeline +0.7 %); other steps work
     on the voxel grid, so the warning stays (issue #23).

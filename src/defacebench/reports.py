@@ -286,6 +286,8 @@ def write_study_summary(
             continue
         text.append(f"Defacing ({Path(path).name.removesuffix('_defacing.tsv')}):")
         for row in df.itertuples():
+            if getattr(row, "n_no_face", 0) == row.n_images:
+                continue  # nothing was defaced: no_face_lines says so, and every mean here would be n/a
             text.append(
                 f"  {row.method:<12} {row.modality:<6} failed {row.n_failed}/{row.n_images}; "
                 f"face region changed {row.face_region_changed_mean:.0%}; brain voxels changed "

@@ -43,8 +43,12 @@ AFFINE_SETTINGS = {
 #: straight and 1.171 / 1.359 with the grid turned by +-30 degrees about z; with the search 1.246 / 1.247.
 ROTATION_SEARCH = {"step_deg": 30.0, "arc_fraction": 0.2, "resolution_mm": 4.0, "local_search_iterations": 10}
 
-#: Obliquity (degrees) from which ``rotation_search="oblique"`` searches (as io.OBLIQUE_WARNING_DEGREES).
-OBLIQUE_FROM_DEGREES = 1.0
+#: Obliquity (degrees) from which ``rotation_search="oblique"`` searches. Smaller turns are within the
+#: optimiser's reach (simulated heads pitched by up to 15 degrees on straight grids register within the
+#: NBV arm's validated accuracy), so grids turned less keep the registration every figure was measured
+#: with (the real sample's sub-otsu is 3.1 degrees oblique, sub-ms12 5.1; on sub-otsu the search
+#: would move NBV by +0.2 %).
+OBLIQUE_FROM_DEGREES = 10.0
 
 #: ITK's physical space is LPS; nibabel's is RAS.
 _LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
