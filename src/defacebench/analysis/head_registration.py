@@ -97,12 +97,19 @@ def whole_head_affine(head: nib.Nifti1Image, **settings) -> np.ndarray:
     return affine_between(head_template(settings["resolution_mm"]), to_ants(head), **settings)
 
 
-def head_to_mni(head: nib.Nifti1Image, stage: str = "head_registration", **settings) -> np.ndarray:
+def head_to_mni(
+    head: nib.Nifti1Image,
+    stage: str = "head_registration",
+    needed_by: str = "The classic pipeline's whole-head registration needs a head; the modern pipeline "
+    "(deepbet, intracranial outline) measures such images",
+    **settings,
+) -> np.ndarray:
     """4x4 RAS matrix from the subject's whole head to MNI152 2009, through the head template.
 
     The classic pipelines' spatial normalisation (FLIRT of the whole head, as SIENAX and ``bet -B``
     run it). Raises :class:`AnalysisFailure` at ``stage`` when the image holds a brain rather than a
-    head (:data:`MIN_HEAD_ML`): a brain registered to a whole head gives a meaningless scale and ROI.
+    head (:data:`MIN_HEAD_ML`): a brain registered to a whole head gives a meaningless scale and ROI;
+    ``needed_by`` ends that failure's message (what needed the head, and what to run instead).
     ``settings`` override :data:`HEAD_AFFINE_SETTINGS`.
     """
     head_ml = head_tissue_ml(head)
@@ -110,8 +117,7 @@ def head_to_mni(head: nib.Nifti1Image, stage: str = "head_registration", **setti
         raise AnalysisFailure(
             stage,
             f"only {head_ml:.0f} ml above the head threshold (a head has > {MIN_HEAD_ML:.0f}): "
-            "skull-stripped? The classic pipeline's whole-head registration needs a head; the modern "
-            "pipeline (deepbet, intracranial outline) measures such images",
+            f"skull-stripped? {needed_by}",
         )
     matrix = template_to_mni() @ whole_head_affine(head, **settings)
     if not np.isfinite(matrix).all():

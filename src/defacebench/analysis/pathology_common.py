@@ -156,16 +156,12 @@ def whole_head_to_mni(head: nib.Nifti1Image, arm: str) -> np.ndarray:
     """
     from . import head_registration as head_reg
 
-    head_ml = head_reg.head_tissue_ml(head)
-    if head_ml < head_reg.MIN_HEAD_ML:
-        raise AnalysisFailure(
-            "head_registration",
-            f"only {head_ml:.0f} ml above the head threshold (a head has > {head_reg.MIN_HEAD_ML:.0f}): "
-            f"skull-stripped? The classic {arm} pipeline starts with a whole-head registration and needs a "
-            "head; the modern pipeline (deepbet, or the input's own brain) measures such images",
-        )
+    needed_by = (
+        f"The classic {arm} pipeline starts with a whole-head registration and needs a head; the modern "
+        "pipeline (deepbet, or the input's own brain) measures such images"
+    )
     try:
-        return head_reg.head_to_mni(head, stage="head_registration")
+        return head_reg.head_to_mni(head, stage="head_registration", needed_by=needed_by)
     except (RuntimeError, ValueError, IndexError) as exc:
         raise failure_from_exception("head_registration", exc) from exc
 
