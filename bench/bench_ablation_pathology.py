@@ -46,11 +46,6 @@ OUTCOMES = ("WMLV", "GBV")
 PIPELINES = ("classic", "modern")
 
 
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum() + b.sum())
-    return float(2 * (a & b).sum() / total) if total else 1.0
-
-
 def _region(outcome: str, labels: np.ndarray) -> np.ndarray:
     """The voxels the outcome's value counts: lesions, or the tumour core (GBV)."""
     from defacebench.analysis.tumour_features import CORE_LABELS
@@ -62,7 +57,7 @@ def analyse_subject(task: dict) -> list[dict]:
     """One subject, one outcome, one pipeline: every image variant, one row each (value or failure)."""
     import nibabel as nib
 
-    from defacebench.overlap import truth_on_grid
+    from defacebench.overlap import dice, truth_on_grid
     from defacebench.records import AnalysisFailure
 
     if task["outcome"] == "WMLV":
@@ -111,11 +106,11 @@ def analyse_subject(task: dict) -> list[dict]:
         )
         if truth_img is not None:
             truth = np.asarray(truth_on_grid(truth_img, nib.as_closest_canonical(images[grid_modality])))
-            row["dice_vs_truth"] = round(_dice(region, _region(task["outcome"], truth)), 4)
+            row["dice_vs_truth"] = round(dice(region, _region(task["outcome"], truth)), 4)
         rows.append(row)
     for row in rows:
         if row["status"] == "ok" and "none" in regions and row["variant"] != "none":
-            row["dice_vs_full"] = round(_dice(regions[row["variant"]], regions["none"]), 4)
+            row["dice_vs_full"] = round(dice(regions[row["variant"]], regions["none"]), 4)
     return rows
 
 

@@ -244,28 +244,27 @@ def rows_of(group: str, subject: str, result: dict) -> tuple[dict, list[dict]]:
 def agreement(variants: pd.DataFrame) -> pd.DataFrame:
     """Per group and method, the study's statistics of classic NBV, defaced against full.
 
-    Mean difference (ml) and paired t test (``defacebench.stats.paired_t``) and ICC(A,1) with its
-    95 % CI (``defacebench.stats.icc``), as the workflow's agreement tables give them.
+    ``defacebench.tables.agreement_row`` (mean difference, paired t test, ICC(A,1) with its 95 % CI),
+    as the workflow's agreement tables give them.
     """
-    from defacebench.stats import icc, paired_t
+    from defacebench.tables import agreement_row
 
     rows = []
     for (group, method), rows_of_method in variants.dropna(subset=["nbv_full", "nbv_defaced"]).groupby(
         ["group", "method"]
     ):
-        full, defaced = rows_of_method["nbv_full"].to_numpy(), rows_of_method["nbv_defaced"].to_numpy()
-        test, agreement_ = paired_t(full, defaced), icc(full, defaced)
+        stats = agreement_row(rows_of_method["nbv_full"].to_numpy(), rows_of_method["nbv_defaced"].to_numpy())
         rows.append(
             {
                 "group": group,
                 "method": method,
-                "n": test["n"],
-                "mean_diff_ml": test["mean_diff"],
+                "n": stats["n_complete"],
+                "mean_diff_ml": stats["mean_diff"],
                 "mean_change_pct": rows_of_method["nbv_change_pct"].mean(),
-                "paired_t_p": test["pval"],
-                "icc_a1": agreement_["icc"],
-                "icc_ci_low": agreement_["ci_low"],
-                "icc_ci_high": agreement_["ci_high"],
+                "paired_t_p": stats["t_p"],
+                "icc_a1": stats["icc_a1"],
+                "icc_ci_low": stats["icc_a1_ci_low"],
+                "icc_ci_high": stats["icc_a1_ci_high"],
             }
         )
     return pd.DataFrame(rows)
