@@ -198,6 +198,11 @@ def robust_range(data: np.ndarray) -> tuple[float, float]:
     return float(t2), float(t98)
 
 
+def head_threshold(t2: float, t98: float) -> float:
+    """BET's head/background threshold ``t = t2 + 0.1 (t98 - t2)`` (Smith 2002)."""
+    return t2 + 0.1 * (t98 - t2)
+
+
 def head_parameters(data: np.ndarray, affine: np.ndarray) -> dict:
     """``t2``, ``t98``, ``t``, centre of gravity (world mm), head radius (mm) and ``tm``.
 
@@ -206,7 +211,7 @@ def head_parameters(data: np.ndarray, affine: np.ndarray) -> dict:
     t2, t98 = robust_range(data)
     if not t98 > t2:
         raise AnalysisFailure("brain_extraction", f"robust intensity range is empty (t2 = t98 = {t2:g})")
-    t = t2 + 0.1 * (t98 - t2)
+    t = head_threshold(t2, t98)
     above = np.nonzero(data > t)
     weights = np.minimum(data[above] - t2, t98 - t2)
     cog_voxel = np.array([(index * weights).sum() for index in above]) / weights.sum()
@@ -478,10 +483,8 @@ def robust_field_of_view(
     """
     canonical = nib.as_closest_canonical(image)
     data = _volume(canonical)
-    finite = data[np.isfinite(data)]
-    t2, t98 = np.percentile(finite, [2, 98])
     # an opening drops isolated noise voxels of the air, which would otherwise lift the 'top' to the field's edge
-    head = ndimage.binary_opening(data > t2 + 0.1 * (t98 - t2), structure=np.ones((3, 3, 3), bool))
+    head = ndimage.binary_opening(data > head_threshold(*robust_range(data)), structure=np.ones((3, 3, 3), bool))
     area = head.sum(axis=(0, 1))
     if area.max() == 0:
         raise AnalysisFailure("brain_extraction", "no head voxel above the robust threshold")

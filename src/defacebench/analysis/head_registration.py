@@ -41,7 +41,7 @@ from ..brain import dilate_mask
 from ..io import voxel_volume_ml
 from ..records import AnalysisFailure
 from ..templates import mni152_intracranial, pydeface_head
-from .bet_like import bet_like_brain_mask, robust_range
+from .bet_like import bet_like_brain_mask, head_threshold, robust_range
 from .registration import affine_between, resample_to, to_ants
 
 METHOD = "whole-head affine (ANTs, 12 dof, Mattes MI) to PyDeface's mean head, after FLIRT of the whole head"
@@ -69,8 +69,7 @@ MIN_HEAD_ML = 2000.0
 def head_tissue_ml(image: nib.Nifti1Image) -> float:
     """Volume (ml) of the voxels above BET's head threshold ``t2 + 0.1 (t98 - t2)`` (Smith 2002)."""
     data = np.asarray(image.dataobj, dtype=np.float32)
-    t2, t98 = robust_range(data)
-    return float(np.count_nonzero(data > t2 + 0.1 * (t98 - t2)) * voxel_volume_ml(image))
+    return float(np.count_nonzero(data > head_threshold(*robust_range(data))) * voxel_volume_ml(image))
 
 
 @lru_cache(maxsize=2)

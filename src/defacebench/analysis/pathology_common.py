@@ -139,10 +139,9 @@ def head_region(data: np.ndarray) -> np.ndarray:
     The same threshold that :func:`.head_registration.head_tissue_ml` counts; the region a
     whole-head intensity model sees (the brain and everything around it that is not air).
     """
-    from .bet_like import robust_range
+    from .bet_like import head_threshold, robust_range
 
-    t2, t98 = robust_range(data)
-    return ndimage.binary_fill_holes(data > t2 + 0.1 * (t98 - t2))
+    return ndimage.binary_fill_holes(data > head_threshold(*robust_range(data)))
 
 
 def whole_head_to_mni(head: nib.Nifti1Image, arm: str) -> np.ndarray:

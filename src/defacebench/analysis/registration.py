@@ -20,6 +20,7 @@ import numpy as np
 
 from ..antslib import image_from_array, import_ants
 from ..antsseed import seeded
+from ..io import obliquity_degrees
 from ..templates import mni152
 
 ants = import_ants()
@@ -132,10 +133,10 @@ def affine_between(
 
 
 def grid_obliquity_degrees(image: ants.ANTsImage) -> float:
-    """Largest angle (degrees) between ``image``'s voxel axes and the nearest world axes (nibabel's obliquity)."""
+    """Largest angle (degrees) between ``image``'s voxel axes and the nearest world axes (:func:`defacebench.io.obliquity_degrees`)."""
     affine = np.eye(4)
     affine[:3, :3] = np.asarray(image.direction, float) * np.asarray(image.spacing, float)
-    return float(np.degrees(nib.affines.obliquity(affine)).max())
+    return obliquity_degrees(affine)
 
 
 def _rotation_search(fixed: ants.ANTsImage, moving: ants.ANTsImage, path: str) -> str:
