@@ -40,3 +40,14 @@ def _restore_thread_limits():
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+
+
+@pytest.fixture(scope="module")
+def validator():
+    """The official BIDS validator's executable (``defacebench.sharing.find_validator``); skips, saying why, without it."""
+    from defacebench.sharing import find_validator
+
+    executable, why = find_validator()
+    if executable is None:
+        pytest.skip(why)
+    return executable

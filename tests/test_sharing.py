@@ -21,7 +21,6 @@ from defacebench.sharing import (
     ShareError,
     ValidatorUnavailable,
     build_share,
-    find_validator,
     run_validator,
     share_options,
     voxel_digest,
@@ -316,14 +315,6 @@ def test_a_share_inside_the_source_is_refused(study):
 
 
 # --- the official BIDS validator ----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def validator():
-    executable, why = find_validator()
-    if executable is None:
-        pytest.skip(why)
-    return executable
 
 
 def test_the_validator_passes_the_share(default_share, validator):

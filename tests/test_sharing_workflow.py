@@ -32,7 +32,7 @@ import yaml
 from workflow_runs import REPO, snakemake
 
 from defacebench import io
-from defacebench.sharing import build_share, find_validator, run_validator, voxel_digest
+from defacebench.sharing import build_share, run_validator, voxel_digest
 from defacebench.study import merge_config, plan_cohorts
 
 pytestmark = pytest.mark.slow
@@ -44,14 +44,6 @@ CORES = os.environ.get("DEFACEBENCH_TEST_CORES", "2")
 #: lost an image to a privacy check, subjects' grids differ. Another kind fails the test, so that the
 #: documentation is brought up to date with it.
 KNOWN_WARNINGS = {"NO_AUTHORS", "INCONSISTENT_SUBJECTS", "INCONSISTENT_PARAMETERS"}
-
-
-@pytest.fixture(scope="module")
-def validator():
-    executable, why = find_validator()
-    if executable is None:
-        pytest.skip(why)
-    return executable
 
 
 def _tree_digest(root: Path) -> dict:
