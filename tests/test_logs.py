@@ -24,3 +24,41 @@ def test_a_failing_job_still_logs_its_traceback_and_resources(tmp_path):
         raise RuntimeError("boom")
     text = log.read_text()
     assert "RuntimeError: boom" in text and text.splitlines()[-1].startswith(RESOURCES_LINE)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 1 MB tmpfs, where this process may mount one (root with CAP_SYS_ADMIN); skipped otherwise."""
+    import subprocess
+
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    run = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if run.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs to fill ({run.stderr.strip() or run.returncode})")
+    yield mount
+    import gc
+
+    gc.collect()  # a gzip writer that failed mid-write may still hold its (already unlinked) file
+    subprocess.run(["umount", "--lazy", str(mount)], check=True)
+
+
+def test_a_full_disk_fails_the_job_with_a_message_and_no_partial_output(tiny_disk, capfd):
+    """Issue 23: a job that fills the results disk fails loudly, says so in one line, and leaves no partial file."""
+    import errno
+
+    import nibabel as nib
+    import numpy as np
+
+    from defacebench.io import save_image
+
+    noise = np.random.default_rng(0).normal(size=(96, 96, 96)).astype(np.float32)  # 3.4 MB; gzip keeps most of it
+    image = tiny_disk / "sub-01" / "sub-01_T1w.nii.gz"
+    with pytest.raises(OSError) as raised, job_log(tiny_disk / "logs" / "job.log"):
+        print("started")
+        save_image(nib.Nifti1Image(noise, np.eye(4)), image)
+    assert raised.value.errno == errno.ENOSPC  # the body's own error, not one about writing the log
+    message = capfd.readouterr().err
+    assert "no space left on the disk of" in message and str(tiny_disk / "logs") in message
+    assert "run the same command again" in message
+    assert not list(image.parent.iterdir())  # neither the image nor its temporary file
