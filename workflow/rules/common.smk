@@ -1,6 +1,7 @@
 # Input functions and study bookkeeping; rules stay thin.
 import json
 import os
+import re
 from pathlib import Path
 
 from snakemake.logging import logger
@@ -170,10 +171,28 @@ QUALITY = config.get("quality", {})
 
 
 def quality_cohorts():
-    """Cohorts whose T1w images get IQMs: every cohort with a T1w, when the arm is on."""
+    """Cohorts whose T1w images get IQMs: every cohort with a T1w (or those of quality.cohorts), when the arm is on."""
     if not QUALITY.get("iqms", False):
         return []
-    return [name for name, c in COHORTS.items() if any("T1w" in images for images in c.images.values())]
+    wanted = QUALITY.get("cohorts")
+    return [
+        name
+        for name, c in COHORTS.items()
+        if (wanted is None or name in wanted) and any("T1w" in images for images in c.images.values())
+    ]
+
+
+# A cohort that measures NBV gets its IQMs in its NBV jobs (analyse_nbv_iqms below): the NBV arm has just
+# made the brain mask, N4 field, partial volumes and brain affine of the very same image, which are the
+# IQMs' most expensive steps (defacebench.quality.masks.reusable_from_nbv). Other cohorts' T1w images get
+# a job of their own per variant (image_quality).
+IQM_NBV_COHORTS = [name for name in quality_cohorts() if "NBV" in COHORTS[name].outcomes]
+IQM_OWN_COHORTS = [name for name in quality_cohorts() if name not in IQM_NBV_COHORTS]
+
+
+def cohort_pattern(names):
+    """A wildcard constraint matching exactly these cohort names (none: a pattern that matches nothing)."""
+    return "|".join(re.escape(n) for n in names) if names else "(?!)"
 
 
 def iqm_record(cohort, subject, variant):

@@ -89,6 +89,37 @@ VSCALING_RANGE = (0.7, 2.2)  # subject -> nilearn MNI152 2009 (larger than FSL M
 DEFAULT_REGISTRATION = {"resolution_mm": 2.0}
 
 
+#: Where :func:`keep_intermediates` collects the sienax-like backend's intermediate results (None: nowhere).
+_KEPT: dict | None = None
+
+
+@contextmanager
+def keep_intermediates():
+    """Within the block, the sienax-like backend also keeps what it computed on the way; yields that dict.
+
+    For an arm that needs the same steps on the same image (the image-quality metrics,
+    :mod:`defacebench.quality.masks`): ``canonical`` (the RAS-canonical input), ``brain_mask``
+    and ``brain_backend``, ``inu_field`` (N4's multiplicative field on the whole canonical grid;
+    NBV divides it out inside the brain only), ``brain_to_mni`` (the brain affine before the skull
+    fit; intracranial-outline scaling only), ``partial_volumes`` and ``segmentation_parameters``,
+    and the settings each step ran with (``n4``, ``registration``, ``segmentation``). Each is
+    kept as soon as its step succeeds, so a run that fails later still leaves the earlier ones.
+    Keeping them changes nothing the backend computes or returns. One run per block: a second
+    run replaces what the first kept.
+    """
+    global _KEPT
+    previous, _KEPT = _KEPT, {}
+    try:
+        yield _KEPT
+    finally:
+        _KEPT = previous
+
+
+def _keep(**values) -> None:
+    if _KEPT is not None:
+        _KEPT.update(values)
+
+
 def set_threads(threads: int) -> None:
     """Give ITK (ANTs) and torch (deepbet) ``threads`` threads."""
     threads = max(int(threads), 1)
@@ -231,6 +262,8 @@ def _sienax_like(
     times: dict[str, float] = {}
 
     canonical = to_canonical(img)
+    if _KEPT is not None:
+        _KEPT.clear()  # a new run: nothing of a previous image's
     zooms = canonical.header.get_zooms()[:3]
     voxel_ml = voxel_volume_ml(canonical)
 
@@ -249,13 +282,17 @@ def _sienax_like(
     with _stage("bias_correction", times):
         head = reg.to_ants(canonical)
         mask_ants = head.new_image_like(mask.astype(np.float32))
-        corrected = bias.n4_correct(
+        # bias.n4_correct spelled out, the same operations, so that the whole-grid field can be kept
+        inside = mask_ants.numpy() > 0
+        field = bias.n4_field(
             head,
-            mask_ants,
+            inside,
             shrink_factor=n4_settings["shrink_factor"],
             iterations=n4_settings["iterations"],
             tolerance=n4_settings["tolerance"],
         )
+        corrected = head.new_image_like((head.numpy() / np.where(inside, field, 1.0)).astype(np.float32))
+        _keep(canonical=canonical, brain_mask=mask, brain_backend=brain_backend, inu_field=field, n4=n4_settings)
         intensity = corrected.numpy().astype(np.float32)
         if not np.isfinite(intensity[mask]).all():
             raise AnalysisFailure("bias_correction", "N4 produced non-finite intensities")
@@ -274,6 +311,7 @@ def _sienax_like(
             brain_vscaling = reg.volume_scaling(brain_to_mni)
             if not np.isfinite(brain_to_mni).all():
                 raise AnalysisFailure("registration", "brain-to-MNI affine is not finite")
+            _keep(brain_to_mni=brain_to_mni, registration=reg_settings)
     with _stage("skull_estimation", times):
         if scaling == "whole-head":
             to_mni = head_to_mni
@@ -304,6 +342,7 @@ def _sienax_like(
 
     with _stage("segmentation", times):
         pve, seg_params = segment_tissues(intensity, mask, **seg_settings)
+        _keep(partial_volumes=pve, segmentation_parameters=seg_params, segmentation=seg_settings)
         csf_ml, gm_ml, wm_ml = (float(pve[k].sum(dtype=np.float64) * voxel_ml) for k in range(3))
         if gm_ml <= 0 or wm_ml <= 0:
             raise AnalysisFailure("segmentation", f"empty tissue class (GM {gm_ml:.0f} ml, WM {wm_ml:.0f} ml)")

@@ -79,10 +79,17 @@ def image_quality_record(
     nbv_segmentation_dir=None,
     preparation_dir=None,
     threads: int = 1,
+    nbv_intermediates: dict | None = None,
+    nbv_brain_mask_note: str = "",
 ) -> dict:
     """IQMs of one T1w image variant, as a record (dict): ``iqms`` and ``undefined`` on success.
 
-    The brain mask comes, in order of preference, from the NBV arm's label map of the same image
+    ``nbv_intermediates``: what the NBV arm kept of its run on this very image in this process
+    (:func:`defacebench.analysis.nbv.keep_intermediates`); its brain mask, N4 field, partial
+    volumes and brain affine are taken where they were made as the IQMs' own steps would make them
+    (:func:`defacebench.quality.masks.reusable_from_nbv`; the record's provenance lists them under
+    ``reused``), and ``nbv_brain_mask_note`` says where the NBV arm's mask came from. Otherwise the
+    brain mask comes, in order of preference, from the NBV arm's label map of the same image
     (``nbv_segmentation_dir``), from the defacing preparation's mask of the same full T1w
     (``preparation_dir``, full images only; reused only where the voxels, backend and threads
     match, :func:`defacebench.runner.preparation_mask`), or from the brain-extraction backend run
@@ -90,6 +97,7 @@ def image_quality_record(
     """
     from ..runner import deface_failure, preparation_mask
     from .iqms import measure_image
+    from .masks import reusable_from_nbv
 
     start = time.perf_counter()
     record = {
@@ -114,8 +122,14 @@ def image_quality_record(
         if t1w_path is None or not Path(t1w_path).exists() and not Path(t1w_path).is_symlink():
             raise AnalysisFailure("input", "no T1w image for this subject")
         img = validate_input_image(t1w_path)
-        mask = brain_mask_from_tissue_labels(nbv_segmentation_dir, subject, variant, img)
-        if mask is not None:
+        reused = reusable_from_nbv(nbv_intermediates, img) if nbv_intermediates else {}
+        mask = None if reused else brain_mask_from_tissue_labels(nbv_segmentation_dir, subject, variant, img)
+        if reused:
+            record["brain_mask_source"] = "the NBV arm's brain mask of this image" + (
+                f" ({nbv_brain_mask_note})" if nbv_brain_mask_note else ""
+            )
+            result = measure_image(img, None, threads=threads, reused=reused)
+        elif mask is not None:
             record["brain_mask_source"] = "the NBV arm's tissue label map of this image"
             result = measure_image(img, mask, threads=threads)
         else:

@@ -776,6 +776,7 @@ def measure_image(
     threads: int = 1,
     artifact_distance_kind: str = "mortamet",
     mriqc_sentinels: bool = False,
+    reused: dict | None = None,
 ) -> dict:
     """Every IQM of a NIfTI image: its masks (:func:`defacebench.quality.masks.iqm_inputs`), then :func:`image_quality_metrics`.
 
@@ -785,11 +786,12 @@ def measure_image(
     ``stage_times_s`` and an ``iqms`` time beside them. A step that fails on this
     image (brain extraction, N4, segmentation, registration, no white matter to
     harmonise by) raises :class:`~defacebench.records.AnalysisFailure`; a single
-    IQM that cannot be computed is NaN with its reason in ``undefined``.
+    IQM that cannot be computed is NaN with its reason in ``undefined``. ``reused``: steps another
+    arm already ran on this image (:func:`defacebench.quality.masks.iqm_inputs`).
     """
     from .masks import iqm_inputs
 
-    inputs = iqm_inputs(img, brain_mask, threads=threads, artifact_distance_kind=artifact_distance_kind)
+    inputs = iqm_inputs(img, brain_mask, threads=threads, artifact_distance_kind=artifact_distance_kind, reused=reused)
     result = image_quality_metrics(inputs, mriqc_sentinels=mriqc_sentinels)
     result["stage_times_s"] = {**inputs.provenance["stage_times_s"], "iqms": result["runtime_s"]}
     return result

@@ -42,6 +42,7 @@ mask) for :func:`defacebench.quality.iqms.image_quality_metrics`.
 from __future__ import annotations
 
 import time
+from functools import lru_cache
 
 import nibabel as nib
 import numpy as np
@@ -223,6 +224,22 @@ def artifact_mask(image: np.ndarray, hat: np.ndarray, distance: np.ndarray, zsco
     return ndimage.binary_opening(found, ndimage.generate_binary_structure(3, 1))
 
 
+@lru_cache(maxsize=1)
+def _template_tissue_maps() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """nilearn's MNI152 2009 CSF (derived), GM and WM maps and their affine, read once per process."""
+    from ..templates import mni152, mni152_intracranial
+
+    gm_img = nib.load(str(mni152("gm")))
+    # nilearn stores the probabilities as bytes, 255 = 1
+    gm = np.asarray(gm_img.dataobj, np.float32) / 255.0
+    wm = np.asarray(nib.load(str(mni152("wm"))).dataobj, np.float32) / 255.0
+    intracranial, _ = mni152_intracranial()
+    csf = np.clip(intracranial.astype(np.float32) - gm - wm, 0, None)
+    for array in (csf, gm, wm):
+        array.setflags(write=False)
+    return csf, gm, wm, gm_img.affine
+
+
 def template_priors(subject_to_mni: np.ndarray, affine: np.ndarray, shape) -> np.ndarray:
     """nilearn's MNI152 2009 CSF, GM and WM priors (3, ...) resampled (trilinear) onto the subject's grid.
 
@@ -232,15 +249,8 @@ def template_priors(subject_to_mni: np.ndarray, affine: np.ndarray, shape) -> np
     MNI152NLin2009cAsym probability maps (not available offline). Only the box
     of the subject grid that the template covers is interpolated; the rest is 0.
     """
-    from ..templates import mni152, mni152_intracranial
-
-    gm_img = nib.load(str(mni152("gm")))
-    # nilearn stores the probabilities as bytes, 255 = 1
-    gm = np.asarray(gm_img.dataobj, np.float32) / 255.0
-    wm = np.asarray(nib.load(str(mni152("wm"))).dataobj, np.float32) / 255.0
-    intracranial, _ = mni152_intracranial()
-    csf = np.clip(intracranial.astype(np.float32) - gm - wm, 0, None)
-    subject_to_template = np.linalg.inv(gm_img.affine) @ subject_to_mni @ affine
+    csf, gm, wm, template_affine = _template_tissue_maps()
+    subject_to_template = np.linalg.inv(template_affine) @ subject_to_mni @ affine
     template_to_subject = np.linalg.inv(subject_to_template)
     corners = np.array(np.meshgrid(*[[0, n - 1] for n in gm.shape], indexing="ij")).reshape(3, -1).T
     ends = np.c_[corners, np.ones(len(corners))] @ template_to_subject.T
@@ -265,6 +275,7 @@ def iqm_inputs(
     threads: int = 1,
     artifact_distance_kind: str = "mortamet",
     brain_backend: str = "deepbet",
+    reused: dict | None = None,
 ) -> IQMInputs:
     """Every mask and map the IQMs of ``img`` need (:class:`~defacebench.quality.iqms.IQMInputs`), on its canonical grid.
 
@@ -278,6 +289,11 @@ def iqm_inputs(
     :class:`~defacebench.records.AnalysisFailure` (stage ``brain_extraction``,
     ``bias_correction``, ``segmentation`` or ``registration``) when a step fails
     on this image.
+
+    ``reused``: steps another arm already ran on this very image with the same settings, on its
+    RAS-canonical grid, taken instead of running them again (:func:`reusable_from_nbv`):
+    ``brain`` (a mask, instead of ``brain_mask``), ``inu_field``, ``partial_volumes`` with
+    ``segmentation_parameters``, ``subject_to_mni``; ``source`` names the arm for the provenance.
     """
     from ..analysis import bias
     from ..analysis import registration as reg
@@ -304,7 +320,13 @@ def iqm_inputs(
     canonical = nib.as_closest_canonical(img)
     image = np.nan_to_num(np.asarray(canonical.dataobj, np.float32))
     zooms = tuple(float(z) for z in canonical.header.get_zooms()[:3])
-    if brain_mask is None:
+    reused = dict(reused or {})
+    source = reused.pop("source", "another arm")
+    taken: list[str] = []
+    if reused.get("brain") is not None:
+        brain = np.asarray(reused["brain"], bool)
+        brain_source = f"reused: {source}"
+    elif brain_mask is None:
         brain = extract_brain(canonical, backend=brain_backend)
         brain_source = f"{brain_backend} (defacebench.brain.extract_brain)"
     else:
@@ -317,25 +339,39 @@ def iqm_inputs(
         raise ValueError(f"brain mask shape {brain.shape} differs from the image's {image.shape}")
     lap("brain_mask")
 
-    head_ants = reg.to_ants(canonical)
-    try:
-        field_map = bias.n4_field(head_ants, brain).astype(np.float32)
-    except (RuntimeError, ValueError) as exc:
-        raise AnalysisFailure("bias_correction", str(exc)) from exc
+    head_ants = None
+    if reused.get("inu_field") is not None:
+        field_map = np.asarray(reused["inu_field"]).astype(np.float32)
+        taken.append("inu_field")
+    else:
+        head_ants = reg.to_ants(canonical)
+        try:
+            field_map = bias.n4_field(head_ants, brain).astype(np.float32)
+        except (RuntimeError, ValueError) as exc:
+            raise AnalysisFailure("bias_correction", str(exc)) from exc
     corrected = image / field_map
     lap("n4")
 
-    try:
-        pv, seg_params = segment_tissues(corrected, brain)
-    except ValueError as exc:
-        raise AnalysisFailure("segmentation", str(exc)) from exc
+    if reused.get("partial_volumes") is not None:
+        pv, seg_params = reused["partial_volumes"], reused.get("segmentation_parameters", {})
+        taken.append("tissues")
+    else:
+        try:
+            pv, seg_params = segment_tissues(corrected, brain)
+        except ValueError as exc:
+            raise AnalysisFailure("segmentation", str(exc)) from exc
     labels = tissue_labels(pv, brain)
     lap("segmentation")
 
-    try:
-        subject_to_mni = reg.affine_to_mni(head_ants.new_image_like(corrected * brain))
-    except (RuntimeError, ValueError) as exc:
-        raise AnalysisFailure("registration", str(exc)) from exc
+    if reused.get("subject_to_mni") is not None:
+        subject_to_mni = np.asarray(reused["subject_to_mni"], np.float64)
+        taken.append("template_priors")
+    else:
+        head_ants = head_ants if head_ants is not None else reg.to_ants(canonical)
+        try:
+            subject_to_mni = reg.affine_to_mni(head_ants.new_image_like(corrected * brain))
+        except (RuntimeError, ValueError) as exc:
+            raise AnalysisFailure("registration", str(exc)) from exc
     if not np.isfinite(subject_to_mni).all():
         raise AnalysisFailure("registration", "subject-to-MNI affine is not finite")
     priors = template_priors(subject_to_mni, canonical.affine, image.shape)
@@ -372,6 +408,8 @@ def iqm_inputs(
             "inion_k": inion_k,
         },
         "artifact_distance": artifact_distance_kind,
+        # steps taken from another arm's run on this very image, with the same settings, not run again
+        "reused": {step: source for step in taken},
         "stage_times_s": times,
         "stage_cpu_s": cpu_times,
     }
@@ -391,3 +429,46 @@ def iqm_inputs(
         template_priors=priors,
         provenance=provenance,
     )
+
+
+def reusable_from_nbv(kept: dict, img: nib.Nifti1Image) -> dict:
+    """What :func:`iqm_inputs` may take (``reused``) from the NBV arm's run on ``img`` (:func:`~defacebench.analysis.nbv.keep_intermediates`).
+
+    A step is taken only where the NBV arm ran it as :func:`iqm_inputs` would on the same voxels:
+    the same canonical grid, N4 with :data:`~defacebench.analysis.bias.N4_SETTINGS` fitted in the
+    same brain mask (its field on the whole grid), the brain affine with
+    :data:`~defacebench.analysis.registration.AFFINE_SETTINGS`, and the partial volumes of
+    :data:`~defacebench.analysis.segmentation.SEGMENTATION_SETTINGS` (segmented inside the brain,
+    where the two arms' corrected images are the same voxels). The brain mask is the arm's own
+    (deepbet by default: the backend :func:`iqm_inputs` would run). Anything else is left out
+    and computed by :func:`iqm_inputs`.
+    """
+    from ..analysis import bias
+    from ..analysis import registration as reg
+    from ..analysis.segmentation import SEGMENTATION_SETTINGS
+
+    canonical = nib.as_closest_canonical(img)
+    kept_canonical = kept.get("canonical")
+    if (
+        kept.get("brain_mask") is None
+        or kept_canonical is None
+        or kept_canonical.shape[:3] != canonical.shape[:3]
+        or not np.allclose(kept_canonical.affine, canonical.affine, atol=1e-6)
+    ):
+        return {}
+    reused = {
+        "brain": kept["brain_mask"],
+        "source": f"the NBV arm's run on this image (brain mask: {kept.get('brain_backend', 'unknown')})",
+    }
+
+    def same(settings, defaults):
+        return settings is not None and {k: settings.get(k) for k in defaults} == dict(defaults)
+
+    if kept.get("inu_field") is not None and same(kept.get("n4"), bias.N4_SETTINGS):
+        reused["inu_field"] = kept["inu_field"]
+    if kept.get("partial_volumes") is not None and same(kept.get("segmentation"), SEGMENTATION_SETTINGS):
+        reused["partial_volumes"] = kept["partial_volumes"]
+        reused["segmentation_parameters"] = kept.get("segmentation_parameters", {})
+    if kept.get("brain_to_mni") is not None and same(kept.get("registration"), reg.AFFINE_SETTINGS):
+        reused["subject_to_mni"] = kept["brain_to_mni"]
+    return reused
