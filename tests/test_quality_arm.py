@@ -114,15 +114,62 @@ def test_a_missing_t1w_is_a_recorded_failure(tmp_path):
     )
 
 
-def test_workflow_measures_every_t1w_variant_when_asked(tmp_path):
-    """With quality: {iqms: true}, one image_quality job per subject and variant, one table job per cohort."""
+@pytest.mark.parametrize("without_nbv", [False, True])
+def test_workflow_measures_every_t1w_variant_when_asked(tmp_path, without_nbv):
+    """The NBV jobs of a cohort that measures NBV also write its IQM records; every other cohort's T1w
+    variants get one image_quality job each when quality.cohorts_without_nbv is on; one table job per cohort."""
     from workflow_runs import job_counts, snakemake
 
     config = tmp_path / "quality.yaml"
-    config.write_text("quality:\n  iqms: true\n")
+    config.write_text(f"quality:\n  iqms: true\n  cohorts_without_nbv: {str(without_nbv).lower()}\n")
     result = snakemake("-n", "--configfile", str(config), "--config", f"results={tmp_path / 'results'}", timeout=300)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     counts = job_counts(output)
-    # the default study: 24 subjects (all with a T1w) x (full + 3 methods); 3 cohorts
-    assert counts["image_quality"] == 24 * 4 and counts["cohort_quality_tables"] == 3, output
+    # the default study: healthy and ms (8 subjects each) measure NBV, glioma (8) does not; full + 3 methods
+    assert counts["analyse_nbv_iqms"] == 16 and counts["analyse"] == 8 + 8, output
+    assert counts.get("image_quality", 0) == (8 * 4 if without_nbv else 0), output
+    assert counts["cohort_quality_tables"] == (3 if without_nbv else 2), output
+
+
+@pytest.fixture(scope="module")
+def nbv_run():
+    """The NBV arm on pydeface's template head at 2.5 mm (1 thread), with what it kept on the way."""
+    import nibabel as nib
+    from nibabel.processing import resample_to_output
+
+    from defacebench.analysis import nbv
+    from defacebench.templates import pydeface_head
+
+    head = resample_to_output(nib.load(str(pydeface_head())), voxel_sizes=2.5, order=1)
+    img = nib.Nifti1Image(np.asarray(head.dataobj, np.float32), head.affine)
+    plain = nbv.normalised_brain_volume({"T1w": img}, threads=1)
+    with nbv.keep_intermediates() as kept:
+        keeping = nbv.normalised_brain_volume({"T1w": img}, threads=1)
+    return img, plain, keeping, kept
+
+
+def test_keeping_the_nbv_arms_intermediates_changes_nothing_it_returns(nbv_run):
+    _, plain, keeping, kept = nbv_run
+    assert keeping["value"] == plain["value"] and keeping["vscaling"] == plain["vscaling"]
+    assert np.array_equal(np.asarray(keeping["segmentation"].dataobj), np.asarray(plain["segmentation"].dataobj))
+    assert {"canonical", "brain_mask", "inu_field", "brain_to_mni", "partial_volumes"} <= set(kept)
+
+
+def test_iqms_from_the_nbv_arms_steps_equal_the_iqms_computed_alone(nbv_run):
+    """The brain mask, N4 field, partial volumes and brain affine the NBV arm made are the IQMs' own steps."""
+    from defacebench.quality import iqms, masks
+
+    img, _, keeping, kept = nbv_run
+    reused = masks.reusable_from_nbv(kept, img)
+    assert {"brain", "inu_field", "partial_volumes", "subject_to_mni"} <= set(reused)
+    taken = masks.iqm_inputs(img, None, threads=1, reused=reused)
+    assert set(taken.provenance["reused"]) == {"inu_field", "tissues", "template_priors"}
+    alone = masks.iqm_inputs(img, np.asarray(keeping["segmentation"].dataobj) > 0, threads=1)
+    for name in ("corrected", "brain", "head", "rotation", "hat", "artifact", "partial_volumes", "inu_field"):
+        assert np.array_equal(getattr(taken, name), getattr(alone, name)), name
+    assert np.array_equal(taken.template_priors, alone.template_priors)
+    a, b = iqms.image_quality_metrics(taken)["iqms"], iqms.image_quality_metrics(alone)["iqms"]
+    assert a.keys() == b.keys() and all(a[k] == b[k] or (np.isnan(a[k]) and np.isnan(b[k])) for k in a)
+    # a step run with other settings is not taken
+    assert "inu_field" not in masks.reusable_from_nbv({**kept, "n4": {**kept["n4"], "shrink_factor": 2}}, img)

@@ -49,7 +49,8 @@ def test_default_study_dry_run():
     counts = job_counts(output)
     # 24 subjects; NBV on 16, WMLV on 8, GBV on 8, one job per subject and outcome for its 4 variants;
     # 3 methods x 24 subjects defaced
-    assert counts["analyse"] == 16 + 8 + 8 and counts["deface"] == 72, output
+    # (the NBV jobs also compute the IQMs of the same images: analyse_nbv_iqms, workflow/rules/quality.smk)
+    assert counts["analyse_nbv_iqms"] == 16 and counts["analyse"] == 8 + 8 and counts["deface"] == 72, output
     assert counts["prepare_defacing"] == 24 and counts["simulate_subject"] == 24, output
 
 

@@ -171,14 +171,15 @@ QUALITY = config.get("quality", {})
 
 
 def quality_cohorts():
-    """Cohorts whose T1w images get IQMs: every cohort with a T1w (or those of quality.cohorts), when the arm is on."""
+    """Cohorts whose T1w images get IQMs, when the arm is on: every cohort with a T1w, or only those that
+    measure NBV (whose NBV jobs compute them) when quality.cohorts_without_nbv is false."""
     if not QUALITY.get("iqms", False):
         return []
-    wanted = QUALITY.get("cohorts")
+    everyone = QUALITY.get("cohorts_without_nbv", True)
     return [
         name
         for name, c in COHORTS.items()
-        if (wanted is None or name in wanted) and any("T1w" in images for images in c.images.values())
+        if (everyone or "NBV" in c.outcomes) and any("T1w" in images for images in c.images.values())
     ]
 
 

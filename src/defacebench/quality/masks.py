@@ -225,8 +225,8 @@ def artifact_mask(image: np.ndarray, hat: np.ndarray, distance: np.ndarray, zsco
 
 
 @lru_cache(maxsize=1)
-def _template_tissue_maps() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """nilearn's MNI152 2009 CSF (derived), GM and WM maps and their affine, read once per process."""
+def _template_tissue_maps() -> tuple:
+    """nilearn's MNI152 2009 CSF (derived), GM and WM maps, their affine and non-zero box, read once per process."""
     from ..templates import mni152, mni152_intracranial
 
     gm_img = nib.load(str(mni152("gm")))
@@ -237,7 +237,11 @@ def _template_tissue_maps() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     csf = np.clip(intracranial.astype(np.float32) - gm - wm, 0, None)
     for array in (csf, gm, wm):
         array.setflags(write=False)
-    return csf, gm, wm, gm_img.affine
+    # the box of the template's non-zero voxels, grown by one (trilinear weights reach one voxel): outside
+    # it every prior interpolates to exactly 0, so only the subject voxels that map into it need computing
+    nonzero = np.argwhere((csf > 0) | (gm > 0) | (wm > 0))
+    support = (np.maximum(nonzero.min(0) - 1, 0), np.minimum(nonzero.max(0) + 1, np.array(gm.shape) - 1))
+    return csf, gm, wm, gm_img.affine, support
 
 
 def template_priors(subject_to_mni: np.ndarray, affine: np.ndarray, shape) -> np.ndarray:
@@ -247,12 +251,13 @@ def template_priors(subject_to_mni: np.ndarray, affine: np.ndarray, shape) -> np
     intracranial region (:func:`defacebench.templates.mni152_intracranial`)
     minus GM and WM, clipped at 0. MRIQC uses TemplateFlow's
     MNI152NLin2009cAsym probability maps (not available offline). Only the box
-    of the subject grid that the template covers is interpolated; the rest is 0.
+    of the subject grid that the template's non-zero voxels cover is interpolated;
+    the rest is 0 (as it would interpolate to).
     """
-    csf, gm, wm, template_affine = _template_tissue_maps()
+    csf, gm, wm, template_affine, (first, last) = _template_tissue_maps()
     subject_to_template = np.linalg.inv(template_affine) @ subject_to_mni @ affine
     template_to_subject = np.linalg.inv(subject_to_template)
-    corners = np.array(np.meshgrid(*[[0, n - 1] for n in gm.shape], indexing="ij")).reshape(3, -1).T
+    corners = np.array(np.meshgrid(*zip(first, last), indexing="ij")).reshape(3, -1).T
     ends = np.c_[corners, np.ones(len(corners))] @ template_to_subject.T
     low = np.clip(np.floor(ends[:, :3].min(0)).astype(int) - 1, 0, shape)
     high = np.clip(np.ceil(ends[:, :3].max(0)).astype(int) + 2, 0, shape)
