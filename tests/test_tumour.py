@@ -155,9 +155,14 @@ def test_regularise_keeps_every_tumour_or_the_largest_only(largest_only):
 
 
 def test_postprocessing_of_a_model_file_without_the_largest_component_setting():
-    """A forest written before the setting existed keeps every tumour component, as it did."""
+    """A forest written before the settings existed keeps every tumour component and selects none, as it did."""
     old = {"metadata": {"postprocessing": {"sigma_mm": 1.5, "min_tumour_ml": 0.5}}}
-    assert T.postprocessing(old) == {"sigma_mm": 1.5, "min_tumour_ml": 0.5, "largest_component_only": False}
+    assert T.postprocessing(old) == {
+        "sigma_mm": 1.5,
+        "min_tumour_ml": 0.5,
+        "largest_component_only": False,
+        "component_selection": False,
+    }
     assert T.postprocessing(old, sigma_mm=0.0, largest_component_only=None)["sigma_mm"] == 0.0
 
 
@@ -273,3 +278,121 @@ def test_n4_fits_positive_voxels_only_and_corrects_the_rest():
     assert (ratio > 0).all() and np.corrcoef(ratio, 1.0 / bias[rim])[0, 1] > 0.9
     with pytest.raises(AnalysisFailure):
         positive_for_n4(-np.abs(data), mask)
+
+
+def _selection_case(shape=(60, 60, 60)):
+    """A brain ball with a hyperintense compact tumour, a larger rim shell and a midline sheet labelled."""
+    grid = np.indices(shape)
+    r = np.sqrt(((grid - 30) ** 2).sum(0))
+    brain = r <= 27
+    tumour = np.sqrt(((grid - np.array([41, 30, 30])[:, None, None, None]) ** 2).sum(0)) <= 7
+    rim = brain & (r >= 24) & (grid[2] > 30)
+    sheet = brain & (np.abs(grid[0] - 30) <= 1) & (r < 20) & ~tumour
+    labels = np.zeros(shape, np.uint8)
+    labels[rim] = 2
+    labels[sheet] = 3
+    labels[tumour] = 2
+    labels[tumour & (np.sqrt(((grid - np.array([41, 30, 30])[:, None, None, None]) ** 2).sum(0)) <= 3)] = 1
+    flair = np.where(brain, 1.0, 0.0) + 0.05 * np.random.default_rng(0).standard_normal(shape)
+    flair[tumour] = 1.8
+    flair[rim] = 1.15
+    return brain, labels, {"FLAIR": (flair * brain).astype(np.float32)}, tumour, rim, sheet
+
+
+def test_component_selection_keeps_the_hyperintense_tumour_not_the_rim_or_a_sheet():
+    brain, labels, standardised, tumour, rim, sheet = _selection_case()
+    evidence = tfeat.flair_evidence(standardised, brain, (1.0, 1.0, 1.0))
+    assert rim.sum() > tumour.sum()  # the rim is larger: size alone would keep it
+    selected, measures = tfeat.select_tumour(labels, evidence, brain, (1.0, 1.0, 1.0))
+    assert (selected[tumour] > 0).all()
+    assert not selected[rim & ~tumour].any() and not selected[sheet].any()
+    assert sum(m["kept"] for m in measures) == 1
+    # a sheet as bright as the tumour is still dropped: it is thin
+    standardised["FLAIR"][sheet] = 1.8
+    evidence = tfeat.flair_evidence(standardised, brain, (1.0, 1.0, 1.0))
+    selected, _ = tfeat.select_tumour(labels, evidence, brain, (1.0, 1.0, 1.0), largest_component_only=False)
+    assert not selected[sheet].any() and (selected[tumour] > 0).all()
+
+
+def test_component_selection_drops_a_tumour_without_flair_signal():
+    brain, labels, standardised, tumour, _, _ = _selection_case()
+    standardised["FLAIR"][tumour] = 1.0
+    evidence = tfeat.flair_evidence(standardised, brain, (1.0, 1.0, 1.0))
+    selected, _ = tfeat.select_tumour(labels, evidence, brain, (1.0, 1.0, 1.0))
+    assert not selected.any()
+
+
+def test_flair_evidence_does_not_depend_on_the_image_scale():
+    brain, _, standardised, _, _, _ = _selection_case()
+    a = tfeat.flair_evidence(standardised, brain, (1.0, 1.0, 1.0))
+    b = tfeat.flair_evidence({"FLAIR": standardised["FLAIR"] * 37.0}, brain, (1.0, 1.0, 1.0))
+    np.testing.assert_allclose(a, b, atol=1e-3)
+
+
+def test_real_scan_confounders_touch_the_brain_edge_and_midline_only():
+    from defacebench.analysis.pathology_training import real_scan_confounders
+    from defacebench.simulate.anatomy import CSF, GM, WM
+
+    shape = (41, 41, 41)
+    grid = np.indices(shape)
+    r = np.sqrt(((grid - 20) ** 2).sum(0))
+    brain = r <= 18
+    dseg = np.where(brain, WM, 0).astype(np.uint8)
+    dseg[brain & (r > 14)] = GM
+    dseg[brain & (np.abs(grid[0] - 20) <= 1) & (grid[2] > 28)] = CSF  # the interhemispheric fissure
+    affine = np.diag([-1.0, 1.0, 1.0, 1.0])
+    affine[0, 3] = 20.0
+    images = {m: np.where(brain, 100.0, 0.0).astype(np.float32) for m in T.MODALITIES}
+    out = real_scan_confounders(images, brain, dseg, affine, np.random.default_rng(1))
+    deep = r <= 6
+    for m in T.MODALITIES:
+        assert np.allclose(out[m][deep], images[m][deep], rtol=0.02)
+    changed = np.abs(out["ceT1w"] - images["ceT1w"]) > 5
+    assert changed[brain & (r > 15)].any()  # dura at the edge
+    assert np.allclose(out["T2w"], images["T2w"])
+
+
+def test_thick_slices_and_bias_field():
+    from defacebench.analysis.pathology_training import bias_field, thick_slices
+
+    data = np.zeros((20, 20, 20), np.float32)
+    data[:, :, 10] = 1.0
+    blurred = thick_slices(data, axis=2)
+    assert blurred[:, :, 10].max() < 1.0 and blurred[:, :, 8:13].sum() > 0
+    field = bias_field((10, 12, 14), np.random.default_rng(0), 0.25)
+    assert field.shape == (10, 12, 14) and 0.77 < field.min() and field.max() < 1.29
+
+
+def _prep_for_standardisation(seed=4):
+    rng = np.random.default_rng(seed)
+    shape = (40, 40, 40)
+    r = np.sqrt(((np.indices(shape) - 20) ** 2).sum(0))
+    mask = r <= 18
+    tissue = np.where(r <= 4, 0.25, np.where(r <= 12, 1.0, 0.65))  # CSF core, WM, GM
+    corrected = {}
+    for m in T.MODALITIES:
+        contrast = {0.25: 2.6, 1.0: 1.0, 0.65: 1.45} if m == "T2w" else {0.25: 0.28, 1.0: 1.0, 0.65: 0.64}
+        img = np.vectorize(contrast.get)(tissue) * (1 + 0.02 * rng.standard_normal(shape))
+        corrected[m] = np.where(mask, img * 300, 0).astype(np.float32)
+    reference = mask & (r > 5) & (r <= 11)
+    return {"corrected": corrected, "reference": reference, "mask": mask, "zooms": (1.0, 1.0, 1.0)}
+
+
+def test_wm_csf_standardisation_is_invariant_to_scale_and_offset():
+    prep = _prep_for_standardisation()
+    a = T.standardise(prep, "wm-csf")["standardised"]
+    shifted = {m: np.where(prep["mask"], x * 0.07 + 150.0, 0).astype(np.float32) for m, x in prep["corrected"].items()}
+    b = T.standardise({**prep, "corrected": shifted}, "wm-csf")["standardised"]
+    for m in T.MODALITIES:
+        np.testing.assert_allclose(a[m], b[m], atol=2e-3)
+        assert np.median(a[m][prep["reference"]]) == pytest.approx(1.0, abs=1e-3)
+    ratio_a = T.standardise(prep, "wm-ratio")["standardised"]["FLAIR"]
+    ratio_b = T.standardise({**prep, "corrected": shifted}, "wm-ratio")["standardised"]["FLAIR"]
+    assert np.abs(ratio_a - ratio_b).max() > 0.3  # the one-landmark ratio is not
+
+
+def test_a_model_refuses_intensities_standardised_otherwise():
+    prep = T.standardise(_prep_for_standardisation(), "wm-csf")
+    model = {**load_forest(), "metadata": {**load_forest()["metadata"], "standardisation": "wm-ratio"}}
+    with pytest.raises(ValueError, match="standardis|intensities"):
+        T.forest_posteriors(prep, model)

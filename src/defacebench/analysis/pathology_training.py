@@ -13,12 +13,16 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from nibabel.processing import resample_from_to
+from scipy import ndimage
 
 from ..cohorts import MODALITY_FILENAME, SIMULATED_MODALITIES
 from ..io import load_image
 
 FIT_SEED = 9001
 VALIDATION_SEED = 9101
+#: The grid of BraTS scans (SRI24 atlas space, 1 mm).
+BRATS_SHAPE = (240, 240, 155)
 
 
 def simulator_available() -> bool:
@@ -211,3 +215,147 @@ def training_cohort(
 
 def cohort_source(source: str = "auto") -> str:
     return ("simulator" if simulator_available() else "phantom") if source == "auto" else source
+
+
+# --- BraTS-like variants (issue 25) ---------------------------------------------------------------
+
+
+def rotation(rng, max_degrees: float) -> np.ndarray:
+    axis = rng.standard_normal(3)
+    axis /= np.linalg.norm(axis)
+    a = np.deg2rad(rng.uniform(-max_degrees, max_degrees))
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + np.sin(a) * k + (1 - np.cos(a)) * k @ k
+
+
+def bias_field(shape, rng, amplitude: float) -> np.ndarray:
+    """A smooth multiplicative field, exp of a random low-order polynomial scaled to +-amplitude."""
+    grids = np.meshgrid(*[np.linspace(-1, 1, s, dtype=np.float32) for s in shape], indexing="ij")
+    field = np.zeros(shape, np.float32)
+    for i in range(3):
+        field += rng.uniform(-1, 1) * grids[i]
+        for j in range(i, 3):
+            field += 0.5 * rng.uniform(-1, 1) * grids[i] * grids[j]
+    field /= max(float(np.abs(field).max()), 1e-6)
+    return np.exp(amplitude * field)
+
+
+def thick_slices(data: np.ndarray, axis: int, slice_mm: float = 5.0) -> np.ndarray:
+    """A thick-slice acquisition interpolated back to 1 mm: slab averages along ``axis``, linear upsampling."""
+    k = int(slice_mm)
+    slabs = ndimage.uniform_filter1d(data, k, axis=axis)
+    idx = np.arange(k // 2, data.shape[axis], k)
+    coarse = np.take(slabs, idx, axis=axis)
+    positions = np.arange(data.shape[axis])
+    out = np.apply_along_axis(lambda v: np.interp(positions, idx, v), axis, coarse)
+    return out.astype(np.float32)
+
+
+def to_int16_range(data: np.ndarray, mask: np.ndarray, rng, offset: bool = False) -> np.ndarray:
+    top = float(np.percentile(data[mask], 99.5))
+    scaled = data * (rng.uniform(300, 5000) / max(top, 1e-6))
+    if offset:
+        scaled = scaled + rng.uniform(-50, 200) * mask
+    return np.clip(np.rint(scaled), -32768, 32767).astype(np.int16)
+
+
+#: What real skull-stripped glioma scans show that the simulated heads do not (issue 25: a forest fitted
+#: on simulated gliomas labelled the brain's rim on one real scan and the falx, septum and ventricle
+#: walls on another). ``dura_enhancement``: the dura, the falx and the cortical veins and sinuses
+#: enhance on a ceT1w, and skull stripping leaves them at the brain's edge and in the interhemispheric
+#: fissure (relative signal gain, range); ``flair_rim``: the brain's edge is often bright on FLAIR
+#: (incompletely nulled CSF, inflow, leftovers of the stripping); ``shell_mm``: how deep these reach;
+#: ``t1_gamma``: the T1w and the ceT1w of one patient are often different sequences (2-D spin echo
+#: before, 3-D gradient echo after contrast in TCGA's scans), so their grey/white contrasts differ: one
+#: of the two gets its contrast changed by a power (WM fixed). Ranges drawn per variant.
+REAL_SCAN_CONFOUNDERS = {
+    "dura_enhancement": (0.3, 0.9),
+    "flair_rim": (0.1, 0.5),
+    "shell_mm": (1.5, 3.0),
+    "t1_gamma": (0.5, 1.0),
+}
+
+
+def real_scan_confounders(
+    images: dict, brain: np.ndarray, dseg: np.ndarray, affine: np.ndarray, rng: np.random.Generator
+) -> dict:
+    """``images`` (arrays on one grid with ``brain`` and ``dseg``) with :data:`REAL_SCAN_CONFOUNDERS` drawn in."""
+    from defacebench.simulate.anatomy import CSF, WM
+
+    c = REAL_SCAN_CONFOUNDERS
+    zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    depth = ndimage.distance_transform_edt(brain, sampling=zooms)
+    shell = brain & (depth <= rng.uniform(*c["shell_mm"]))
+
+    def patches(cover):
+        noise = ndimage.gaussian_filter(rng.standard_normal(brain.shape).astype(np.float32), 6.0 / zooms)
+        return noise > np.quantile(noise[shell], 1 - cover)
+
+    # the interhemispheric fissure: CSF within 6 mm of the brain's mid-sagittal plane (world x), its walls
+    x = (affine[0, 0] * np.arange(brain.shape[0]) + affine[0, 3])[:, None, None]
+    xc = float(np.average(np.broadcast_to(x, brain.shape)[brain]))
+    fissure = (dseg == CSF) & (np.abs(x - xc) <= 6.0) & brain
+    falx = ndimage.binary_dilation(fissure, iterations=1) & brain
+    out = {m: np.asarray(v, np.float32).copy() for m, v in images.items()}
+    gain = rng.uniform(*c["dura_enhancement"])
+    dura = (shell & patches(rng.uniform(0.3, 0.7))) | falx
+    out["ceT1w"] = out["ceT1w"] * (1 + gain * ndimage.gaussian_filter(dura.astype(np.float32), 0.7))
+    rim = shell & patches(rng.uniform(0.3, 0.8))
+    out["FLAIR"] = out["FLAIR"] * (
+        1 + rng.uniform(*c["flair_rim"]) * ndimage.gaussian_filter(rim.astype(np.float32), 1.0)
+    )
+    which = "T1w" if rng.random() < 0.5 else "ceT1w"
+    wm = float(np.median(out[which][dseg == WM]))
+    gamma = rng.uniform(*c["t1_gamma"])
+    out[which] = wm * np.clip(out[which] / wm, 0, None) ** gamma
+    return out
+
+
+def brats_like(images: dict, truth_img, truth_dir: Path, subject: str, rng, thick: bool, confounders: bool = True):
+    """(images, truth) of a simulated glioma subject as the BraTS challenge distributes real scans.
+
+    Menze et al. 2015; Bakas et al. 2017: skull-stripped with a sharp edge (here the true brain with
+    the ventricles and the sulcal CSF it encloses), resampled (linear) onto a 1 mm 240 x 240 x 155 LPS
+    grid turned by up to 8 degrees, a multiplicative bias field of up to +-25 % per modality, each
+    modality rescaled to an arbitrary int16 range; with ``thick`` the T1w, T2w and FLAIR were
+    acquired with 5 mm slices along one axis (as many TCGA scans in BraTS were). ``truth_dir``: the
+    subject's ``derivatives/truth/sub-*/anat``. With ``confounders`` the real-scan confounders
+    (:data:`REAL_SCAN_CONFOUNDERS`) are drawn in first. Used by ``bench/bench_tumour_real_like.py`` and,
+    as training-time augmentation, by ``model_fitting/fit_tumour_model.py``.
+    """
+    from defacebench.simulate.anatomy import CSF, GM, WM
+
+    dseg_img = nib.load(truth_dir / f"sub-{subject}_dseg.nii.gz")
+    dseg = np.asarray(dseg_img.dataobj)
+    tumour = np.asarray(truth_img.dataobj) > 0
+    tissue = np.isin(dseg, (GM, WM)) | tumour
+    # a BraTS brain mask: brain tissue with the ventricles and the sulcal CSF it encloses, sharp edge
+    closed = ndimage.binary_closing(tissue, structure=np.ones((3, 3, 3)), iterations=3)
+    brain = ndimage.binary_fill_holes(closed | (tissue & (dseg == CSF))) & (np.isin(dseg, (CSF, GM, WM)) | tumour)
+    brain = ndimage.binary_fill_holes(brain)
+    if confounders:
+        # on the truth's grid (a simulated FLAIR may have thick slices of its own)
+        on_grid = {
+            m: np.asarray(img.dataobj if img.shape == dseg.shape else resample_from_to(img, dseg_img, 1).dataobj)
+            for m, img in images.items()
+        }
+        arrays = real_scan_confounders(on_grid, brain, dseg, dseg_img.affine, rng)
+        images = {m: nib.Nifti1Image(arrays[m], dseg_img.affine) for m in images}
+    centre = dseg_img.affine @ np.r_[ndimage.center_of_mass(brain), 1.0]
+    R = rotation(rng, 8.0) @ np.diag([-1.0, -1.0, 1.0])
+    affine = np.eye(4)
+    affine[:3, :3] = R
+    affine[:3, 3] = centre[:3] + rng.uniform(-5, 5, 3) - R @ (np.asarray(BRATS_SHAPE) / 2.0)
+    target = (BRATS_SHAPE, affine)
+    mask = np.asarray(resample_from_to(nib.Nifti1Image(brain.astype(np.float32), dseg_img.affine), target, 1).dataobj)
+    mask = mask > 0.5
+    out = {}
+    axis = int(rng.integers(3))
+    for m, img in images.items():
+        data = np.asarray(resample_from_to(img, target, 1).dataobj, np.float32)
+        if thick and m != "ceT1w":
+            data = thick_slices(data, axis)
+        data = data * bias_field(BRATS_SHAPE, rng, 0.25) * mask
+        out[m] = nib.Nifti1Image(to_int16_range(data, mask, rng), affine)
+    truth = np.asarray(resample_from_to(truth_img, target, 0).dataobj).astype(np.uint8) * mask
+    return out, nib.Nifti1Image(truth.astype(np.uint8), affine)

@@ -11,7 +11,12 @@ skull-stripped), N4 bias correction, intensities are standardised
 (fitted on a simulated cohort by ``model_fitting/fit_tumour_model.py``, shipped as
 plain arrays in ``defacebench/data/tumour_forest.npz``) classifies each brain
 voxel into necrosis, oedema, non-enhancing and enhancing tumour; the class
-posteriors are spatially regularised (see :mod:`.tumour_features`).
+posteriors are spatially regularised (see :mod:`.tumour_features`) and, with the model's
+``component_selection`` (issue 25), the tumour is the FLAIR-hyperintense, compact component
+that is neither the brain's rim nor a sheet (:func:`.tumour_features.select_tumour`), not simply
+the largest one. The forest is fitted on simulated subjects and on BraTS-like variants of them
+(skull-stripped, atlas-like grid, bias, intensity scale, thick slices, and what real skull-stripped
+scans show that simulated heads do not: :data:`.pathology_training.REAL_SCAN_CONFOUNDERS`).
 
 GBV = necrosis + enhancing + non-enhancing tumour (the tumour core); the whole
 tumour with oedema is reported as ``whole_tumour_ml``.
@@ -46,6 +51,7 @@ import json
 
 import nibabel as nib
 import numpy as np
+from scipy import ndimage
 
 from ..arrays import bounding_box, box_affine, uncrop
 from ..io import from_canonical, mask_like, voxel_volume_ml
@@ -95,6 +101,54 @@ BOX_MARGIN = 10
 #: validation subject's lesion load went from 3.6 to 30 ml.
 N4_SHRINK_FACTOR = 6
 
+#: Intensity standardisations of the forest's inputs (the model file says which it was fitted with,
+#: ``metadata["standardisation"]``; files without the key: ``wm-ratio``).
+#:
+#: * ``wm-ratio``: each modality divided by its median in normal white matter (found on the T1w):
+#:   invariant to a scale, not to an offset (a sub-gbm7294 with every modality rescaled and offset,
+#:   ``bench/bench_tumour_real_like.py``, lost its whole tumour, issue 25).
+#: * ``wm-csf``: two landmarks, the white matter's median (1) and the CSF's level (the 1st
+#:   percentile of the brain 3 mm inside its edge, 0, where CSF is dark: T1w, ceT1w, FLAIR; the
+#:   99th, 2, where it is bright: T2w). Invariant to any increasing linear map of the intensities
+#:   (scale and offset, Nyul et al. 2000's landmark standardisation with two landmarks).
+STANDARDISATIONS = ("wm-ratio", "wm-csf")
+CSF_BRIGHT = ("T2w",)
+
+
+def model_standardisation(model: dict) -> str:
+    return model["metadata"].get("standardisation", "wm-ratio")
+
+
+def wm_csf_standardise(data: np.ndarray, mask: np.ndarray, reference: np.ndarray, inner: np.ndarray, modality: str):
+    """``data`` with its white matter at 1 and its CSF level at 0 (dark CSF) or 2 (bright CSF); 0 outside ``mask``."""
+    wm = float(np.median(data[reference]))
+    if modality in CSF_BRIGHT:
+        csf = float(np.percentile(data[inner], 99))
+        out = 1.0 + (data - wm) / (csf - wm) if csf > wm else None
+    else:
+        csf = float(np.percentile(data[inner], 1))
+        out = (data - csf) / (wm - csf) if wm > csf else None
+    if out is None or not np.isfinite(wm):
+        raise AnalysisFailure("intensity_standardisation", f"{modality}: no contrast between white matter and CSF")
+    return np.where(mask, out, 0.0).astype(np.float32)
+
+
+def standardise(prep: dict, method: str) -> dict:
+    """``prep`` with its ``standardised`` modalities made by ``method`` (:data:`STANDARDISATIONS`) from ``corrected``."""
+    if method not in STANDARDISATIONS:
+        raise ValueError(f"unknown standardisation {method!r}; choose from {STANDARDISATIONS}")
+    mask, reference, corrected = prep["mask"], prep["reference"], prep["corrected"]
+    if method == "wm-ratio":
+        standardised = {m: white_matter_standardise(data, mask, reference) for m, data in corrected.items()}
+    else:
+        if reference.sum() < 100:
+            raise AnalysisFailure("intensity_standardisation", "too few white-matter voxels to standardise intensities")
+        inner = ndimage.binary_erosion(mask, iterations=max(1, int(round(3.0 / min(prep["zooms"])))))
+        if inner.sum() < 1000:
+            inner = mask
+        standardised = {m: wm_csf_standardise(data, mask, reference, inner, m) for m, data in corrected.items()}
+    return {**prep, "standardised": standardised, "standardisation": method}
+
 
 def prepare(
     images: dict,
@@ -103,10 +157,13 @@ def prepare(
     register: bool = True,
     brain_backend: str = "deepbet",
     bias_correction: bool = True,
+    standardisation: str = "wm-ratio",
 ) -> dict:
     """Co-registered, skull-stripped, standardised modalities on the T1w's canonical grid.
 
-    Returns ``standardised`` (dict of arrays cropped to the brain's bounding box),
+    Returns ``standardised`` (dict of arrays cropped to the brain's bounding box; ``standardisation``
+    as :func:`standardise` makes it from ``corrected``, the bias-corrected modalities, and
+    ``reference``, the normal white matter found on the T1w),
     ``mask`` (cropped), ``box`` (the crop), ``canonical`` (T1w canonical image), ``zooms``,
     ``brain_mask`` (how it was made) and, for ``brain_backend`` ``bet-like`` (the classic
     pipeline: whole-head affine of the T1w, BET-like surface inside the standard-space brain ROI;
@@ -149,9 +206,9 @@ def prepare(
         )
     # every modality relative to its own normal white matter, found on the T1w (WM = 1)
     reference = white_matter_reference(corrected["T1w"], mask_c, zooms)
-    standardised = {m: white_matter_standardise(data, mask_c, reference) for m, data in corrected.items()}
-    return {
-        "standardised": standardised,
+    prep = {
+        "corrected": corrected,
+        "reference": reference,
         "mask": mask_c,
         "box": box,
         "canonical": t1_c,
@@ -160,6 +217,7 @@ def prepare(
         "brain_mask_details": brain_info,
         "shape": t1.shape,
     }
+    return standardise(prep, standardisation)
 
 
 def forest_posteriors(prep: dict, model: dict, X: np.ndarray | None = None) -> np.ndarray:
@@ -169,6 +227,11 @@ def forest_posteriors(prep: dict, model: dict, X: np.ndarray | None = None) -> n
     """
     if tuple(model["metadata"]["feature_names"]) != tfeat.FEATURE_NAMES:
         raise ValueError("tumour model was fitted for other features: refit with model_fitting/fit_tumour_model.py")
+    if prep.get("standardisation", "wm-ratio") != model_standardisation(model):
+        raise ValueError(
+            f"tumour model was fitted on {model_standardisation(model)!r} intensities, "
+            f"these are {prep.get('standardisation')!r}"
+        )
     mask = prep["mask"]
     if X is None:
         X = tfeat.feature_matrix(tfeat.tumour_features(prep["standardised"], mask, prep["zooms"]), mask)
@@ -180,15 +243,19 @@ def forest_posteriors(prep: dict, model: dict, X: np.ndarray | None = None) -> n
 
 
 def postprocessing(model: dict, **overrides) -> dict:
-    """The model's post-processing settings (``sigma_mm``, ``min_tumour_ml``, ``largest_component_only``).
+    """The model's post-processing settings (``sigma_mm``, ``min_tumour_ml``, ``largest_component_only``,
+    ``component_selection``).
 
     Keyword arguments that are not None replace the model's; a model file
-    written before a setting existed gets the setting's old behaviour.
+    written before a setting existed gets the setting's old behaviour (no component selection).
+    ``component_selection``: False, or the settings of :func:`.tumour_features.select_tumour`
+    (a dict over :data:`.tumour_features.SELECTION_SETTINGS`).
     """
     post = {
         "sigma_mm": 1.0,
         "min_tumour_ml": 0.5,
         "largest_component_only": False,
+        "component_selection": False,
         **model["metadata"].get("postprocessing", {}),
     }
     post.update({k: v for k, v in overrides.items() if v is not None})
@@ -201,23 +268,41 @@ def forest_labels(
     regularisation_sigma_mm: float | None = None,
     min_tumour_ml: float | None = None,
     largest_component_only: bool | None = None,
+    component_selection: bool | dict | None = None,
+    posteriors: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Label map (cropped canonical grid) from the forest and the spatial regularisation."""
+    """Label map (cropped canonical grid) from the forest, the spatial regularisation and the component selection.
+
+    ``posteriors``: :func:`forest_posteriors` of ``prep`` when the caller already has them.
+    """
     post = postprocessing(
         model,
         sigma_mm=regularisation_sigma_mm,
         min_tumour_ml=min_tumour_ml,
         largest_component_only=largest_component_only,
+        component_selection=component_selection,
     )
-    return tfeat.regularise(
-        forest_posteriors(prep, model),
+    selection = post["component_selection"]
+    labels = tfeat.regularise(
+        forest_posteriors(prep, model) if posteriors is None else posteriors,
         model["classes"],
         prep["mask"],
         prep["zooms"],
         sigma_mm=post["sigma_mm"],
         min_tumour_ml=post["min_tumour_ml"],
-        largest_component_only=bool(post["largest_component_only"]),
+        largest_component_only=bool(post["largest_component_only"]) and not selection,
     )
+    if selection:
+        evidence = tfeat.flair_evidence(prep["standardised"], prep["mask"], prep["zooms"])
+        labels, _ = tfeat.select_tumour(
+            labels,
+            evidence,
+            prep["mask"],
+            prep["zooms"],
+            selection if isinstance(selection, dict) else None,
+            largest_component_only=bool(post["largest_component_only"]),
+        )
+    return labels
 
 
 def segment_tumour(
@@ -268,7 +353,12 @@ def _segment_canonical(
         return np.rint(data).astype(np.uint8), {"canonical": t1_c, "command": command}
     model = load_forest(model_file)
     prep = prepare(
-        images, threads=threads, register=register, brain_backend=brain_backend, bias_correction=bias_correction
+        images,
+        threads=threads,
+        register=register,
+        brain_backend=brain_backend,
+        bias_correction=bias_correction,
+        standardisation=model_standardisation(model),
     )
     labels = uncrop(forest_labels(prep, model), prep["box"], prep["shape"])
     brain = uncrop(prep["mask"], prep["box"], prep["shape"]).astype(bool)
@@ -380,6 +470,7 @@ def glioblastoma_volume(
                 "model_file": model_file or MODEL_FILE,
                 "n4_shrink_factor": N4_SHRINK_FACTOR if bias_correction else None,
                 "model_version": info["model"]["metadata"].get("version", ""),
+                "intensity_standardisation": model_standardisation(info["model"]),
                 **{f"postprocessing_{k}": v for k, v in postprocessing(info["model"]).items()},
             },
             sort_keys=True,

@@ -126,3 +126,98 @@ def regularise(
         labels[holes_core] = np.uint8(1)  # enclosed by core: necrosis-like (BraTS convention)
         labels[holes & ~holes_core] = np.uint8(2)
     return labels
+
+
+#: Component selection (issue 25; :func:`select_tumour`): a glioma is one or a few compact regions of
+#: the brain that are hyperintense on FLAIR against the subject's own normal tissue (Menze et al. 2015:
+#: the whole tumour is the FLAIR hyperintensity), not the brain's rim nor a sheet along the midline.
+#: ``evidence_z``: the lowest robust z of a component's FLAIR (75th percentile over its non-necrotic
+#: voxels) for it to count as a tumour; ``rim_mm`` / ``max_rim_share``: a component with more than this
+#: share of its voxels within ``rim_mm`` of the brain's edge is the rim, not a tumour; ``rim_peel_z``:
+#: non-necrotic voxels within ``rim_mm`` of the edge with a lower FLAIR z, and not within ``rim_mm``
+#: of tumour with FLAIR z >= ``evidence_z``, are not tumour (the cortex and the skull-stripping
+#: edge); ``sheet_mm``: a component whose mean thickness (twice its voxels' mean
+#: depth inside it) is below this is a sheet (falx, septum, ventricle walls).
+SELECTION_SETTINGS = {
+    "evidence_z": 2.0,
+    "rim_mm": 5.0,
+    "max_rim_share": 0.5,
+    "rim_peel_z": 2.0,
+    "sheet_mm": 4.0,
+}
+
+
+def flair_evidence(standardised: dict[str, np.ndarray], mask: np.ndarray, zooms) -> np.ndarray:
+    """FLAIR hyperintensity against the subject's own brain: robust z of the 2 mm-smoothed FLAIR.
+
+    z = (FLAIR - median) / (1.4826 MAD) over the brain mask (the MAD floored at 5 % of the median),
+    so it does not depend on the image's scale, on the white-matter reference, or on how much
+    tumour the brain holds (a tumour is a minority of the brain's voxels).
+    """
+    flair = _MaskedSmoother(mask, zooms)(standardised["FLAIR"], 2.0)
+    values = flair[mask]
+    median = float(np.median(values))
+    mad = max(1.4826 * float(np.median(np.abs(values - median))), 0.05 * abs(median), 1e-6)
+    return np.where(mask, (flair - median) / mad, 0.0).astype(np.float32)
+
+
+def select_tumour(
+    labels: np.ndarray,
+    evidence: np.ndarray,
+    mask: np.ndarray,
+    zooms,
+    settings: dict | None = None,
+    largest_component_only: bool = True,
+) -> tuple[np.ndarray, list[dict]]:
+    """The tumour components of ``labels`` that look like a glioma (:data:`SELECTION_SETTINGS`).
+
+    Voxels at the brain's rim without FLAIR hyperintensity are dropped first; then each whole-tumour
+    component (26-connected) is measured: FLAIR evidence (75th percentile of ``evidence`` over its
+    non-necrotic voxels), its share within ``rim_mm`` of the edge, its mean thickness. Components
+    failing a test are dropped; of the rest, with ``largest_component_only``, the one with the most
+    hyperintense signal (sum of positive z) stays, which is the largest on a clean segmentation and
+    the tumour rather than a larger artefact on a poor one. Returns (labels, per-component measures).
+    """
+    s = {**SELECTION_SETTINGS, **(settings or {})}
+    labels = labels.copy()
+    depth = ndimage.distance_transform_edt(mask, sampling=zooms)
+    rim = mask & (depth <= s["rim_mm"])
+    # the peel spares necrosis (dark on FLAIR wherever it is: judged with its component) and the
+    # tumour within rim_mm of FLAIR-hyperintense tumour (a tumour reaching the cortex, whose edge
+    # mixes with the CSF outside)
+    strong = (labels > 0) & (evidence >= s["evidence_z"])
+    near_strong = ndimage.distance_transform_edt(~strong, sampling=zooms) <= s["rim_mm"] if strong.any() else strong
+    labels[rim & (labels > 1) & (evidence < s["rim_peel_z"]) & ~near_strong] = 0
+    components, n = ndimage.label(labels > 0, structure=np.ones((3, 3, 3)))
+    measures = []
+    if not n:
+        return labels, measures
+    inner_depth = ndimage.distance_transform_edt(components > 0, sampling=zooms)
+    keep = np.zeros(n + 1, bool)
+    score = np.zeros(n + 1)
+    for k, sl in enumerate(ndimage.find_objects(components), start=1):
+        here = components[sl] == k
+        lab = labels[sl][here]
+        ev = evidence[sl][here]
+        solid = lab != 1
+        z75 = float(np.percentile(ev[solid] if solid.any() else ev, 75))
+        rim_share = float(rim[sl][here].mean())
+        thickness = 2.0 * float(inner_depth[sl][here].mean())
+        ok = z75 >= s["evidence_z"] and rim_share <= s["max_rim_share"] and thickness >= s["sheet_mm"]
+        keep[k] = ok
+        score[k] = float(np.clip(ev, 0, None).sum())
+        measures.append(
+            {
+                "voxels": int(here.sum()),
+                "flair_z75": round(z75, 2),
+                "rim_share": round(rim_share, 3),
+                "thickness_mm": round(thickness, 2),
+                "kept": bool(ok),
+            }
+        )
+    if largest_component_only and keep.any():
+        keep = np.arange(n + 1) == np.argmax(np.where(keep, score, -1.0))
+        for k, m in enumerate(measures, start=1):
+            m["kept"] = bool(keep[k])
+    labels[~keep[components]] = 0
+    return labels, measures
