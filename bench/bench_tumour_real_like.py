@@ -1,7 +1,8 @@
 """The tumour arm on simulated, BraTS-like and real glioma scans, with its plausibility flags (issue 25).
 
-    python bench/bench_tumour_real_like.py [--n 5] [--seed 9101] [--work /tmp/dfb-fit] [--model PATH]
+    python bench/bench_tumour_real_like.py [--n 5] [--seed 9101] [--work /tmp/dfb-fit] [--model NAME=PATH]
                                             [--threads 1] [--skip-sim] [--skip-brats] [--skip-real]
+                                            [--toggle-selection] [--no-confounders]
 
 Generalisation to real scans is what matters here, and the real scans that failed are not shared,
 so this measures the arm on data that look like them without tuning on any of it:
@@ -14,15 +15,19 @@ so this measures the arm on data that look like them without tuning on any of it
    included), resampled (linear) onto a 1 mm 240 x 240 x 155 LPS grid turned by up to 8 degrees,
    a multiplicative bias field of up to +-25 % per modality, each modality rescaled to an arbitrary
    int16 range; on odd subjects T1w, T2w and FLAIR were acquired with 5 mm slices (blurred along
-   one axis, as many TCGA scans in BraTS were). Seeded per subject (``--seed`` + 7000 + i).
+   one axis, as many TCGA scans in BraTS were), and what real skull-stripped scans show that the
+   simulated heads do not (``pathology_training.REAL_SCAN_CONFOUNDERS``: enhancing dura and falx,
+   a bright FLAIR rim, T1w and ceT1w of different contrast; ``--no-confounders``: without).
+   Seeded per subject (``--seed`` + 7000 + i).
 3. ``real``: sub-gbm7294 of the shared real sample (its reference labels: core = 1, whole = 1 + 2)
    as it is, and stressed (robustness, not tuning): every modality rescaled (x0.07 to x9) and
    offset, a +-30 % bias field, and 5 mm slices on T1w, T2w, FLAIR.
 
 Each case: core / whole Dice, volumes, the plausibility check's measures and reasons
 (:mod:`defacebench.analysis.tumour_plausibility`: a flagged case is a failed record in a study),
-and whether the whole tumour overlaps the truth at all (found). ``--model``: another forest file
-(e.g. the one shipped before a change) to compare.
+and whether the whole tumour overlaps the truth at all (found). ``--model NAME=PATH`` (repeatable):
+forest files to compare on the same pre-processing of each case (e.g. the one shipped before a
+change); ``--toggle-selection``: each also with its component selection switched.
 """
 
 from __future__ import annotations
@@ -153,6 +158,11 @@ def main() -> None:
     parser.add_argument("--skip-sim", action="store_true")
     parser.add_argument("--skip-brats", action="store_true")
     parser.add_argument("--skip-real", action="store_true")
+    parser.add_argument(
+        "--no-confounders",
+        action="store_true",
+        help="BraTS-like variants without pathology_training.REAL_SCAN_CONFOUNDERS",
+    )
     args = parser.parse_args()
     models = {}
     for spec in args.model or ["shipped"]:
@@ -176,7 +186,9 @@ def main() -> None:
                 truth_dir = Path(truth["bids_root"]) / "derivatives" / "truth" / f"sub-{name}" / "anat"
                 rng = np.random.default_rng(args.seed + 7000 + i)
                 thick = i % 2 == 1
-                variant, variant_truth = brats_like(images, truth_img, truth_dir, name, rng, thick)
+                variant, variant_truth = brats_like(
+                    images, truth_img, truth_dir, name, rng, thick, confounders=not args.no_confounders
+                )
                 brats_rows.append(
                     run_case(f"{name} brats-like{' thick' if thick else ''}", variant, variant_truth, args, models)
                 )

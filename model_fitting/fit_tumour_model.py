@@ -2,7 +2,7 @@
 
 Usage: python model_fitting/fit_tumour_model.py [--n 10] [--seed 9001] [--resolution 1] [--work /tmp/dfb-fit]
         [--trees 12] [--depth 12] [--brats-like 0] [--no-selection] [--out src/defacebench/data/tumour_forest.npz]
-        [--postprocessing-only]
+        [--postprocessing-only] [--set-selection]
 
 Steps: simulate ``--n`` glioma subjects with the study's simulator (seeds seed..seed+n-1, not
 study seeds); run the arm's own pre-processing (rigid registration to T1w, brain mask,
@@ -174,7 +174,14 @@ def main():
         action="store_true",
         help="keep the forest in --out; only choose its post-processing again on the fitting cohort",
     )
+    parser.add_argument(
+        "--set-selection",
+        action="store_true",
+        help="keep the forest in --out; only switch its component selection on (tumour_features.SELECTION_SETTINGS)",
+    )
     args = parser.parse_args()
+    if args.set_selection:
+        return set_selection(args)
     if args.postprocessing_only:
         return rechoose_postprocessing(args)
     from sklearn import __version__ as sklearn_version
@@ -245,6 +252,22 @@ def main():
     choose_postprocessing(subjects, model, metadata, *postprocessing_grid(args))
     export_forest(forest, out, metadata)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) in {time.perf_counter() - start:.0f} s")
+
+
+def set_selection(args) -> None:
+    """Switch the component selection of the forest in ``--out`` on, with its fixed settings (no refit).
+
+    Its settings are not chosen on data (docs/methods.md); the version gets ``+selection``.
+    """
+    out = Path(args.out)
+    model = load_forest(str(out))
+    metadata = model["metadata"]
+    metadata["postprocessing"]["component_selection"] = dict(tfeat.SELECTION_SETTINGS)
+    if not metadata["version"].endswith("+selection"):
+        metadata["version"] += "+selection"
+    metadata["training"]["component_selection_set_on"] = date.today().isoformat()
+    write_forest(model, out, metadata)
+    print(f"component selection on in {out}: {metadata['postprocessing']}")
 
 
 def rechoose_postprocessing(args) -> None:

@@ -396,3 +396,14 @@ def test_a_model_refuses_intensities_standardised_otherwise():
     model = {**load_forest(), "metadata": {**load_forest()["metadata"], "standardisation": "wm-ratio"}}
     with pytest.raises(ValueError, match="standardis|intensities"):
         T.forest_posteriors(prep, model)
+
+
+def test_no_tumour_found_is_a_failure_not_zero_ml(monkeypatch):
+    shape = (20, 20, 20)
+    canonical = nib.Nifti1Image(np.zeros(shape, np.float32), np.eye(4))
+    info = {"canonical": canonical, "brain": np.ones(shape, bool), "brain_mask": "x", "brain_mask_details": {}}
+    monkeypatch.setattr(T, "_segment_canonical", lambda images, **kw: (np.zeros(shape, np.uint8), info))
+    images = {m: canonical for m in T.MODALITIES}
+    with pytest.raises(AnalysisFailure) as err:
+        T.glioblastoma_volume(images)
+    assert err.value.stage == "plausibility" and "no tumour" in err.value.reason

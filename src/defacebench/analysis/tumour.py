@@ -414,7 +414,7 @@ def glioblastoma_volume(
     Raises :class:`~defacebench.records.AnalysisFailure` for a missing modality,
     failed brain extraction or registration, an external tool's error, a
     core volume outside ``plausible_range_ml``, or (stage ``plausibility``) a whole tumour that
-    is too large or follows the brain's surface or midline; with the classic pipeline also for a
+    is too large or follows the brain's surface or midline, or no tumour at all; with the classic pipeline also for a
     skull-stripped T1w (stage ``head_registration``).
 
     ``pipeline`` (forest backend): ``modern`` (default) or ``classic`` (:data:`PIPELINES`, module
@@ -439,6 +439,10 @@ def glioblastoma_volume(
     low, high = plausible_range_ml or (None, None)
     check_plausible(result["value"], low, high, "tumour_segmentation", "tumour core volume", "ml")
     if plausibility and "brain" in info:
+        if not (labels > 0).any():
+            # every subject of a GBV cohort has a glioma: none found (e.g. the component selection
+            # dropped a rim or a midline sheet that was all the forest labelled) is a failure, not 0 ml
+            raise AnalysisFailure("plausibility", "no tumour found")
         settings = {**PLAUSIBILITY_SETTINGS, **(plausibility if isinstance(plausibility, dict) else {})}
         measures, reasons = tumour_plausibility(
             labels > 0, info["brain"] | (labels > 0), info["canonical"].header.get_zooms()[:3], settings
