@@ -73,8 +73,12 @@ def n4_correct(image: ants.ANTsImage, mask: ants.ANTsImage | None = None, **sett
     ``settings``: :func:`n4_field`'s keywords (defaults :data:`N4_SETTINGS`). Voxels outside
     the mask are kept as they are, as in antspyx's own corrected image.
     """
+    return n4_correct_with_field(image, mask, **settings)[0]
+
+
+def n4_correct_with_field(image: ants.ANTsImage, mask: ants.ANTsImage | None = None, **settings):
+    """:func:`n4_correct`'s image and the field it divided out, on the whole grid (inside and outside ``mask``)."""
     inside = None if mask is None else mask.numpy() > 0
     field = n4_field(image, inside, **settings)
-    if inside is not None:
-        field = np.where(inside, field, 1.0)
-    return image.new_image_like((image.numpy() / field).astype(np.float32))
+    divisor = field if inside is None else np.where(inside, field, 1.0)
+    return image.new_image_like((image.numpy() / divisor).astype(np.float32)), field

@@ -282,16 +282,13 @@ def _sienax_like(
     with _stage("bias_correction", times):
         head = reg.to_ants(canonical)
         mask_ants = head.new_image_like(mask.astype(np.float32))
-        # bias.n4_correct spelled out, the same operations, so that the whole-grid field can be kept
-        inside = mask_ants.numpy() > 0
-        field = bias.n4_field(
+        corrected, field = bias.n4_correct_with_field(
             head,
-            inside,
+            mask_ants,
             shrink_factor=n4_settings["shrink_factor"],
             iterations=n4_settings["iterations"],
             tolerance=n4_settings["tolerance"],
         )
-        corrected = head.new_image_like((head.numpy() / np.where(inside, field, 1.0)).astype(np.float32))
         _keep(canonical=canonical, brain_mask=mask, brain_backend=brain_backend, inu_field=field, n4=n4_settings)
         intensity = corrected.numpy().astype(np.float32)
         if not np.isfinite(intensity[mask]).all():
