@@ -12,7 +12,7 @@
    = deepbet + intracranial-outline, and the two crossings. Within one image, the whole-head
    affine, the bet-like mask and deepbet's mask are computed once and shared by the combinations
    that use them (the same functions, memoised by the image's voxels and affine).
-3. Writes ``<results>/tables/ablation_NBV.tsv`` (and ``.md``): per combination and method, the
+3. Writes ``<results>/tables/ablation_NBV.tsv`` (and ``.md``): per cohort, combination and method, the
    failures (full, defaced), complete cases, the study's agreement statistics
    (``defacebench.tables.agreement_row``: ICC(A,1), mean difference, paired t, Bland-Altman) and
    the error against the simulated truth; and ``ablation_NBV_records.tsv`` with every value.
@@ -103,7 +103,7 @@ def analyse_image(task: dict) -> list[dict]:
 
     _install_memos()
     rows = []
-    base = {k: task[k] for k in ("subject", "variant", "truth_ml")}
+    base = {k: task[k] for k in ("cohort", "subject", "variant", "truth_ml")}
     intracranial = None
     if task.get("truth_dseg") and task["variant"] == "none":
         from defacebench.simulate.anatomy import CSF, GM, WM
@@ -174,6 +174,7 @@ def tasks(config: dict, results: Path) -> list[dict]:
                         path = None
                 out.append(
                     {
+                        "cohort": cohort["name"],
                         "subject": subject,
                         "variant": method,
                         "path": str(path) if path else None,
@@ -189,14 +190,14 @@ def ablation_table(records: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
     from defacebench.tables import agreement_row
 
     rows = []
-    for combination in [c for c in COMBINATIONS if c in set(records["combination"])]:
-        df = records[records["combination"] == combination]
+    for (cohort, combination), df in records.groupby(["cohort", "combination"], sort=False, observed=True):
         wide = df.pivot(index="subject", columns="variant", values="value")
         ok = wide.notna()
         complete = ok.all(axis=1)
         truth = df.groupby("subject")["truth_ml"].first()
         for method in methods:
             row = {
+                "cohort": cohort,
                 "combination": combination,
                 "method": method,
                 "failed_full": int((~ok["none"]).sum()),
@@ -248,7 +249,10 @@ def main() -> None:
     print(
         f"ablation: {len(todo)} images x {len(args.combinations)} combinations, {(time.perf_counter() - start) / 60:.1f} min wall"
     )
-    records = pd.DataFrame(rows).sort_values(["combination", "subject", "variant"])
+    records = pd.DataFrame(rows)
+    # the table's order: cohorts as configured, combinations as COMBINATIONS lists them
+    records["combination"] = pd.Categorical(records["combination"], [c for c in COMBINATIONS if c in args.combinations])
+    records = records.sort_values(["cohort", "combination", "subject", "variant"])
     table = ablation_table(records, list(config["methods"]))
     out = results / "tables"
     out.mkdir(parents=True, exist_ok=True)
@@ -256,6 +260,7 @@ def main() -> None:
     table.to_csv(out / "ablation_NBV.tsv", sep="\t", index=False, float_format="%.6g")
     shown = table[
         [
+            "cohort",
             "combination",
             "method",
             "failed_full",
@@ -272,7 +277,7 @@ def main() -> None:
     ]
     (out / "ablation_NBV.md").write_text(shown.to_markdown(index=False, floatfmt=".4g") + "\n")
     if "mask_dice_vs_true_intracranial" in records:
-        full = records[records["variant"] == "none"].groupby("combination")
+        full = records[records["variant"] == "none"].groupby(["cohort", "combination"], observed=True)
         print(full[["mask_dice_vs_true_intracranial", "cpu_s"]].agg(["mean", "min", "max"]).round(3).to_string())
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"tables in {out}")
