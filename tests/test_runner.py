@@ -97,6 +97,38 @@ def test_gbv_also_records_whole_tumour(fake_arms, tmp_path):
     assert records[1]["value"] == 2.0 and records[1]["status"] == "ok"
 
 
+def test_subject_job_writes_one_record_file_per_variant_and_fails_only_the_failed_variant(fake_arms, tmp_path):
+    """analyse_subject: each variant's records in its own file; a defacing failure stays with its variant."""
+    full = write(tmp_path, "full.nii.gz", np.ones((10, 10, 10)))
+    defaced = write(tmp_path, "qs.nii.gz", np.pad(np.ones((10, 10, 5)), ((0, 0), (0, 0), (0, 5))))
+    failed = tmp_path / "fm.json"
+    failed.write_text(json.dumps({"status": "failed", "failed_stage": "registration", "message": "diverged"}))
+    variants = ["none", "quickshear", "facemasking"]
+    images = {"none": {"T1w": full}, "quickshear": {"T1w": defaced}, "facemasking": {"T1w": full}}
+    record_paths = [tmp_path / f"{v}.json" for v in variants]
+    runner.analyse_subject(
+        "NBV",
+        variants,
+        images,
+        record_paths,
+        [tmp_path / f"seg-{v}" for v in variants],
+        cohort="c",
+        subject="01",
+        deface_records={"facemasking": failed},
+    )
+    records = {v: json.loads(path.read_text()) for v, path in zip(variants, record_paths)}
+    assert [records[v][0]["variant"] for v in variants] == variants
+    assert records["none"][0]["value"] == pytest.approx(1.0)
+    assert records["quickshear"][0]["value"] == pytest.approx(0.5)
+    assert records["facemasking"][0]["status"] == "failed" and records["facemasking"][0]["failed_stage"] == "deface"
+    with pytest.raises(ValueError, match="3 variants but 2 record_paths"):
+        runner.analyse_subject("NBV", variants, images, record_paths[:2], [], cohort="c", subject="01")
+    with pytest.raises(ValueError, match="inside NBV jobs, not GBV"):
+        runner.analyse_subject(
+            "GBV", variants, images, record_paths, record_paths, cohort="c", subject="01", iqm_record_paths=record_paths
+        )
+
+
 @pytest.mark.parametrize("prep_threads, reused", [(1, True), (2, False)])
 def test_full_image_reuses_the_preparation_brain_mask(tmp_path, monkeypatch, prep_threads, reused):
     """The defacing preparation's mask of the same T1w replaces the backend only at the same thread count."""

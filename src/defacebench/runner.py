@@ -219,6 +219,94 @@ def analyse(
     return [r.to_dict() for r in records]
 
 
+def analyse_subject(
+    outcome: str,
+    variants: list[str],
+    images: dict[str, dict[str, str | Path]],
+    record_paths: list[str | Path],
+    segmentation_dirs: list[str | Path],
+    *,
+    cohort: str,
+    subject: str,
+    deface_records: dict[str, str | Path] | None = None,
+    iqm_record_paths: list[str | Path] | None = None,
+    preparation_dir: str | Path | None = None,
+    log=None,
+    **analysis,
+) -> None:
+    """Analyse every image variant of one subject for ``outcome`` in one process and write the records.
+
+    One process for all variants, so the imports and the arms' models load once (issue 20). Variant
+    ``variants[i]`` (its images ``images[variant]``, its defacing record
+    ``deface_records[variant]``) gets its records in ``record_paths[i]`` and its label map in
+    ``segmentation_dirs[i]``, as :func:`analyse` makes them; ``preparation_dir`` (the defacing
+    preparation) is offered to the full image (``none``) only. ``analysis``: the other keywords of
+    :func:`analyse` (settings, truth_path, threads, reference, cohort_kind).
+
+    ``iqm_record_paths`` (NBV only: a cohort whose T1w images also get image-quality metrics): each
+    variant's IQMs are computed right after its NBV, in this process, from what the NBV arm made of
+    the same image (brain mask, N4 field, partial volumes, brain affine:
+    :func:`defacebench.analysis.nbv.keep_intermediates`), instead of in a job of their own that would
+    make them again (:func:`defacebench.quality.arm.image_quality_record`).
+    """
+    from contextlib import nullcontext
+
+    from .io import write_json
+
+    deface_records = deface_records or {}
+    for given, name in ((record_paths, "record_paths"), (segmentation_dirs, "segmentation_dirs")):
+        if len(given) != len(variants):
+            raise ValueError(f"{len(variants)} variants but {len(given)} {name}")
+    if iqm_record_paths:
+        if outcome != "NBV":
+            raise ValueError(f"image-quality metrics are computed inside NBV jobs, not {outcome} jobs")
+        if len(iqm_record_paths) != len(variants):
+            raise ValueError(f"{len(variants)} variants but {len(iqm_record_paths)} iqm_record_paths")
+        from .analysis.nbv import keep_intermediates
+        from .quality.arm import image_quality_record
+    threads = analysis.get("threads", 1)
+    for index, variant in enumerate(variants):
+        if log is not None:
+            log.info("variant %s", variant)
+        preparation = preparation_dir if variant == "none" else None
+        with keep_intermediates() if iqm_record_paths else nullcontext({}) as kept:
+            records = analyse(
+                outcome,
+                dict(images[variant]),
+                cohort=cohort,
+                subject=subject,
+                variant=variant,
+                deface_record_path=deface_records.get(variant),
+                preparation_dir=preparation,
+                segmentation_dir=segmentation_dirs[index],
+                **analysis,
+            )
+        write_json(records, record_paths[index])
+        if not iqm_record_paths:
+            continue
+        if log is not None:
+            log.info("variant %s: image-quality metrics", variant)
+        details = records[0].get("details", {}) if records else {}
+        reused_from = details.get("brain_mask_reused_from")
+        note = kept.get("brain_backend", "") + (
+            f"; the defacing preparation's mask reused: {reused_from}" if reused_from else ""
+        )
+        iqm = image_quality_record(
+            images[variant].get("T1w"),
+            cohort=cohort,
+            subject=subject,
+            variant=variant,
+            deface_record_path=deface_records.get(variant),
+            nbv_segmentation_dir=segmentation_dirs[index],
+            preparation_dir=preparation,
+            threads=threads,
+            nbv_intermediates=kept,
+            nbv_brain_mask_note=note,
+        )
+        write_json(iqm, iqm_record_paths[index])
+        kept.clear()
+
+
 def lesion_plausibility(record: Record, cohort_kind: str | None, near_zero_ml: float) -> str | None:
     """Why a WMLV record of a cohort labelled MS is implausible (a near-zero volume), or None."""
     if record.outcome != "WMLV" or cohort_kind != "ms" or record.status != "ok" or record.value is None:
