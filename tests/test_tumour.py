@@ -352,6 +352,29 @@ def test_real_scan_confounders_touch_the_brain_edge_and_midline_only():
     assert np.allclose(out["T2w"], images["T2w"])
 
 
+def test_real_scan_confounders_vary_grey_white_contrast_both_ways():
+    from defacebench.analysis.pathology_training import REAL_SCAN_CONFOUNDERS, real_scan_confounders
+    from defacebench.simulate.anatomy import GM, WM
+
+    shape = (33, 33, 33)
+    r = np.sqrt(((np.indices(shape) - 16) ** 2).sum(0))
+    brain = r <= 15
+    dseg = np.where(brain, WM, 0).astype(np.uint8)
+    dseg[(r > 8) & (r <= 11.5)] = GM  # below the edge's shell (at most 3 mm deep): no dura or FLAIR rim
+    ratio = {"T1w": 0.75, "ceT1w": 0.75, "T2w": 1.25, "FLAIR": 1.15}
+    images = {m: np.where(dseg == GM, 100.0 * ratio[m], np.where(brain, 100.0, 0.0)).astype(np.float32) for m in ratio}
+    seen = {m: [] for m in ratio}
+    for seed in range(40):
+        out = real_scan_confounders(images, brain, dseg, np.eye(4), np.random.default_rng(seed))
+        for m in ratio:
+            gm, wm = np.median(out[m][dseg == GM]), np.median(out[m][r <= 7])
+            seen[m].append(np.log(gm / wm) / np.log(ratio[m]))
+    for m in ratio:  # the power applied to the GM/WM log-ratio: above and below 1, within the stated range
+        lo, hi = REAL_SCAN_CONFOUNDERS["t1_gamma" if m in ("T1w", "ceT1w") else "t2_gamma"]
+        assert min(seen[m]) < 0.9 and max(seen[m]) > 1.1, m
+        assert lo - 0.05 < min(seen[m]) and max(seen[m]) < hi + 0.05, m
+
+
 def test_thick_slices_and_bias_field():
     from defacebench.analysis.pathology_training import bias_field, thick_slices
 

@@ -264,15 +264,27 @@ def to_int16_range(data: np.ndarray, mask: np.ndarray, rng, offset: bool = False
 #: walls on another). ``dura_enhancement``: the dura, the falx and the cortical veins and sinuses
 #: enhance on a ceT1w, and skull stripping leaves them at the brain's edge and in the interhemispheric
 #: fissure (relative signal gain, range); ``flair_rim``: the brain's edge is often bright on FLAIR
-#: (incompletely nulled CSF, inflow, leftovers of the stripping); ``shell_mm``: how deep these reach;
-#: ``t1_gamma``: the T1w and the ceT1w of one patient are often different sequences (2-D spin echo
-#: before, 3-D gradient echo after contrast in TCGA's scans), so their grey/white contrasts differ: one
-#: of the two gets its contrast changed by a power (WM fixed). Ranges drawn per variant.
+#: (incompletely nulled CSF, inflow, leftovers of the stripping); ``shell_mm``: how deep these reach.
+#: Tissue contrast (2026-12-03, issue 25; fixed before the refit it was made for was measured): each
+#: image's contrast is changed by a power of its ratio to white matter (WM fixed: ``wm * (I / wm) **
+#: gamma``), ``gamma`` drawn log-uniformly, on its own for every modality (the T1w and the ceT1w of one
+#: patient are often different sequences, 2-D spin echo before and 3-D gradient echo after contrast in
+#: TCGA's scans). The ranges are symmetric about 1 in log, i.e. the simulator's contrast sits in the
+#: middle, because real protocols vary both ways: ``t1_gamma`` 0.5-2, T1w grey/white contrast from
+#: that of a 1.5 T spin echo (GM/WM about 0.8-0.85, lower than the simulator's) to that of an
+#: inversion-prepared 3-D gradient echo (MPRAGE, IR-SPGR, GM/WM about 0.6 or below, higher);
+#: ``t2_gamma`` 0.67-1.5 for the T2w and the FLAIR: in a spin echo the log of a tissue's signal ratio
+#: to white matter grows in proportion to the echo time, which ranges about 80-120 ms in clinical T2w
+#: and FLAIR protocols (a power of 0.67-1.5 about the middle); field strength and TI add to it. An
+#: earlier setting only lowered the T1w contrast (``t1_gamma`` 0.5-1, one of T1w/ceT1w) and left the
+#: T2w and FLAIR as simulated: a ``wm-csf`` forest fitted with it labelled a higher-contrast phantom's
+#: grey matter tumour (docs/validation.md). Ranges drawn per variant.
 REAL_SCAN_CONFOUNDERS = {
     "dura_enhancement": (0.3, 0.9),
     "flair_rim": (0.1, 0.5),
     "shell_mm": (1.5, 3.0),
-    "t1_gamma": (0.5, 1.0),
+    "t1_gamma": (0.5, 2.0),
+    "t2_gamma": (0.67, 1.5),
 }
 
 
@@ -304,10 +316,11 @@ def real_scan_confounders(
     out["FLAIR"] = out["FLAIR"] * (
         1 + rng.uniform(*c["flair_rim"]) * ndimage.gaussian_filter(rim.astype(np.float32), 1.0)
     )
-    which = "T1w" if rng.random() < 0.5 else "ceT1w"
-    wm = float(np.median(out[which][dseg == WM]))
-    gamma = rng.uniform(*c["t1_gamma"])
-    out[which] = wm * np.clip(out[which] / wm, 0, None) ** gamma
+    for m in out:
+        lo, hi = c["t1_gamma"] if m in ("T1w", "ceT1w") else c["t2_gamma"]
+        gamma = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))  # log-uniform: as often up as down
+        wm = float(np.median(out[m][dseg == WM]))
+        out[m] = wm * np.clip(out[m] / wm, 0, None) ** gamma
     return out
 
 
