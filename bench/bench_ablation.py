@@ -251,6 +251,7 @@ def main() -> None:
     )
     records = pd.DataFrame(rows)
     # the table's order: cohorts as configured, combinations as COMBINATIONS lists them
+    records["cohort"] = pd.Categorical(records["cohort"], [c["name"] for c in config["cohorts"]])
     records["combination"] = pd.Categorical(records["combination"], [c for c in COMBINATIONS if c in args.combinations])
     records = records.sort_values(["cohort", "combination", "subject", "variant"])
     table = ablation_table(records, list(config["methods"]))

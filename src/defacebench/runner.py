@@ -254,14 +254,15 @@ def analyse_subject(
     from .io import write_json
 
     deface_records = deface_records or {}
-    for given, name in ((record_paths, "record_paths"), (segmentation_dirs, "segmentation_dirs")):
+    per_variant = {"record_paths": record_paths, "segmentation_dirs": segmentation_dirs}
+    if iqm_record_paths:
+        per_variant["iqm_record_paths"] = iqm_record_paths
+    for name, given in per_variant.items():
         if len(given) != len(variants):
             raise ValueError(f"{len(variants)} variants but {len(given)} {name}")
     if iqm_record_paths:
         if outcome != "NBV":
             raise ValueError(f"image-quality metrics are computed inside NBV jobs, not {outcome} jobs")
-        if len(iqm_record_paths) != len(variants):
-            raise ValueError(f"{len(variants)} variants but {len(iqm_record_paths)} iqm_record_paths")
         from .analysis.nbv import keep_intermediates
         from .quality.arm import image_quality_record
     threads = analysis.get("threads", 1)
