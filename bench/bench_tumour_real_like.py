@@ -2,7 +2,8 @@
 
     python bench/bench_tumour_real_like.py [--n 5] [--seed 9101] [--work /tmp/dfb-fit] [--model NAME=PATH]
                                             [--threads 1] [--skip-sim] [--skip-brats] [--skip-real]
-                                            [--toggle-selection] [--no-confounders]
+                                            [--toggle-selection] [--toggle-hyperintensity]
+                                            [--no-confounders]
 
 Generalisation to real scans is what matters here, and the real scans that failed are not shared,
 so this measures the arm on data that look like them without tuning on any of it:
@@ -27,7 +28,9 @@ Each case: core / whole Dice, volumes, the plausibility check's measures and rea
 (:mod:`defacebench.analysis.tumour_plausibility`: a flagged case is a failed record in a study),
 and whether the whole tumour overlaps the truth at all (found). ``--model NAME=PATH`` (repeatable):
 forest files to compare on the same pre-processing of each case (e.g. the one shipped before a
-change); ``--toggle-selection``: each also with its component selection switched.
+change); ``--toggle-selection``: each also with its component selection switched;
+``--toggle-hyperintensity``: each also checked against the FLAIR and T2w hyperintensity
+(:func:`defacebench.analysis.tumour.checked_labels`), the row saying whose tumour was measured.
 """
 
 from __future__ import annotations
@@ -93,11 +96,12 @@ def run_case(name, images, truth_img, args, models, core_truth_labels=tfeat.CORE
         if model_key not in posteriors:
             posteriors[model_key] = T.forest_posteriors(preps[method], model)
         t0 = time.process_time()
-        labels = uncrop(
-            T.forest_labels(preps[method], model, posteriors=posteriors[model_key], **overrides),
-            prep["box"],
-            prep["shape"],
+        settings = dict(overrides)
+        hyperintensity = settings.pop("hyperintensity", False)
+        labels, check = T.checked_labels(
+            preps[method], model, hyperintensity, posteriors=posteriors[model_key], **settings
         )
+        labels = uncrop(labels, prep["box"], prep["shape"])
         volumes = T.label_volumes(labels, voxel_ml)
         whole = labels > 0
         measures, reasons = tumour_plausibility(whole, brain | whole, zooms)
@@ -114,6 +118,10 @@ def run_case(name, images, truth_img, args, models, core_truth_labels=tfeat.CORE
             "flagged": "; ".join(reasons),
             "rim": measures.get("rim_surface_fraction", 0.0),
             "midline": measures.get("midline_band_fraction", 0.0),
+            "source": check["source"] if hyperintensity else "",
+            "hyper_ml": check.get("hyperintense_ml", 0.0),
+            "overlap": check.get("forest_overlap", 0.0),
+            "dropped_ml": check.get("dropped_ml", 0.0),
             "cpu_s": prep_cpu + time.process_time() - t0,
         }
         shown = {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}
@@ -154,6 +162,12 @@ def main() -> None:
         action="store_true",
         help="also run each model with its component selection switched (on when off, off when on)",
     )
+    parser.add_argument(
+        "--toggle-hyperintensity",
+        action="store_true",
+        help="also run each model with the FLAIR/T2w hyperintensity check (tumour.checked_labels); "
+        "without this flag every model runs without it",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--skip-sim", action="store_true")
     parser.add_argument("--skip-brats", action="store_true")
@@ -173,6 +187,8 @@ def main() -> None:
             on = bool(T.postprocessing(model)["component_selection"])
             toggled = {"component_selection": False if on else dict(tfeat.SELECTION_SETTINGS)}
             models[f"{name}{'-' if on else '+'}selection"] = (name, model, toggled)
+        if args.toggle_hyperintensity:
+            models[f"{name}+hyperintensity"] = (name, model, {"hyperintensity": True})
         print(f"model {name}: {model['metadata'].get('version')} ({path or 'shipped'}), {T.postprocessing(model)}")
     sim_rows, brats_rows, real_rows = [], [], []
     if not (args.skip_sim and args.skip_brats):

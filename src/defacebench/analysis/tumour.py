@@ -57,6 +57,7 @@ from ..arrays import bounding_box, box_affine, uncrop
 from ..io import from_canonical, mask_like, voxel_volume_ml
 from ..records import AnalysisFailure, check_plausible
 from . import tumour_features as tfeat
+from . import tumour_hyperintensity as thyper
 from .tumour_plausibility import PLAUSIBILITY_SETTINGS, tumour_plausibility
 from .pathology_common import (
     WHOLE_HEAD_BRAIN_MASK,
@@ -305,6 +306,28 @@ def forest_labels(
     return labels
 
 
+def checked_labels(
+    prep: dict, model: dict, hyperintensity: bool | dict = True, posteriors: np.ndarray | None = None, **overrides
+) -> tuple[np.ndarray, dict]:
+    """:func:`forest_labels` checked against the FLAIR and T2w hyperintensity (:mod:`.tumour_hyperintensity`).
+
+    Returns (labels, record): the forest's labels, or, when its whole tumour covers too little of the
+    brain's most hyperintense compact region, that region with the forest's compartments
+    (:func:`.tumour_hyperintensity.reconcile`; ``record["source"]`` says which). ``hyperintensity``:
+    True (:data:`.tumour_hyperintensity.HYPERINTENSITY_SETTINGS`), a dict of settings, or False (the
+    forest's labels, record ``{"source": "forest"}``). ``overrides``: :func:`forest_labels`'s.
+    """
+    if posteriors is None:
+        posteriors = forest_posteriors(prep, model)
+    labels = forest_labels(prep, model, posteriors=posteriors, **overrides)
+    if not hyperintensity:
+        return labels, {"source": "forest"}
+    settings = hyperintensity if isinstance(hyperintensity, dict) else None
+    region, _ = thyper.hyperintense_region(prep["standardised"], prep["mask"], prep["zooms"], settings)
+    sigma = postprocessing(model, sigma_mm=overrides.get("regularisation_sigma_mm"))["sigma_mm"]
+    return thyper.reconcile(labels, posteriors, model["classes"], region, prep["zooms"], sigma, settings)
+
+
 def segment_tumour(
     images: dict[str, nib.Nifti1Image],
     *,
@@ -317,9 +340,14 @@ def segment_tumour(
     model_file: str | None = None,
     timeout: float | None = None,
     pipeline: str | None = None,
+    hyperintensity: bool | dict = True,
     **_ignored,
 ) -> nib.Nifti1Image:
-    """Tumour label map (uint8) on the T1w's own voxel grid: 1 necrosis, 2 oedema, 3 non-enhancing, 4 enhancing."""
+    """Tumour label map (uint8) on the T1w's own voxel grid: 1 necrosis, 2 oedema, 3 non-enhancing, 4 enhancing.
+
+    ``hyperintensity``: the forest's tumour checked against the FLAIR and T2w hyperintensity
+    (:func:`checked_labels`; forest backend).
+    """
     _, components = resolve_pipeline(pipeline, PIPELINES, {"brain_backend": brain_backend})
     brain_backend = components["brain_backend"]
     labels, _ = _segment_canonical(
@@ -332,12 +360,23 @@ def segment_tumour(
         bias_correction=bias_correction,
         model_file=model_file,
         timeout=timeout,
+        hyperintensity=hyperintensity,
     )
     return mask_like(from_canonical(labels, images["T1w"]), images["T1w"])
 
 
 def _segment_canonical(
-    images, *, backend, threads, command, register, brain_backend, bias_correction, model_file, timeout
+    images,
+    *,
+    backend,
+    threads,
+    command,
+    register,
+    brain_backend,
+    bias_correction,
+    model_file,
+    timeout,
+    hyperintensity=True,
 ) -> tuple[np.ndarray, dict]:
     if backend not in BACKENDS:
         raise ValueError(f"unknown GBV backend {backend!r}; choose from {BACKENDS}")
@@ -360,9 +399,11 @@ def _segment_canonical(
         bias_correction=bias_correction,
         standardisation=model_standardisation(model),
     )
-    labels = uncrop(forest_labels(prep, model), prep["box"], prep["shape"])
+    labels, check = checked_labels(prep, model, hyperintensity)
+    labels = uncrop(labels, prep["box"], prep["shape"])
     brain = uncrop(prep["mask"], prep["box"], prep["shape"]).astype(bool)
     return labels, {
+        "hyperintensity_check": check,
         "canonical": prep["canonical"],
         "brain_mask": prep["brain_mask"],
         "brain_mask_details": prep["brain_mask_details"],
@@ -399,6 +440,7 @@ def glioblastoma_volume(
     timeout: float | None = None,
     plausibility: bool | dict = True,
     pipeline: str | None = None,
+    hyperintensity: bool | dict = True,
     **_ignored,
 ) -> dict:
     """Glioblastoma volume: tumour core (ml) and compartments, from T1w, ceT1w, T2w and FLAIR.
@@ -420,6 +462,12 @@ def glioblastoma_volume(
     ``pipeline`` (forest backend): ``modern`` (default) or ``classic`` (:data:`PIPELINES`, module
     notes); ``brain_backend`` overrides its brain extraction. The record says which ran:
     ``pipeline``, and in ``parameters`` the pipeline and its brain extraction.
+
+    ``hyperintensity`` (forest backend): the forest's tumour checked against the brain's FLAIR and
+    T2w hyperintensity (:func:`checked_labels`, :mod:`.tumour_hyperintensity`; True: its defaults, a
+    dict overrides settings, False: off). ``tumour_source`` says whose whole tumour was measured
+    (``forest``, or ``hyperintensity`` when the forest missed the hyperintense region) and
+    ``hyperintensity_check`` the check's measures.
     """
     pipeline, components = resolve_pipeline(pipeline, PIPELINES, {"brain_backend": brain_backend})
     brain_backend = components["brain_backend"]
@@ -433,6 +481,7 @@ def glioblastoma_volume(
         bias_correction=bias_correction,
         model_file=model_file,
         timeout=timeout,
+        hyperintensity=hyperintensity,
     )
     result = label_volumes(labels, voxel_volume_ml(info["canonical"]))
     result["segmentation"] = mask_like(from_canonical(labels, images["T1w"]), images["T1w"])
@@ -456,6 +505,8 @@ def glioblastoma_volume(
     else:
         result["backend"] = BACKEND_NAME
         result["pipeline"] = pipeline
+        result["tumour_source"] = info["hyperintensity_check"]["source"]
+        result["hyperintensity_check"] = json.dumps(info["hyperintensity_check"], sort_keys=True)
         result["brain_mask"] = info["brain_mask"]
         result["parameters"] = json.dumps(
             {
@@ -476,6 +527,11 @@ def glioblastoma_volume(
                 "model_version": info["model"]["metadata"].get("version", ""),
                 "intensity_standardisation": model_standardisation(info["model"]),
                 **{f"postprocessing_{k}": v for k, v in postprocessing(info["model"]).items()},
+                "hyperintensity_check": (
+                    {**thyper.HYPERINTENSITY_SETTINGS, **hyperintensity}
+                    if isinstance(hyperintensity, dict)
+                    else (dict(thyper.HYPERINTENSITY_SETTINGS) if hyperintensity else False)
+                ),
             },
             sort_keys=True,
             default=json_scalar,
