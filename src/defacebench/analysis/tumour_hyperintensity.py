@@ -69,8 +69,9 @@ def healthy_classes(t1w: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.n
 def robust_z(image: np.ndarray, mask: np.ndarray, healthy: np.ndarray, zooms, sigma_mm: float = 2.0) -> np.ndarray:
     """Robust z of the ``sigma_mm``-smoothed ``image`` against its ``healthy`` voxels: (x - median) / (1.4826 MAD).
 
-    The MAD is floored at 2 % of the median, so a flat image does not give infinite z. Invariant to
-    any increasing linear map of the intensities (scale and offset). 0 outside ``mask``.
+    The MAD is floored at 1 % of the brain's 1st-99th percentile range, so a flat class does not give
+    infinite z. Invariant to any increasing linear map of the intensities (scale and offset). 0
+    outside ``mask``.
     """
     smooth = _MaskedSmoother(mask, zooms)(image, sigma_mm)
     return _z(smooth, mask, healthy)
@@ -79,12 +80,18 @@ def robust_z(image: np.ndarray, mask: np.ndarray, healthy: np.ndarray, zooms, si
 def _z(smooth: np.ndarray, mask: np.ndarray, healthy: np.ndarray) -> np.ndarray:
     values = smooth[healthy]
     median = float(np.median(values))
-    mad = max(1.4826 * float(np.median(np.abs(values - median))), 0.02 * abs(median), 1e-6)
+    low, high = np.percentile(smooth[mask], [1, 99])
+    mad = max(1.4826 * float(np.median(np.abs(values - median))), 0.01 * float(high - low), 1e-6)
     return np.where(mask, (smooth - median) / mad, 0.0).astype(np.float32)
 
 
 def hyperintensity_evidence(
-    standardised: dict[str, np.ndarray], mask: np.ndarray, zooms, sigma_mm: float = 2.0, t2_min_z: float = -1.0
+    standardised: dict[str, np.ndarray],
+    mask: np.ndarray,
+    zooms,
+    sigma_mm: float = 2.0,
+    t2_min_z: float = -1.0,
+    interior: np.ndarray | None = None,
 ) -> np.ndarray:
     """How far a voxel's FLAIR stands above every healthy tissue class, where its T2w does not fall far below grey matter.
 
@@ -95,9 +102,11 @@ def hyperintensity_evidence(
     the classes' medians and MADs stay those of normal tissue. Where the T2w's z against the grey
     class is below ``t2_min_z`` the T2w's z is the evidence if smaller (Menze et al. 2015 draw the
     whole tumour on both; the T2w's contrast between oedema and grey matter is weaker than the
-    FLAIR's, so it gates rather than scores).
+    FLAIR's, so it gates rather than scores). ``interior``: where the healthy classes are estimated
+    (default ``mask``); :func:`hyperintense_region` leaves out the brain's outer ``rim_mm``, where a
+    skull-stripping edge's artefacts would widen the grey class's spread.
     """
-    grey, white = healthy_classes(standardised["T1w"], mask)
+    grey, white = healthy_classes(standardised["T1w"], mask if interior is None else interior)
     smoother = _MaskedSmoother(mask, zooms)
     flair = smoother(standardised["FLAIR"], sigma_mm)
     classes = [c for c in (grey, white) if c.sum() >= 1000] or [mask]
@@ -123,30 +132,36 @@ def hyperintense_region(
     """
     s = {**HYPERINTENSITY_SETTINGS, **(settings or {})}
     zooms = tuple(float(z) for z in zooms)
-    evidence = hyperintensity_evidence(standardised, mask, zooms, s["sigma_mm"], s["t2_min_z"])
+    depth = ndimage.distance_transform_edt(mask, sampling=zooms)
+    interior = depth > s["rim_mm"]
+    evidence = hyperintensity_evidence(
+        standardised, mask, zooms, s["sigma_mm"], s["t2_min_z"], interior if interior.sum() > 0.2 * mask.sum() else None
+    )
     grown = mask & (evidence >= s["grow_z"])
     components, n = ndimage.label(grown, structure=np.ones((3, 3, 3)))
     seeded = np.zeros(n + 1, bool)
     seeded[np.unique(components[mask & (evidence >= s["seed_z"])])] = True
     seeded[0] = False
-    # necrosis and an enhancing rim are not FLAIR-hyperintense against grey matter, but are enclosed
-    # by what is (once the oedema's shell is closed over gaps of up to 2 closing_mm)
-    region = ndimage.binary_fill_holes(closing(seeded[components], zooms, s["closing_mm"])) & mask
+    region = closing(seeded[components], zooms, s["closing_mm"]) & mask
     measures: list[dict] = []
     if not region.any():
         return region, measures
     components, n = ndimage.label(region, structure=np.ones((3, 3, 3)))
-    depth = ndimage.distance_transform_edt(mask, sampling=zooms)
     rim = depth <= s["rim_mm"]
-    inner_depth = ndimage.distance_transform_edt(region, sampling=zooms)
     voxel_ml = float(np.prod(zooms)) / 1000.0
-    best, best_score = 0, 0.0
+    best, best_score, best_filled = 0, 0.0, None
     for k, sl in enumerate(ndimage.find_objects(components), start=1):
         here = components[sl] == k
-        ml = float(here.sum()) * voxel_ml
+        # necrosis and an enhancing rim are not FLAIR-hyperintense against grey matter, but are
+        # enclosed by what is (once the oedema's shell is closed over gaps of up to 2 closing_mm);
+        # the rim share is judged before the filling, which would fill a closed rim's whole brain
+        filled = ndimage.binary_fill_holes(here) & mask[sl]
+        ml = float(filled.sum()) * voxel_ml
         rim_share = float(rim[sl][here].mean())
-        thickness = 2.0 * float(inner_depth[sl][here].mean())
-        score = float(np.clip(evidence[sl][here], 0, None).sum()) * voxel_ml
+        thickness = 2.0 * float(
+            ndimage.distance_transform_edt(np.pad(filled, 1), sampling=zooms)[1:-1, 1:-1, 1:-1][filled].mean()
+        )
+        score = float(np.clip(evidence[sl][filled], 0, None).sum()) * voxel_ml
         ok = ml >= s["min_ml"] and rim_share <= s["max_rim_share"] and thickness >= s["sheet_mm"]
         measures.append(
             {
@@ -158,12 +173,14 @@ def hyperintense_region(
             }
         )
         if ok and score > best_score:
-            best, best_score = k, score
+            best, best_score, best_filled = k, score, (sl, filled)
     for k, m in enumerate(measures, start=1):
         m["kept"] = k == best
-    if not best:
-        return np.zeros_like(region), measures
-    return components == best, measures
+    out = np.zeros_like(region)
+    if best:
+        sl, filled = best_filled
+        out[sl] = filled
+    return out, measures
 
 
 def reconcile(
