@@ -24,8 +24,9 @@ so this measures the arm on data that look like them without tuning on any of it
    as it is, and stressed (robustness, not tuning): every modality rescaled (x0.07 to x9) and
    offset, a +-30 % bias field, and 5 mm slices on T1w, T2w, FLAIR.
 
-Each case: core / whole Dice, volumes, the plausibility check's measures and reasons
-(:mod:`defacebench.analysis.tumour_plausibility`: a flagged case is a failed record in a study),
+Each case: core / whole Dice, volumes, the plausibility checks' measures and reasons
+(:mod:`defacebench.analysis.tumour_plausibility`, shape and enhancement: a flagged case is a failed
+record in a study),
 and whether the whole tumour overlaps the truth at all (found). ``--model NAME=PATH`` (repeatable):
 forest files to compare on the same pre-processing of each case (e.g. the one shipped before a
 change); ``--toggle-selection``: each also with its component selection switched;
@@ -51,7 +52,8 @@ from defacebench.analysis.pathology_training import (
     thick_slices,
     training_cohort,
 )
-from defacebench.analysis.tumour_plausibility import tumour_plausibility
+from defacebench.analysis import tumour_hyperintensity as thyper
+from defacebench.analysis.tumour_plausibility import enhancement_plausibility, tumour_plausibility
 from defacebench.arrays import uncrop
 from defacebench.io import voxel_volume_ml
 from defacebench.overlap import dice, truth_on_grid
@@ -88,6 +90,7 @@ def run_case(name, images, truth_img, args, models, core_truth_labels=tfeat.CORE
     core_truth = np.isin(truth, core_truth_labels)
     rows = {}
     posteriors = {}
+    enhancement = {}  # the enhancement evidence, by intensity standardisation
     preps = {}  # by intensity standardisation: each model reads the intensities it was fitted on
     for label, (model_key, model, overrides) in models.items():
         method = T.model_standardisation(model)
@@ -105,6 +108,13 @@ def run_case(name, images, truth_img, args, models, core_truth_labels=tfeat.CORE
         volumes = T.label_volumes(labels, voxel_ml)
         whole = labels > 0
         measures, reasons = tumour_plausibility(whole, brain | whole, zooms)
+        if method not in enhancement:
+            p = preps[method]
+            enhancement[method] = uncrop(
+                thyper.enhancement_evidence(p["standardised"], p["mask"], p["zooms"]), prep["box"], prep["shape"]
+            )
+        enhancing, enhancement_reasons = enhancement_plausibility(labels, enhancement[method], zooms)
+        reasons += enhancement_reasons
         row = {
             "case": name,
             "model": label,
@@ -118,6 +128,7 @@ def run_case(name, images, truth_img, args, models, core_truth_labels=tfeat.CORE
             "flagged": "; ".join(reasons),
             "rim": measures.get("rim_surface_fraction", 0.0),
             "midline": measures.get("midline_band_fraction", 0.0),
+            "enhancing_signal_ml": enhancing["enhancing_signal_ml"],
             "source": check["source"] if hyperintensity else "",
             "hyper_ml": check.get("hyperintense_ml", 0.0),
             "overlap": check.get("forest_overlap", 0.0),

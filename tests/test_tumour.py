@@ -1,5 +1,6 @@
 """Tumour arm (GBV): inputs, the shipped forest, a phantom/simulated subject, and sub-gbm7294."""
 
+import json
 from importlib import resources
 
 import nibabel as nib
@@ -8,6 +9,7 @@ import pytest
 
 from defacebench.analysis import tumour as T
 from defacebench.analysis import tumour_features as tfeat
+from defacebench.analysis import tumour_hyperintensity as thyper
 from defacebench.overlap import dice
 from defacebench.analysis.tumour_forest import MODEL_FILE, load_forest, predict_proba
 from defacebench.records import AnalysisFailure
@@ -430,3 +432,34 @@ def test_no_tumour_found_is_a_failure_not_zero_ml(monkeypatch):
     with pytest.raises(AnalysisFailure) as err:
         T.glioblastoma_volume(images)
     assert err.value.stage == "plausibility" and "no tumour" in err.value.reason
+
+
+@pytest.mark.parametrize("hyperintensity", [True, False])
+def test_the_record_says_whose_tumour_was_measured(monkeypatch, hyperintensity):
+    shape = (40, 40, 40)
+    canonical = nib.Nifti1Image(np.zeros(shape, np.float32), np.eye(4))
+    labels = np.zeros(shape, np.uint8)
+    labels[15:25, 15:25, 15:25] = 2
+    labels[18:22, 18:22, 18:22] = 4
+    check = {"source": "hyperintensity", "hyperintense_ml": 1.0, "forest_overlap": 0.0}
+    info = {
+        "canonical": canonical,
+        "brain": np.ones(shape, bool),
+        "brain_mask": "x",
+        "brain_mask_details": {},
+        "model": load_forest(),
+        "hyperintensity_check": check,
+    }
+    seen = {}
+
+    def segment(images, **kw):
+        seen.update(kw)
+        return labels, info
+
+    monkeypatch.setattr(T, "_segment_canonical", segment)
+    out = T.glioblastoma_volume({m: canonical for m in T.MODALITIES}, hyperintensity=hyperintensity)
+    assert seen["hyperintensity"] is hyperintensity
+    assert out["tumour_source"] == "hyperintensity"
+    assert json.loads(out["hyperintensity_check"]) == check
+    recorded = json.loads(out["parameters"])["hyperintensity_check"]
+    assert (recorded == dict(thyper.HYPERINTENSITY_SETTINGS)) if hyperintensity else recorded is False

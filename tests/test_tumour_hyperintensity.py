@@ -117,3 +117,25 @@ def test_reconcile_without_a_region_keeps_the_forest():
     labels[2:5, 2:5, 2:5] = 4
     out, record = H.reconcile(labels, _posteriors(labels), CLASSES, np.zeros(labels.shape, bool), ZOOMS)
     assert record["source"] == "forest" and (out == labels).all()
+
+
+def test_enhancement_evidence_finds_the_enhancing_tumour_and_ignores_scale():
+    brain, images, tumour, _ = _brain()
+    z = H.enhancement_evidence(images, brain, ZOOMS)
+    assert np.median(z[tumour]) > 5 and np.percentile(z[brain & ~tumour], 99) < 5
+    rescaled = {**images, "ceT1w": images["ceT1w"] * 3.0, "T1w": images["T1w"] * 3.0}
+    np.testing.assert_allclose(H.enhancement_evidence(rescaled, brain, ZOOMS), z, atol=1e-3)
+
+
+@pytest.mark.parametrize("labelled,enhances,flagged", [(True, True, False), (False, True, True), (False, False, False)])
+def test_an_enhancing_tumour_without_an_enhancing_label_is_flagged(labelled, enhances, flagged):
+    from defacebench.analysis.tumour_plausibility import enhancement_plausibility
+
+    brain, images, tumour, _ = _brain()
+    if not enhances:  # a non-enhancing glioma: its ceT1w as dark as its T1w
+        images["ceT1w"] = images["T1w"].copy()
+    labels = np.where(tumour, 2, 0).astype(np.uint8)
+    if labelled:
+        labels[tumour & (images["ceT1w"] > 1.15)] = 4
+    _, reasons = enhancement_plausibility(labels, H.enhancement_evidence(images, brain, ZOOMS), ZOOMS)
+    assert bool(reasons) is flagged

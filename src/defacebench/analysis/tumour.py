@@ -58,7 +58,7 @@ from ..io import from_canonical, mask_like, voxel_volume_ml
 from ..records import AnalysisFailure, check_plausible
 from . import tumour_features as tfeat
 from . import tumour_hyperintensity as thyper
-from .tumour_plausibility import PLAUSIBILITY_SETTINGS, tumour_plausibility
+from .tumour_plausibility import PLAUSIBILITY_SETTINGS, enhancement_plausibility, tumour_plausibility
 from .pathology_common import (
     WHOLE_HEAD_BRAIN_MASK,
     brain_mask,
@@ -402,7 +402,9 @@ def _segment_canonical(
     labels, check = checked_labels(prep, model, hyperintensity)
     labels = uncrop(labels, prep["box"], prep["shape"])
     brain = uncrop(prep["mask"], prep["box"], prep["shape"]).astype(bool)
+    enhancement = thyper.enhancement_evidence(prep["standardised"], prep["mask"], prep["zooms"])
     return labels, {
+        "enhancement_z": uncrop(enhancement, prep["box"], prep["shape"]),
         "hyperintensity_check": check,
         "canonical": prep["canonical"],
         "brain_mask": prep["brain_mask"],
@@ -456,7 +458,8 @@ def glioblastoma_volume(
     Raises :class:`~defacebench.records.AnalysisFailure` for a missing modality,
     failed brain extraction or registration, an external tool's error, a
     core volume outside ``plausible_range_ml``, or (stage ``plausibility``) a whole tumour that
-    is too large or follows the brain's surface or midline, or no tumour at all; with the classic pipeline also for a
+    is too large or follows the brain's surface or midline, an enhancing tumour without an enhancing
+    label (:func:`.tumour_plausibility.enhancement_plausibility`), or no tumour at all; with the classic pipeline also for a
     skull-stripped T1w (stage ``head_registration``).
 
     ``pipeline`` (forest backend): ``modern`` (default) or ``classic`` (:data:`PIPELINES`, module
@@ -493,9 +496,12 @@ def glioblastoma_volume(
             # dropped a rim or a midline sheet that was all the forest labelled) is a failure, not 0 ml
             raise AnalysisFailure("plausibility", "no tumour found")
         settings = {**PLAUSIBILITY_SETTINGS, **(plausibility if isinstance(plausibility, dict) else {})}
-        measures, reasons = tumour_plausibility(
-            labels > 0, info["brain"] | (labels > 0), info["canonical"].header.get_zooms()[:3], settings
-        )
+        zooms = info["canonical"].header.get_zooms()[:3]
+        measures, reasons = tumour_plausibility(labels > 0, info["brain"] | (labels > 0), zooms, settings)
+        if "enhancement_z" in info:
+            enhancement, enhancement_reasons = enhancement_plausibility(labels, info["enhancement_z"], zooms, settings)
+            measures.update(enhancement)
+            reasons += enhancement_reasons
         result["plausibility"] = {**measures, "settings": settings}
         if reasons:
             raise AnalysisFailure("plausibility", "implausible tumour segmentation: " + "; ".join(reasons))

@@ -115,6 +115,21 @@ def hyperintensity_evidence(
     return np.where(t2 >= t2_min_z, flair_z, np.minimum(flair_z, t2)).astype(np.float32)
 
 
+def enhancement_evidence(standardised: dict[str, np.ndarray], mask: np.ndarray, zooms, sigma_mm: float = 1.0):
+    """Gadolinium enhancement against the healthy brain: robust z of the smoothed ceT1w - T1w.
+
+    The difference of the two standardised images (each relative to its own white matter), against
+    its median and MAD over the grey and white classes more than 5 mm inside the brain
+    (:func:`healthy_classes`; vessels and the choroid plexus, which enhance, are a minority there).
+    """
+    smoother = _MaskedSmoother(mask, zooms)
+    difference = smoother(standardised["ceT1w"] - standardised["T1w"], sigma_mm)
+    interior = ndimage.distance_transform_edt(mask, sampling=zooms) > HYPERINTENSITY_SETTINGS["rim_mm"]
+    grey, white = healthy_classes(standardised["T1w"], interior if interior.sum() > 0.2 * mask.sum() else mask)
+    healthy = grey | white
+    return _z(difference, mask, healthy if healthy.sum() >= 1000 else mask)
+
+
 def closing(region: np.ndarray, zooms, radius_mm: float) -> np.ndarray:
     """Morphological closing of ``region`` by a ball of ``radius_mm`` (Euclidean distances, anisotropic voxels)."""
     if radius_mm <= 0 or not region.any():

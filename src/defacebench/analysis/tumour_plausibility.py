@@ -16,6 +16,16 @@ another, both recorded ``ok``):
   crossing the corpus callosum fills a short stretch of that band; falx, septum and ventricle-wall
   labelling is a long thin sagittal sheet.
 
+A third check is on the images, not the shape (:func:`enhancement_plausibility`):
+
+* **enhancement not labelled**: less than ``min_enhancing_label_ml`` of the whole tumour is labelled
+  enhancing although at least ``min_enhancing_signal_ml`` of it enhances on the ceT1w (robust z of
+  ceT1w - T1w against the healthy brain >= ``enhancement_z``,
+  :func:`.tumour_hyperintensity.enhancement_evidence`). A glioblastoma's enhancing rim is what
+  defines its core on the ceT1w (Menze et al. 2015); a segmentation that labels an enhancing
+  tumour as oedema only has missed the core it is meant to measure. A tumour that does not enhance
+  (a lower-grade glioma) is not flagged.
+
 :func:`tumour_plausibility` returns the measures and a list of reasons; the tumour arm turns a
 non-empty list into a failure at stage ``plausibility`` (records name the reasons), so an absurd
 segmentation is never reported as a volume. The thresholds were set on synthetic shapes and checked
@@ -38,6 +48,9 @@ PLAUSIBILITY_SETTINGS = {
     "midline_band_fraction": 0.25,
     "midline_extent_fraction": 0.5,
     "min_whole_ml": 5.0,
+    "enhancement_z": 5.0,
+    "min_enhancing_signal_ml": 2.0,
+    "min_enhancing_label_ml": 0.5,
 }
 
 
@@ -90,5 +103,28 @@ def tumour_plausibility(
         reasons.append(
             f"follows the midline: fills {band_fill:.0%} of the brain within {s['midline_mm']:g} mm of the "
             f"mid-sagittal plane, over {extent:.0%} of the brain's length"
+        )
+    return measures, reasons
+
+
+def enhancement_plausibility(
+    labels: np.ndarray, enhancement_z: np.ndarray, zooms, settings: dict | None = None
+) -> tuple[dict, list[str]]:
+    """Is an enhancing tumour labelled where the ceT1w enhances inside the whole tumour? (module notes)
+
+    ``labels``: tumour labels (4 = enhancing); ``enhancement_z``: the enhancement evidence on the same
+    grid. Returns (measures, reasons).
+    """
+    s = {**PLAUSIBILITY_SETTINGS, **(settings or {})}
+    voxel_ml = float(np.prod(np.asarray(zooms, float)[:3])) / 1000
+    whole = labels > 0
+    enhancing_signal = float((whole & (enhancement_z >= s["enhancement_z"])).sum()) * voxel_ml
+    enhancing_label = float((labels == 4).sum()) * voxel_ml
+    measures = {"enhancing_signal_ml": round(enhancing_signal, 2), "enhancing_label_ml": round(enhancing_label, 2)}
+    reasons = []
+    if enhancing_label < s["min_enhancing_label_ml"] and enhancing_signal >= s["min_enhancing_signal_ml"]:
+        reasons.append(
+            f"no enhancing tumour labelled ({enhancing_label:.1f} ml), though {enhancing_signal:.1f} ml of the "
+            f"tumour enhances on the ceT1w"
         )
     return measures, reasons
