@@ -91,6 +91,7 @@ def run_case(name, images, truth_img, args, models, core_truth_labels=tfeat.CORE
     rows = {}
     posteriors = {}
     enhancement = {}  # the enhancement evidence, by intensity standardisation
+    regions = {}  # the hyperintense region, by intensity standardisation
     preps = {}  # by intensity standardisation: each model reads the intensities it was fitted on
     for label, (model_key, model, overrides) in models.items():
         method = T.model_standardisation(model)
@@ -105,6 +106,12 @@ def run_case(name, images, truth_img, args, models, core_truth_labels=tfeat.CORE
             preps[method], model, hyperintensity, posteriors=posteriors[model_key], **settings
         )
         labels = uncrop(labels, prep["box"], prep["shape"])
+        if hyperintensity and method not in regions:  # the region alone, as a segmentation of the whole tumour
+            p = preps[method]
+            region, _ = thyper.hyperintense_region(
+                p["standardised"], p["mask"], p["zooms"], hyperintensity if isinstance(hyperintensity, dict) else None
+            )
+            regions[method] = uncrop(region, prep["box"], prep["shape"]).astype(bool)
         volumes = T.label_volumes(labels, voxel_ml)
         whole = labels > 0
         measures, reasons = tumour_plausibility(whole, brain | whole, zooms)
@@ -131,6 +138,7 @@ def run_case(name, images, truth_img, args, models, core_truth_labels=tfeat.CORE
             "enhancing_signal_ml": enhancing["enhancing_signal_ml"],
             "source": check["source"] if hyperintensity else "",
             "hyper_ml": check.get("hyperintense_ml", 0.0),
+            "region_whole_dice": dice(regions[method], truth > 0) if hyperintensity else "",
             "overlap": check.get("forest_overlap", 0.0),
             "dropped_ml": check.get("dropped_ml", 0.0),
             "cpu_s": prep_cpu + time.process_time() - t0,

@@ -33,9 +33,9 @@ from .tumour_features import CORE_LABELS, _MaskedSmoother
 
 #: Settings of :func:`hyperintense_region` and :func:`reconcile` (see the module notes).
 #: ``min_forest_overlap``: the overlap coefficient (shared volume over the smaller of the two) the
-#: forest's whole tumour and the hyperintense region must reach for the forest's labels to stand; ``restrict_mm``: the forest's labels farther than this from the
-#: region are dropped (a rim or a sheet joined to the tumour); ``min_ml``: a smaller region is not a
-#: tumour candidate. Chosen on the fitting cohort (seed 9001: 8 simulated subjects and their BraTS-like
+#: forest's whole tumour and the hyperintense region must reach for the forest's labels to stand;
+#: ``restrict_mm``: the forest's labels farther than this from the region are dropped (a rim or a
+#: sheet joined to the tumour); ``min_ml``: a smaller region is not a tumour candidate. Chosen on the fitting cohort (seed 9001: 8 simulated subjects and their BraTS-like
 #: variants; ``seed_z`` 2.5-4, ``grow_z`` 0.5-2, ``t2_min_z`` -99 to 1, ``closing_mm`` 3 or 5,
 #: ``restrict_mm`` 5-15), never on the validation subjects or the real scans (docs/validation.md).
 HYPERINTENSITY_SETTINGS = {
@@ -66,6 +66,14 @@ def healthy_classes(t1w: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.n
     return mask & (t1w > low) & (t1w <= high), mask & (t1w > high)
 
 
+def interior(mask: np.ndarray, zooms, rim_mm: float) -> np.ndarray:
+    """The brain deeper than ``rim_mm`` below its edge, where the healthy classes are estimated
+    (a skull-stripping edge's artefacts would widen their spread); ``mask`` itself when that
+    leaves less than a fifth of it."""
+    inside = ndimage.distance_transform_edt(mask, sampling=zooms) > rim_mm
+    return inside if inside.sum() > 0.2 * mask.sum() else mask
+
+
 def robust_z(image: np.ndarray, mask: np.ndarray, healthy: np.ndarray, zooms, sigma_mm: float = 2.0) -> np.ndarray:
     """Robust z of the ``sigma_mm``-smoothed ``image`` against its ``healthy`` voxels: (x - median) / (1.4826 MAD).
 
@@ -91,7 +99,7 @@ def hyperintensity_evidence(
     zooms,
     sigma_mm: float = 2.0,
     t2_min_z: float = -1.0,
-    interior: np.ndarray | None = None,
+    estimate_in: np.ndarray | None = None,
 ) -> np.ndarray:
     """How far a voxel's FLAIR stands above every healthy tissue class, where its T2w does not fall far below grey matter.
 
@@ -102,11 +110,10 @@ def hyperintensity_evidence(
     the classes' medians and MADs stay those of normal tissue. Where the T2w's z against the grey
     class is below ``t2_min_z`` the T2w's z is the evidence if smaller (Menze et al. 2015 draw the
     whole tumour on both; the T2w's contrast between oedema and grey matter is weaker than the
-    FLAIR's, so it gates rather than scores). ``interior``: where the healthy classes are estimated
-    (default ``mask``); :func:`hyperintense_region` leaves out the brain's outer ``rim_mm``, where a
-    skull-stripping edge's artefacts would widen the grey class's spread.
+    FLAIR's, so it gates rather than scores). ``estimate_in``: where the healthy classes are
+    estimated (default ``mask``; :func:`hyperintense_region` passes :func:`interior`).
     """
-    grey, white = healthy_classes(standardised["T1w"], mask if interior is None else interior)
+    grey, white = healthy_classes(standardised["T1w"], mask if estimate_in is None else estimate_in)
     smoother = _MaskedSmoother(mask, zooms)
     flair = smoother(standardised["FLAIR"], sigma_mm)
     classes = [c for c in (grey, white) if c.sum() >= 1000] or [mask]
@@ -124,8 +131,7 @@ def enhancement_evidence(standardised: dict[str, np.ndarray], mask: np.ndarray, 
     """
     smoother = _MaskedSmoother(mask, zooms)
     difference = smoother(standardised["ceT1w"] - standardised["T1w"], sigma_mm)
-    interior = ndimage.distance_transform_edt(mask, sampling=zooms) > HYPERINTENSITY_SETTINGS["rim_mm"]
-    grey, white = healthy_classes(standardised["T1w"], interior if interior.sum() > 0.2 * mask.sum() else mask)
+    grey, white = healthy_classes(standardised["T1w"], interior(mask, zooms, HYPERINTENSITY_SETTINGS["rim_mm"]))
     healthy = grey | white
     return _z(difference, mask, healthy if healthy.sum() >= 1000 else mask)
 
@@ -147,10 +153,8 @@ def hyperintense_region(
     """
     s = {**HYPERINTENSITY_SETTINGS, **(settings or {})}
     zooms = tuple(float(z) for z in zooms)
-    depth = ndimage.distance_transform_edt(mask, sampling=zooms)
-    interior = depth > s["rim_mm"]
     evidence = hyperintensity_evidence(
-        standardised, mask, zooms, s["sigma_mm"], s["t2_min_z"], interior if interior.sum() > 0.2 * mask.sum() else None
+        standardised, mask, zooms, s["sigma_mm"], s["t2_min_z"], interior(mask, zooms, s["rim_mm"])
     )
     grown = mask & (evidence >= s["grow_z"])
     components, n = ndimage.label(grown, structure=np.ones((3, 3, 3)))
@@ -162,7 +166,7 @@ def hyperintense_region(
     if not region.any():
         return region, measures
     components, n = ndimage.label(region, structure=np.ones((3, 3, 3)))
-    rim = depth <= s["rim_mm"]
+    rim = ndimage.distance_transform_edt(mask, sampling=zooms) <= s["rim_mm"]
     voxel_ml = float(np.prod(zooms)) / 1000.0
     best, best_score, best_filled = 0, 0.0, None
     for k, sl in enumerate(ndimage.find_objects(components), start=1):
