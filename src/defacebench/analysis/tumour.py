@@ -311,9 +311,9 @@ def checked_labels(
 ) -> tuple[np.ndarray, dict]:
     """:func:`forest_labels` checked against the FLAIR and T2w hyperintensity (:mod:`.tumour_hyperintensity`).
 
-    Returns (labels, record): the forest's labels, or, when its whole tumour covers too little of the
-    brain's most hyperintense compact region, that region with the forest's compartments
-    (:func:`.tumour_hyperintensity.reconcile`; ``record["source"]`` says which). ``hyperintensity``:
+    Returns (labels, record): the forest's labels less those far from the brain's most hyperintense
+    compact region, or, when the forest's tumour and that region barely overlap, the region with the
+    forest's compartments (:func:`.tumour_hyperintensity.reconcile`; ``record["source"]`` says which). ``hyperintensity``:
     True (:data:`.tumour_hyperintensity.HYPERINTENSITY_SETTINGS`), a dict of settings, or False (the
     forest's labels, record ``{"source": "forest"}``). ``overrides``: :func:`forest_labels`'s.
     """
@@ -377,6 +377,7 @@ def _segment_canonical(
     model_file,
     timeout,
     hyperintensity=True,
+    with_enhancement=False,
 ) -> tuple[np.ndarray, dict]:
     if backend not in BACKENDS:
         raise ValueError(f"unknown GBV backend {backend!r}; choose from {BACKENDS}")
@@ -402,9 +403,12 @@ def _segment_canonical(
     labels, check = checked_labels(prep, model, hyperintensity)
     labels = uncrop(labels, prep["box"], prep["shape"])
     brain = uncrop(prep["mask"], prep["box"], prep["shape"]).astype(bool)
-    enhancement = thyper.enhancement_evidence(prep["standardised"], prep["mask"], prep["zooms"])
+    info = {}
+    if with_enhancement:  # for the plausibility check only
+        enhancement = thyper.enhancement_evidence(prep["standardised"], prep["mask"], prep["zooms"])
+        info["enhancement_z"] = uncrop(enhancement, prep["box"], prep["shape"])
     return labels, {
-        "enhancement_z": uncrop(enhancement, prep["box"], prep["shape"]),
+        **info,
         "hyperintensity_check": check,
         "canonical": prep["canonical"],
         "brain_mask": prep["brain_mask"],
@@ -458,9 +462,9 @@ def glioblastoma_volume(
     Raises :class:`~defacebench.records.AnalysisFailure` for a missing modality,
     failed brain extraction or registration, an external tool's error, a
     core volume outside ``plausible_range_ml``, or (stage ``plausibility``) a whole tumour that
-    is too large or follows the brain's surface or midline, an enhancing tumour without an enhancing
-    label (:func:`.tumour_plausibility.enhancement_plausibility`), or no tumour at all; with the classic pipeline also for a
-    skull-stripped T1w (stage ``head_registration``).
+    is too large or follows the brain's surface or midline, an enhancing tumour without an
+    enhancing label (:func:`.tumour_plausibility.enhancement_plausibility`), or no tumour at all;
+    with the classic pipeline also for a skull-stripped T1w (stage ``head_registration``).
 
     ``pipeline`` (forest backend): ``modern`` (default) or ``classic`` (:data:`PIPELINES`, module
     notes); ``brain_backend`` overrides its brain extraction. The record says which ran:
@@ -485,6 +489,7 @@ def glioblastoma_volume(
         model_file=model_file,
         timeout=timeout,
         hyperintensity=hyperintensity,
+        with_enhancement=bool(plausibility),
     )
     result = label_volumes(labels, voxel_volume_ml(info["canonical"]))
     result["segmentation"] = mask_like(from_canonical(labels, images["T1w"]), images["T1w"])
