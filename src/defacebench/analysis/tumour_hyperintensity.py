@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from ..arrays import bounding_box
 from .tumour_features import CORE_LABELS, _MaskedSmoother
 
 #: Settings of :func:`hyperintense_region` and :func:`reconcile` (see the module notes).
@@ -66,11 +67,13 @@ def healthy_classes(t1w: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.n
     return mask & (t1w > low) & (t1w <= high), mask & (t1w > high)
 
 
-def interior(mask: np.ndarray, zooms, rim_mm: float) -> np.ndarray:
+def interior(mask: np.ndarray, zooms, rim_mm: float, depth: np.ndarray | None = None) -> np.ndarray:
     """The brain deeper than ``rim_mm`` below its edge, where the healthy classes are estimated
     (a skull-stripping edge's artefacts would widen their spread); ``mask`` itself when that
-    leaves less than a fifth of it."""
-    inside = ndimage.distance_transform_edt(mask, sampling=zooms) > rim_mm
+    leaves less than a fifth of it. ``depth``: the mask's distance transform, when at hand."""
+    if depth is None:
+        depth = ndimage.distance_transform_edt(mask, sampling=zooms)
+    inside = depth > rim_mm
     return inside if inside.sum() > 0.2 * mask.sum() else mask
 
 
@@ -136,12 +139,31 @@ def enhancement_evidence(standardised: dict[str, np.ndarray], mask: np.ndarray, 
     return _z(difference, mask, healthy if healthy.sum() >= 1000 else mask)
 
 
+def _box_around(region: np.ndarray, zooms, radius_mm: float) -> tuple[slice, ...]:
+    """The box of ``region`` widened by ``radius_mm`` and two voxels: distances up to ``radius_mm``
+    from the region, and a background layer around them, are all inside it (the distance transforms
+    below run on this box rather than on the whole brain's)."""
+    return bounding_box(region, [int(np.ceil(radius_mm / z)) + 2 for z in zooms])
+
+
 def closing(region: np.ndarray, zooms, radius_mm: float) -> np.ndarray:
     """Morphological closing of ``region`` by a ball of ``radius_mm`` (Euclidean distances, anisotropic voxels)."""
     if radius_mm <= 0 or not region.any():
         return region
-    dilated = ndimage.distance_transform_edt(~region, sampling=zooms) <= radius_mm
-    return ndimage.distance_transform_edt(dilated, sampling=zooms) > radius_mm
+    box = _box_around(region, zooms, radius_mm)
+    dilated = ndimage.distance_transform_edt(~region[box], sampling=zooms) <= radius_mm
+    out = np.zeros_like(region)
+    out[box] = ndimage.distance_transform_edt(dilated, sampling=zooms) > radius_mm
+    return out
+
+
+def within(region: np.ndarray, zooms, radius_mm: float) -> np.ndarray:
+    """The voxels within ``radius_mm`` of ``region`` (bool; none when ``region`` is empty)."""
+    out = np.zeros(region.shape, bool)
+    if region.any():
+        box = _box_around(region, zooms, radius_mm)
+        out[box] = ndimage.distance_transform_edt(~region[box], sampling=zooms) <= radius_mm
+    return out
 
 
 def hyperintense_region(
@@ -153,8 +175,9 @@ def hyperintense_region(
     """
     s = {**HYPERINTENSITY_SETTINGS, **(settings or {})}
     zooms = tuple(float(z) for z in zooms)
+    depth = ndimage.distance_transform_edt(mask, sampling=zooms)
     evidence = hyperintensity_evidence(
-        standardised, mask, zooms, s["sigma_mm"], s["t2_min_z"], interior(mask, zooms, s["rim_mm"])
+        standardised, mask, zooms, s["sigma_mm"], s["t2_min_z"], interior(mask, zooms, s["rim_mm"], depth)
     )
     grown = mask & (evidence >= s["grow_z"])
     components, n = ndimage.label(grown, structure=np.ones((3, 3, 3)))
@@ -166,7 +189,7 @@ def hyperintense_region(
     if not region.any():
         return region, measures
     components, n = ndimage.label(region, structure=np.ones((3, 3, 3)))
-    rim = ndimage.distance_transform_edt(mask, sampling=zooms) <= s["rim_mm"]
+    rim = depth <= s["rim_mm"]
     voxel_ml = float(np.prod(zooms)) / 1000.0
     best, best_score, best_filled = 0, 0.0, None
     for k, sl in enumerate(ndimage.find_objects(components), start=1):
@@ -237,7 +260,7 @@ def reconcile(
     if not region_voxels:
         return labels, record
     if overlap >= s["min_forest_overlap"]:
-        far = (labels > 0) & (ndimage.distance_transform_edt(~region, sampling=zooms) > s["restrict_mm"])
+        far = (labels > 0) & ~within(region, zooms, s["restrict_mm"])
         record["dropped_ml"] = round(float(far.sum()) * voxel_ml, 2)
         return np.where(far, 0, labels).astype(labels.dtype), record
     classes = np.asarray(classes)
