@@ -77,18 +77,12 @@ def interior(mask: np.ndarray, zooms, rim_mm: float, depth: np.ndarray | None = 
     return inside if inside.sum() > 0.2 * mask.sum() else mask
 
 
-def robust_z(image: np.ndarray, mask: np.ndarray, healthy: np.ndarray, zooms, sigma_mm: float = 2.0) -> np.ndarray:
-    """Robust z of the ``sigma_mm``-smoothed ``image`` against its ``healthy`` voxels: (x - median) / (1.4826 MAD).
+def _z(smooth: np.ndarray, mask: np.ndarray, healthy: np.ndarray) -> np.ndarray:
+    """Robust z of ``smooth`` against its ``healthy`` voxels: (x - median) / (1.4826 MAD), 0 outside ``mask``.
 
     The MAD is floored at 1 % of the brain's 1st-99th percentile range, so a flat class does not give
-    infinite z. Invariant to any increasing linear map of the intensities (scale and offset). 0
-    outside ``mask``.
+    infinite z. Invariant to any increasing linear map of the intensities (scale and offset).
     """
-    smooth = _MaskedSmoother(mask, zooms)(image, sigma_mm)
-    return _z(smooth, mask, healthy)
-
-
-def _z(smooth: np.ndarray, mask: np.ndarray, healthy: np.ndarray) -> np.ndarray:
     values = smooth[healthy]
     median = float(np.median(values))
     low, high = np.percentile(smooth[mask], [1, 99])
@@ -106,7 +100,7 @@ def hyperintensity_evidence(
 ) -> np.ndarray:
     """How far a voxel's FLAIR stands above every healthy tissue class, where its T2w does not fall far below grey matter.
 
-    The FLAIR's robust z (:func:`robust_z`) against the grey class and against the white class
+    The 2 mm-smoothed FLAIR's robust z (:func:`_z`) against the grey class and against the white class
     (:func:`healthy_classes`), the smaller of the two: an outlier from each healthy class, as
     Prastawa et al. 2004 define the tumour (CSF is dark on FLAIR; which of grey and white matter is
     brighter differs between FLAIR protocols). A tumour takes a minority of each class's voxels, so
